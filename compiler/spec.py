@@ -1,0 +1,357 @@
+"""Cell specifications: frozen dataclasses, loading from TOML/JSON/dict, strict validation.
+
+The keys follow QRNN.md §8::
+
+    name = "elman-xor"        # optional
+    [cell]   io, workspace, stages
+    [neuron] degree, order, topology, offset
+    [init]   bias_std, weight_std, rotation_std
+
+Only ``cell.io`` and ``cell.workspace`` are required. Every error is a :class:`SpecError`
+that names the key path, the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "SpecError",
+    "Topology",
+    "NeuronSpec",
+    "InitSpec",
+    "CellSpec",
+    "load_spec",
+    "MAX_PARAMETERS",
+]
+
+#: Largest parameter table a spec may ask for (float64: 400 MB).
+MAX_PARAMETERS = 50_000_000
+#: Largest number of lanes a spec may ask for.
+MAX_LANES = 4096
+
+
+class SpecError(ValueError):
+    """A cell spec is malformed; the message names the key path, the value and the fix."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Which lanes feed a neuron (QRNN.md §4).
+
+    ``kind`` is ``"all"``, ``"local"`` (with ``radius`` r) or ``"custom"`` (with
+    ``sources``, one sorted tuple of source lanes per lane, indexed by target lane).
+    """
+
+    kind: str = "all"
+    radius: int | None = None
+    sources: tuple[tuple[int, ...], ...] | None = None
+
+    def sources_of(self, target: int, n_lanes: int) -> tuple[int, ...]:
+        """Source lanes of the neuron on ``target`` in a cell of ``n_lanes`` lanes, sorted."""
+        if self.kind == "all":
+            return tuple(q for q in range(n_lanes) if q != target)
+        if self.kind == "local":
+            lo, hi = max(0, target - self.radius), min(n_lanes - 1, target + self.radius)
+            return tuple(q for q in range(lo, hi + 1) if q != target)
+        return self.sources[target]
+
+    def to_value(self) -> Any:
+        """The spec-file value of this topology."""
+        if self.kind == "all":
+            return "all"
+        if self.kind == "local":
+            return {"local": self.radius}
+        return {"custom": {str(g): list(s) for g, s in enumerate(self.sources)}}
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Neuron settings shared by every neuron of the cell (QRNN.md §2)."""
+
+    degree: int = 2
+    order: int = 2
+    topology: Topology = field(default_factory=Topology)
+    offset: float = math.pi / 2
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """Standard deviations of the normal initialisation (QRNN.md §5)."""
+
+    bias_std: float = 0.1
+    weight_std: float = 0.01
+    rotation_std: float = 0.01
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """A validated QRNN cell: ``io`` i/o lanes, ``workspace`` lanes, ``stages`` work stages."""
+
+    io: int
+    workspace: int
+    stages: int = 1
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    init: InitSpec = field(default_factory=InitSpec)
+    name: str = ""
+
+    @property
+    def n_lanes(self) -> int:
+        """Logical qubits ``n = I + H``."""
+        return self.io + self.workspace
+
+    def lane_name(self, lane: int) -> str:
+        """``o<i>`` for i/o lanes, ``h<j>`` for workspace lanes."""
+        return f"o{lane}" if lane < self.io else f"h{lane - self.io}"
+
+    def sources_of(self, target: int) -> tuple[int, ...]:
+        """Source lanes of the neuron on ``target``."""
+        return self.neuron.topology.sources_of(target, self.n_lanes)
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters (QRNN.md §5), computed without building tables."""
+        return parameter_count(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict that :func:`load_spec` reads back to an equal spec."""
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        out["cell"] = {"io": self.io, "workspace": self.workspace, "stages": self.stages}
+        out["neuron"] = {
+            "degree": self.neuron.degree,
+            "order": self.neuron.order,
+            "topology": self.neuron.topology.to_value(),
+            "offset": self.neuron.offset,
+        }
+        out["init"] = {
+            "bias_std": self.init.bias_std,
+            "weight_std": self.init.weight_std,
+            "rotation_std": self.init.rotation_std,
+        }
+        return out
+
+
+def subsets_count(n_sources: int, degree: int) -> int:
+    """Number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included)."""
+    return sum(math.comb(n_sources, i) for i in range(min(degree, n_sources) + 1))
+
+
+def parameter_count(spec: CellSpec) -> int:
+    """Total slot count: every neuron's subsets plus the work-stage RY angles."""
+    d = spec.neuron.degree
+    per_lane = [subsets_count(len(spec.sources_of(g)), d) for g in range(spec.n_lanes)]
+    workspace = sum(per_lane[spec.io :])
+    io = sum(per_lane[: spec.io])
+    return (1 + spec.stages) * workspace + spec.stages * spec.workspace + io
+
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "cell": {"io": int, "workspace": int, "stages": int},
+    "neuron": {"degree": int, "order": int, "topology": (str, dict), "offset": (int, float)},
+    "init": {"bias_std": (int, float), "weight_std": (int, float), "rotation_std": (int, float)},
+}
+_TYPE_NAMES = {int: "an integer", str: "a string", dict: "a table", float: "a number"}
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if float in kinds:
+        return "a number"
+    return " or ".join(_TYPE_NAMES[k] for k in kinds)
+
+
+def _check_type(path: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise SpecError(path, f"got {value!r} ({type(value).__name__}); expected {_type_name(expected)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(path, f"got {value!r}; expected a finite number")
+
+
+def _check_keys(path: str, table: Mapping[str, Any], allowed: list[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise SpecError(where, f"unknown key; accepted keys here: {', '.join(allowed)}")
+
+
+def _at_least(path: str, value: int, low: int) -> None:
+    if value < low:
+        raise SpecError(path, f"got {value}; must be >= {low}")
+
+
+def _parse_topology(value: Any, n_lanes: int) -> Topology:
+    path = "neuron.topology"
+    accepted = 'accepted: "all", { local = r } with r >= 1, or { custom = { lane = [sources] } }'
+    if isinstance(value, str):
+        if value != "all":
+            raise SpecError(path, f"got {value!r}; {accepted}")
+        return Topology()
+    if len(value) != 1 or next(iter(value)) not in ("local", "custom"):
+        raise SpecError(path, f"got {value!r}; {accepted}")
+    kind, arg = next(iter(value.items()))
+    if kind == "local":
+        _check_type(f"{path}.local", arg, int)
+        _at_least(f"{path}.local", arg, 1)
+        return Topology(kind="local", radius=arg)
+    if not isinstance(arg, Mapping):
+        raise SpecError(f"{path}.custom", f"got {arg!r}; expected a table lane -> [source lanes]")
+    sources: dict[int, tuple[int, ...]] = {}
+    for key, lst in arg.items():
+        where = f"{path}.custom.{key}"
+        try:
+            lane = int(key)
+        except (TypeError, ValueError):
+            raise SpecError(where, f"lane key {key!r} is not an integer lane index") from None
+        if not 0 <= lane < n_lanes:
+            raise SpecError(where, f"lane {lane} out of range; lanes are 0 … {n_lanes - 1}")
+        if lane in sources:
+            raise SpecError(where, f"lane {lane} is listed twice")
+        if not isinstance(lst, (list, tuple)):
+            raise SpecError(where, f"got {lst!r}; expected a list of source lane indices")
+        for src in lst:
+            _check_type(where, src, int)
+            if not 0 <= src < n_lanes:
+                raise SpecError(where, f"source {src} out of range; lanes are 0 … {n_lanes - 1}")
+            if src == lane:
+                raise SpecError(where, f"lane {lane} lists itself as a source (self-loop)")
+        if len(set(lst)) != len(lst):
+            raise SpecError(where, f"duplicate sources in {list(lst)}")
+        sources[lane] = tuple(sorted(lst))
+    missing = [g for g in range(n_lanes) if g not in sources]
+    if missing:
+        raise SpecError(
+            f"{path}.custom",
+            f"no source list for lanes {missing}; every lane 0 … {n_lanes - 1} is the target of "
+            "a neuron and needs a list (use [] for a bias-only neuron)",
+        )
+    return Topology(kind="custom", sources=tuple(sources[g] for g in range(n_lanes)))
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
+    """Validate a spec given as nested mappings and build the :class:`CellSpec`."""
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"a spec is a table of tables; got {type(data).__name__}")
+    _check_keys("", data, ["name", "cell", "neuron", "init"])
+    tables: dict[str, Mapping[str, Any]] = {}
+    for section, schema in _SCHEMA.items():
+        table = data.get(section, {})
+        if not isinstance(table, Mapping):
+            raise SpecError(section, f"got {table!r}; expected a table")
+        _check_keys(section, table, list(schema))
+        for key, value in table.items():
+            _check_type(f"{section}.{key}", value, schema[key])
+        tables[section] = table
+    name = data.get("name", "")
+    _check_type("name", name, str)
+
+    cell = tables["cell"]
+    for key in ("io", "workspace"):
+        if key not in cell:
+            raise SpecError(f"cell.{key}", "missing; it is required (an integer >= 1)")
+    io, workspace, stages = cell["io"], cell["workspace"], cell.get("stages", 1)
+    _at_least("cell.io", io, 1)
+    _at_least("cell.workspace", workspace, 1)
+    _at_least("cell.stages", stages, 0)
+    if io + workspace > MAX_LANES:
+        raise SpecError("cell", f"io + workspace = {io + workspace} lanes; at most {MAX_LANES}")
+    if io > 30:
+        raise SpecError("cell.io", f"got {io}; a readout over 2^{io} words needs io <= 30")
+    if stages > 1000:
+        raise SpecError("cell.stages", f"got {stages}; at most 1000")
+
+    neuron = tables["neuron"]
+    defaults = NeuronSpec()
+    order = neuron.get("order", defaults.order)
+    if not 1 <= order <= 4:
+        raise SpecError("neuron.order", f"got {order}; accepted: 1, 2, 3 or 4")
+    topology = _parse_topology(neuron.get("topology", "all"), io + workspace)
+    max_sources = max(len(topology.sources_of(g, io + workspace)) for g in range(io + workspace))
+    degree = neuron.get("degree", defaults.degree)
+    if not 1 <= degree <= max(max_sources, 1):
+        raise SpecError(
+            "neuron.degree",
+            f"got {degree}; must be between 1 and {max_sources}, the most sources any neuron "
+            "has in this topology (a neuron with fewer sources uses all its subsets)",
+        )
+    offset = float(neuron.get("offset", defaults.offset))
+
+    init = tables["init"]
+    stds = {k: float(init.get(k, getattr(InitSpec(), k))) for k in _SCHEMA["init"]}
+    for key, value in stds.items():
+        if value < 0:
+            raise SpecError(f"init.{key}", f"got {value}; a standard deviation must be >= 0")
+
+    spec = CellSpec(
+        io=io,
+        workspace=workspace,
+        stages=stages,
+        neuron=NeuronSpec(degree=degree, order=order, topology=topology, offset=offset),
+        init=InitSpec(**stds),
+        name=name,
+    )
+    count = spec.n_parameters()
+    if count > MAX_PARAMETERS:
+        raise SpecError(
+            "neuron.degree",
+            f"this cell has {count:,} parameters (more than {MAX_PARAMETERS:,}, whose tables "
+            "would not fit in memory); lower neuron.degree or use a local topology",
+        )
+    return spec
+
+
+def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
+    """Load and validate a cell spec.
+
+    Parameters
+    ----------
+    source
+        A :class:`CellSpec` (returned as is), a dict, a path to a ``.toml`` or ``.json``
+        file, or the TOML/JSON text itself.
+
+    Raises
+    ------
+    SpecError
+        Naming the key path, the bad value and what is accepted.
+    """
+    if isinstance(source, CellSpec):
+        return source
+    if isinstance(source, Mapping):
+        return spec_from_dict(source)
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                    and source.rstrip().endswith((".toml", ".json"))):
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError("", f"spec file {str(path)!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        return spec_from_dict(_parse_text(text, str(path), json_first=path.suffix == ".json"))
+    if isinstance(source, str):
+        return spec_from_dict(_parse_text(source, "<string>", json_first=source.lstrip()[:1] == "{"))
+    raise SpecError("", f"cannot load a spec from {type(source).__name__}; give a path, text or dict")
+
+
+def _parse_text(text: str, origin: str, *, json_first: bool) -> Mapping[str, Any]:
+    if json_first:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError("", f"{origin} is not valid JSON: {err}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError("", f"{origin} is not valid TOML: {err}") from None

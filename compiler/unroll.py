@@ -1,0 +1,159 @@
+"""Unrolling a one-step cell over a sequence: the :class:`Program` backends run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+from compiler.ir import CompileError, GateDAG, Operation, Slot, WordBit
+from compiler.lower import decompose_neurons, literal_neuron, lower_cell
+from compiler.passes import optimise as run_passes
+from compiler.spec import CellSpec, load_spec
+
+__all__ = ["Program", "unroll", "compile_program", "MAX_STEPS"]
+
+#: Longest sequence a program may be unrolled to.
+MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Program:
+    """A cell unrolled over ``steps`` steps, read by every backend.
+
+    Step ``t`` (0-based) reads token ``t`` and is projected on token ``t + 1``; a sequence
+    for the program therefore has ``steps + 1`` tokens of ``io`` bits. ``dag`` holds all
+    operations in time order; ``Readout(step=t)`` marks the distribution read at step ``t``.
+    """
+
+    spec: CellSpec
+    dag: GateDAG
+    steps: int
+
+    @property
+    def io(self) -> int:
+        return self.dag.io
+
+    @property
+    def n_lanes(self) -> int:
+        return self.dag.n_lanes
+
+    @property
+    def ops(self) -> tuple[Operation, ...]:
+        return self.dag.ops
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return self.dag.slots
+
+    @property
+    def n_params(self) -> int:
+        return len(self.dag.slots)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.steps + 1
+
+    def segments(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` op ranges, one per step, each ending just after its readout.
+
+        The ops after the last readout (if any) are appended to the last segment, so the
+        segments cover every operation exactly once.
+        """
+        ends = [i + 1 for i, op in enumerate(self.ops) if op.kind == "readout"]
+        if len(ends) != self.steps:
+            raise CompileError(f"program has {len(ends)} readouts for {self.steps} steps")
+        starts = [0, *ends[:-1]]
+        ends[-1] = len(self.ops)
+        return list(zip(starts, ends, strict=True))
+
+    def stats(self) -> dict[str, Any]:
+        """Qubits, parameters, operations by kind, depth and multi-qubit counts."""
+        literal = literal_counts(self)
+        return {
+            "name": self.spec.name,
+            "steps": self.steps,
+            "io": self.io,
+            "workspace": self.n_lanes - self.io,
+            "logical_qubits": self.n_lanes,
+            "ancillas": max((op.order for op in self.ops if op.kind == "neuron"), default=0)
+            if self.dag.n_ancillas == 0
+            else self.dag.n_ancillas,
+            "parameters": self.n_params,
+            "operations": dict(sorted(self.dag.counts().items())),
+            "depth": self.dag.depth(),
+            "multi_qubit_ops": self.dag.multi_qubit_count(),
+            "literal_operations": literal["operations"],
+            "literal_multi_qubit_gates": literal["multi_qubit"],
+        }
+
+
+def literal_counts(program: Program) -> dict[str, Any]:
+    """Operation counts of the literal circuit, computed per neuron shape (no full expansion)."""
+    per_shape: dict[tuple, Counter] = {}
+    total: Counter = Counter()
+    multi = 0
+    for op in program.ops:
+        if op.kind != "neuron":
+            total[f"gate:{op.name}" if op.kind == "gate" else op.kind] += 1
+            multi += len(op.qubits) > 1 and op.kind == "gate"
+            continue
+        shape = (tuple(len(s) for s in op.subsets), op.order)
+        if shape not in per_shape:
+            ancillas = tuple(range(program.n_lanes, program.n_lanes + op.order))
+            gates = literal_neuron(op, ancillas)
+            c = Counter(f"gate:{g.name}" if g.kind == "gate" else g.kind for g in gates)
+            c["_multi"] = sum(1 for g in gates if g.kind == "gate" and len(g.qubits) > 1)
+            per_shape[shape] = c
+        shape_counts = per_shape[shape]
+        multi += shape_counts["_multi"]
+        total.update({k: v for k, v in shape_counts.items() if k != "_multi"})
+    return {"operations": dict(sorted(total.items())), "multi_qubit": multi}
+
+
+def _shift(op: Operation, step: int) -> Operation:
+    """``op`` of a one-step cell moved to step ``step`` (absolute tokens and readout step)."""
+    if op.kind == "wordx":
+        return replace(op, bit=WordBit(op.bit.token + step, op.bit.bit))
+    if op.kind == "project":
+        return replace(op, token=op.token + step)
+    if op.kind == "readout":
+        return replace(op, step=op.step + step)
+    return op
+
+
+def unroll(cell: GateDAG, steps: int, spec: CellSpec) -> Program:
+    """Repeat the one-step ``cell`` ``steps`` times with absolute token indices."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        raise CompileError(f"steps must be an integer in 1 … {MAX_STEPS}; got {steps!r}")
+    ops = tuple(_shift(op, t) for t in range(steps) for op in cell.ops)
+    return Program(spec=spec, dag=cell.with_ops(ops), steps=steps)
+
+
+def compile_program(
+    spec: CellSpec | dict | str,
+    steps: int = 1,
+    *,
+    optimise: bool = True,
+    literal: bool = False,
+) -> Program:
+    """Spec → lowered cell → unrolled program → optimisation passes.
+
+    Parameters
+    ----------
+    spec
+        Anything :func:`compiler.spec.load_spec` accepts.
+    steps
+        Number of steps (a sequence of ``steps + 1`` tokens).
+    optimise
+        Run :func:`compiler.passes.optimise` on the unrolled program.
+    literal
+        Expand neurons into the ancilla circuit (for export; simulators use neurons).
+    """
+    spec = load_spec(spec)
+    program = unroll(lower_cell(spec), steps, spec)
+    if literal:
+        program = replace(program, dag=decompose_neurons(program.dag))
+    if optimise:
+        program = replace(program, dag=run_passes(program.dag).dag)
+    return program

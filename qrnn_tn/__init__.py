@@ -1,0 +1,1 @@
+"""qrnn-tn: differentiable tensor-network simulation of quantum recurrent neural networks."""
