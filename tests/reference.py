@@ -83,3 +83,40 @@ def dense_run(dag: GateDAG, params, words, *, return_state: bool = False):
             raise AssertionError(f"unknown op {op}")
     out = np.array(probs)
     return (out, state) if return_state else out
+
+
+def embed(matrix: np.ndarray, qubits, n: int) -> np.ndarray:
+    """The ``2^n`` matrix of ``matrix`` acting on ``qubits`` (index by index, no tensordot)."""
+    k = len(qubits)
+    dim = 2**n
+    out = np.zeros((dim, dim), dtype=matrix.dtype)
+    for col in range(dim):
+        sub_col = 0
+        for q in qubits:
+            sub_col = 2 * sub_col + bit_of(col, q, n)
+        rest = col
+        for q in qubits:
+            rest &= ~(1 << (n - 1 - q))
+        for sub_row in range(2**k):
+            row = rest
+            for j, q in enumerate(qubits):
+                if (sub_row >> (k - 1 - j)) & 1:
+                    row |= 1 << (n - 1 - q)
+            out[row, col] += matrix[sub_row, sub_col]
+    return out
+
+
+def literal_operator(ops, params, n: int) -> np.ndarray:
+    """Product of the dense matrices of gates and ancilla projectors ``|0⟩⟨0|`` (no renorm)."""
+    total = np.eye(2**n)
+    p0 = np.array([[1.0, 0.0], [0.0, 0.0]])
+    for op in ops:
+        if op.kind == "gate":
+            angle = None if op.angle is None else op.angle.evaluate(params)
+            m = gate_matrix(op.name, len(op.qubits), angle)
+        elif op.kind == "postselect":
+            m = p0
+        else:
+            raise AssertionError(f"not a literal-circuit op: {op}")
+        total = embed(m, op.qubits, n) @ total
+    return total

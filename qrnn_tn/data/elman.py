@@ -99,10 +99,7 @@ def elman_letters(n_consonants: int, *, n_sequences: int = 1, seed: int = 0) -> 
     _check_count("n_consonants", n_consonants, 1)
     _check_count("n_sequences", n_sequences, 1)
     picks = np.random.default_rng(seed).integers(0, 3, size=(n_sequences, n_consonants))
-    rows = [
-        [LETTERS[c] for k in row for c in _EXPANSION["bdg"[k]]]
-        for row in picks
-    ]
+    rows = [[LETTERS[c] for k in row for c in _EXPANSION["bdg"[k]]] for row in picks]
     length = max(len(r) for r in rows)
     words = np.full((n_sequences, length), LETTER_PAD, dtype=np.int64)
     for n, r in enumerate(rows):

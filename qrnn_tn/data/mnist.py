@@ -14,7 +14,9 @@ from qrnn_tn.data.base import DataError
 __all__ = ["MNIST_URL", "load_mnist", "read_idx"]
 
 #: Where the official files are published (and a mirror, since the original is often down).
-MNIST_URL = "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+MNIST_URL = (
+    "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+)
 
 # IDX type codes -> big-endian numpy dtypes.
 _IDX_DTYPES = {

@@ -136,6 +136,7 @@ def pixel_sequences(
         raise DataError("pixel_sequences: images must be binary (0/1 or bool); use binarise()")
     if io < 1:
         raise DataError(f"pixel_sequences: io must be >= 1, got {io}")
+    classes = _check_classes(classes)
     targets = class_indices(labels, classes)
     if targets.shape != (len(images),):
         raise DataError(
@@ -147,7 +148,7 @@ def pixel_sequences(
     tokens = bits.reshape(n, rows * cols) << (io - 1)
     if io >= 2:
         tokens |= bits.transpose(0, 2, 1).reshape(n, rows * cols) << (io - 2)
-    k = label_tokens_needed(len(_check_classes(classes)), io)
+    k = label_tokens_needed(len(classes), io)
     label_words = np.array([encode_label(int(c), io, k) for c in targets], dtype=np.int64)
     words = np.concatenate([tokens, label_words.reshape(n, k)], axis=1)
     mask = np.zeros((n, words.shape[1] - 1), dtype=bool)

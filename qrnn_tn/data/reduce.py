@@ -72,8 +72,7 @@ class ReducedEncoder:
             raise DataError(f"method must be 'tsne' or 'umap', got {method!r}")
         if pca_components < 1 or n_neighbors < 1:
             raise DataError(
-                f"pca_components and n_neighbors must be >= 1, got {pca_components}, "
-                f"{n_neighbors}"
+                f"pca_components and n_neighbors must be >= 1, got {pca_components}, {n_neighbors}"
             )
         self.n_components = n_components
         self.bits = bits
@@ -84,7 +83,7 @@ class ReducedEncoder:
         self.seed = seed
 
     def fit_transform(self, images: np.ndarray) -> np.ndarray:
-        """Fit on training ``images`` ``[N, ...]``; return their codes, int64 ``[N, n_components]``."""
+        """Fit on training ``images [N, ...]``; return their codes, int64 ``[N, n_components]``."""
         x = _flatten(images)
         if len(x) <= self.n_neighbors:
             raise DataError(
@@ -104,7 +103,7 @@ class ReducedEncoder:
                 method="barnes_hut" if self.n_components <= 3 else "exact",
                 random_state=self.seed,
             )
-            emb = tsne.fit_transform(z)
+            emb = tsne.fit_transform(z).astype(np.float64)
             self.knn_ = KNeighborsRegressor(self.n_neighbors, weights="distance").fit(z, emb)
         self.low_ = emb.min(axis=0)
         self.high_ = emb.max(axis=0)
@@ -115,8 +114,9 @@ class ReducedEncoder:
         if not hasattr(self, "pca_"):
             raise DataError("ReducedEncoder is not fitted: call fit_transform(train_images) first")
         z = self.pca_.transform(_flatten(images))
-        model = self.umap_ if self.method == "umap" else self.knn_
-        return np.asarray(model.transform(z) if self.method == "umap" else model.predict(z))
+        if self.method == "umap":
+            return np.asarray(self.umap_.transform(z), dtype=np.float64)
+        return self.knn_.predict(z)
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         """Codes of new (e.g. test) ``images``; the fitted state is not changed."""
@@ -140,6 +140,12 @@ def code_sequences(
     ``label_tokens_needed(n_classes, C)`` label tokens; only label steps count.
     """
     codes = np.asarray(codes, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    if codes.ndim != 2 or targets.shape != (len(codes),):
+        raise DataError(
+            f"code_sequences: need codes [N, C] and targets [N], got shapes {codes.shape} "
+            f"and {targets.shape}"
+        )
     n, io = codes.shape
     if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
         raise DataError(f"code_sequences: codes must lie in [0, {2**bits}), got {codes.max()}")
@@ -152,8 +158,7 @@ def code_sequences(
     words = np.concatenate([tokens, label_words.reshape(n, k)], axis=1)
     mask = np.zeros((n, bits + k - 1), dtype=bool)
     mask[:, -k:] = True
-    labels = np.asarray(targets, dtype=np.int64)
-    return SequenceDataset(words, mask, io=io, labels=labels, n_label_steps=k, name=name)
+    return SequenceDataset(words, mask, io=io, labels=targets, n_label_steps=k, name=name)
 
 
 def reduced_dataset(
@@ -187,17 +192,21 @@ def reduced_dataset(
         images, labels = images[tr], labels[tr]
     else:
         test_images, test_labels = select_classes(*test, classes)
-    encoder = ReducedEncoder(
-        n_components, bits, method, pca_components=pca_components, seed=seed
-    )
+    encoder = ReducedEncoder(n_components, bits, method, pca_components=pca_components, seed=seed)
     n_classes = len(classes)
     tag = f"reduced-{method}-{n_components}x{bits}"
     train = code_sequences(
-        encoder.fit_transform(images), bits, class_indices(labels, classes), n_classes,
+        encoder.fit_transform(images),
+        bits,
+        class_indices(labels, classes),
+        n_classes,
         name=f"{tag}-train",
     )
     test_ds = code_sequences(
-        encoder.transform(test_images), bits, class_indices(test_labels, classes), n_classes,
+        encoder.transform(test_images),
+        bits,
+        class_indices(test_labels, classes),
+        n_classes,
         name=f"{tag}-test",
     )
     return train, test_ds
@@ -210,7 +219,7 @@ def _flatten(images: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _umap(n_components: int, n_samples: int, seed: int):  # noqa: ANN202 - optional dependency
+def _umap(n_components: int, n_samples: int, seed: int):
     try:
         import umap
     except ImportError as exc:

@@ -1,0 +1,80 @@
+"""The ``qrnn-tn`` command line: one module per subcommand, registered here.
+
+Every subcommand module exposes ``register(subparsers)`` which adds its parser and sets
+``func`` to a callable ``(args) -> int``. Errors users can fix (:class:`UsageError` and the
+layer errors below) exit with status 2 and a one-paragraph message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from compiler.ir import CompileError
+from compiler.spec import SpecError
+
+__all__ = ["main", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong; the message says how to fix it."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [UsageError, SpecError, CompileError, OSError]
+    from qrnn_tn.backends.base import BackendError
+
+    errors.append(BackendError)
+    try:
+        from qrnn_tn.data import DataError
+
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qrnn_tn.cli import compile as compile_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="qrnn-tn",
+        description="Compile and simulate quantum recurrent neural networks (Bausch 2020).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (compile_cmd, *_optional_commands()):
+        module.register(sub)
+    return parser
+
+
+def _optional_commands() -> list:
+    """Subcommand modules that exist in this installation, in help order."""
+    import importlib
+
+    out = []
+    for name in ("simulate", "train", "demo"):
+        try:
+            out.append(importlib.import_module(f"qrnn_tn.cli.{name}"))
+        except ModuleNotFoundError as err:
+            if err.name != f"qrnn_tn.cli.{name}":
+                raise
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``qrnn-tn``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        print(f"qrnn-tn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qrnn-tn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
