@@ -112,7 +112,9 @@ class Gate:
         if len(set(self.qubits)) != n:
             raise CompileError(f"gate {self.name!r} repeats a qubit in {self.qubits}")
         if info.has_angle != (self.angle is not None):
-            raise CompileError(f"gate {self.name!r} {'needs' if info.has_angle else 'takes no'} angle")
+            raise CompileError(
+                f"gate {self.name!r} {'needs' if info.has_angle else 'takes no'} angle"
+            )
 
     kind = "gate"
     unitary = True

@@ -118,7 +118,10 @@ def _rotations(neuron: Neuron, ancilla: int) -> list[Gate]:
 
 
 def literal_neuron(
-    neuron: Neuron, ancillas: tuple[int, ...], target: int | None = None, level: int | None = None,
+    neuron: Neuron,
+    ancillas: tuple[int, ...],
+    target: int | None = None,
+    level: int | None = None,
     dagger: bool = False,
 ) -> list[Operation]:
     """The order-``k`` repeat-until-success circuit of ``neuron`` (Cao et al.; QRNN.md §2).

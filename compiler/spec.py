@@ -178,7 +178,9 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
 def _check_type(path: str, value: Any, expected: type | tuple[type, ...]) -> None:
     kinds = expected if isinstance(expected, tuple) else (expected,)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise SpecError(path, f"got {value!r} ({type(value).__name__}); expected {_type_name(expected)}")
+        raise SpecError(
+            path, f"got {value!r} ({type(value).__name__}); expected {_type_name(expected)}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(path, f"got {value!r}; expected a finite number")
 
@@ -333,16 +335,23 @@ def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
         return source
     if isinstance(source, Mapping):
         return spec_from_dict(source)
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
-                                    and source.rstrip().endswith((".toml", ".json"))):
+    if isinstance(source, Path) or (
+        isinstance(source, str)
+        and "\n" not in source
+        and source.rstrip().endswith((".toml", ".json"))
+    ):
         path = Path(source)
         if not path.is_file():
             raise SpecError("", f"spec file {str(path)!r} does not exist")
         text = path.read_text(encoding="utf-8")
         return spec_from_dict(_parse_text(text, str(path), json_first=path.suffix == ".json"))
     if isinstance(source, str):
-        return spec_from_dict(_parse_text(source, "<string>", json_first=source.lstrip()[:1] == "{"))
-    raise SpecError("", f"cannot load a spec from {type(source).__name__}; give a path, text or dict")
+        return spec_from_dict(
+            _parse_text(source, "<string>", json_first=source.lstrip()[:1] == "{")
+        )
+    raise SpecError(
+        "", f"cannot load a spec from {type(source).__name__}; give a path, text or dict"
+    )
 
 
 def _parse_text(text: str, origin: str, *, json_first: bool) -> Mapping[str, Any]:

@@ -34,7 +34,7 @@ def neuron_operator(op, params, n: int) -> np.ndarray:
     out = np.zeros((dim, dim))
     for z in range(dim):
         eta = op.offset
-        for subset, slot in zip(op.subsets, op.slots):
+        for subset, slot in zip(op.subsets, op.slots, strict=True):
             eta += params[slot] * np.prod([bit_of(z, q, n) for q in subset])
         eta /= 2
         c, s = np.cos(eta) ** (2**op.order), np.sin(eta) ** (2**op.order)

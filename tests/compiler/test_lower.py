@@ -52,7 +52,11 @@ def test_canonical_slot_order_and_names():
     assert names[30] == "out.o0.[]"
     assert names[-1] == "out.o1.[2,3]"
     kinds = {s.name: s.kind for s in lower_cell(spec).slots}
-    assert (kinds["in.h0.[]"], kinds["in.h0.[0,1]"], kinds["s1.ry.h1"]) == ("bias", "weight", "rotation")
+    assert (kinds["in.h0.[]"], kinds["in.h0.[0,1]"], kinds["s1.ry.h1"]) == (
+        "bias",
+        "weight",
+        "rotation",
+    )
 
 
 def test_cell_stage_order():
@@ -73,7 +77,7 @@ def expected_neuron_operator(neuron: Neuron, params, n_lanes: int) -> np.ndarray
     out = np.zeros((dim, dim))
     for z, bits in enumerate(product((0, 1), repeat=n_lanes)):
         eta = neuron.offset
-        for subset, slot in zip(neuron.subsets, neuron.slots):
+        for subset, slot in zip(neuron.subsets, neuron.slots, strict=True):
             if all(bits[q] for q in subset):
                 eta += params[slot]
         c = math.cos(eta / 2) ** (2**neuron.order)
@@ -96,7 +100,9 @@ def test_literal_circuit_is_the_neuron(n_lanes, order, degree, data):
     sources = tuple(sorted(data.draw(st.lists(st.sampled_from(others), unique=True, max_size=3))))
     subsets = neuron_subsets(sources, degree)
     neuron = Neuron(target, sources, subsets, tuple(range(len(subsets))), order, offset=1.3)
-    params = np.array(data.draw(st.lists(st.floats(-3, 3), min_size=len(subsets), max_size=len(subsets))))
+    params = np.array(
+        data.draw(st.lists(st.floats(-3, 3), min_size=len(subsets), max_size=len(subsets)))
+    )
     n = n_lanes + order
     ops = literal_neuron(neuron, tuple(range(n_lanes, n)))
     full = literal_operator(ops, params, n)

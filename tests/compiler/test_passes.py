@@ -9,7 +9,6 @@ from compiler.lower import lower_cell, neuron_subsets
 from compiler.passes import (
     DEFAULT_PASSES,
     cancel_inverse_pairs,
-    drop_unread,
     merge_rotations,
     optimise,
 )
@@ -24,9 +23,13 @@ N_SLOTS = 4
 @st.composite
 def unitary_ops(draw, with_words: bool):
     """Gates that make cancellations and merges likely: few qubits, repeated angles."""
-    kind = draw(st.sampled_from(["x", "ry", "mcry", "wordx"] if with_words else ["x", "ry", "mcry"]))
+    kind = draw(
+        st.sampled_from(["x", "ry", "mcry", "wordx"] if with_words else ["x", "ry", "mcry"])
+    )
     if kind == "wordx":
-        return WordX(draw(st.integers(0, 1)), WordBit(draw(st.integers(0, 1)), draw(st.integers(0, 1))))
+        return WordX(
+            draw(st.integers(0, 1)), WordBit(draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+        )
     qubits = draw(st.permutations(range(N_QUBITS)))
     slot = draw(st.integers(0, N_SLOTS - 1))
     sign = draw(st.sampled_from([1.0, -1.0]))
@@ -51,7 +54,9 @@ def test_passes_keep_dense_operator(ops, mirror, params):
     expected = literal_operator(dag.ops, params, N_QUBITS)
     for run_pass in (cancel_inverse_pairs, merge_rotations):
         out = run_pass(dag)
-        np.testing.assert_allclose(literal_operator(out.ops, params, N_QUBITS), expected, atol=1e-12)
+        np.testing.assert_allclose(
+            literal_operator(out.ops, params, N_QUBITS), expected, atol=1e-12
+        )
     out = optimise(dag, passes=(cancel_inverse_pairs, merge_rotations)).dag
     np.testing.assert_allclose(literal_operator(out.ops, params, N_QUBITS), expected, atol=1e-12)
     if mirror:

@@ -122,7 +122,11 @@ def test_round_trip(io, workspace, stages, order, topology, data):
             "neuron.topology.custom",
             "no source list for lanes [1]",
         ),
-        ({"cell": {"io": 2, "workspace": 2}, "neuron": {"offset": math.inf}}, "neuron.offset", "finite"),
+        (
+            {"cell": {"io": 2, "workspace": 2}, "neuron": {"offset": math.inf}},
+            "neuron.offset",
+            "finite",
+        ),
         ({"cell": {"io": 2, "workspace": 2}, "init": {"bias_std": -1}}, "init.bias_std", ">= 0"),
         (
             {"cell": {"io": 4, "workspace": 300}, "neuron": {"degree": 6}},
@@ -150,7 +154,9 @@ def test_text_and_file_errors(tmp_path):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 keys = st.sampled_from(["io", "workspace", "stages", "degree", "order", "topology", "offset", "x"])

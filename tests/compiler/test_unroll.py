@@ -27,7 +27,7 @@ def test_segments_cover_every_op_once():
     segments = program.segments()
     assert len(segments) == 3
     assert segments[0][0] == 0 and segments[-1][1] == len(program.ops)
-    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
     for t, (start, stop) in enumerate(segments):
         readouts = [op for op in program.ops[start:stop] if op.kind == "readout"]
         assert [r.step for r in readouts] == [t]

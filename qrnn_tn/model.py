@@ -1,0 +1,330 @@
+"""The QRNN as a torch module: canonical parameters, per-length programs, losses, labels.
+
+:class:`QRNN` owns one flat parameter vector ``theta`` in the canonical slot order of
+QRNN.md §5 and hands it to a backend plan (``qrnn_tn.backends``). Programs are compiled
+per sequence length and plans prepared per ``(length, batch)``, both cached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compiler.lower import build_slots
+from compiler.spec import CellSpec, load_spec
+from compiler.unroll import Program, compile_program
+from qrnn_tn.backends.base import BackendOptions, Plan, RunResult, choose, get_backend
+
+__all__ = ["QRNN", "LOSS_KINDS", "sequence_loss", "real_dtype"]
+
+#: Loss kinds accepted by :meth:`QRNN.loss` (QRNN.md §6).
+LOSS_KINDS = ("nll", "paper")
+#: Prepared plans kept per model (least recently used are dropped).
+_PLAN_CACHE_SIZE = 32
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of the parameters for a backend ``dtype`` (complex64 -> float32, ...)."""
+    if dtype in (torch.float32, torch.complex64):
+        return torch.float32
+    if dtype in (torch.float64, torch.complex128):
+        return torch.float64
+    raise ValueError(
+        f"dtype {dtype} is not supported; use torch.float32, float64, complex64 or complex128"
+    )
+
+
+def _initial_theta(
+    spec: CellSpec, slots: Sequence[Any], generator: torch.Generator | None
+) -> torch.Tensor:
+    """Canonical initialisation (QRNN.md §5), drawn in float64 so every dtype starts alike."""
+    std = {
+        "bias": spec.init.bias_std,
+        "weight": spec.init.weight_std,
+        "rotation": spec.init.rotation_std,
+    }
+    scale = torch.tensor([std[s.kind] for s in slots], dtype=torch.float64)
+    return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
+
+
+def sequence_loss(
+    probs: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, kind: str = "nll"
+) -> torch.Tensor:
+    """Mean loss over the unmasked steps of teacher-forced distributions.
+
+    Parameters
+    ----------
+    probs
+        ``[batch, steps, 2^io]`` per-step distributions.
+    words
+        ``[batch, steps + 1]`` tokens; step ``t`` is scored on ``words[:, t + 1]``.
+    mask
+        bool ``[batch, steps]``, True where the step counts.
+    kind
+        ``"nll"``: ``-log p_t(w_{t+1})``. ``"paper"``: cross-entropy of the probabilities
+        taken as logits minus that of a one-hot prediction, so a perfect prediction scores 0.
+    """
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
+    if not bool(mask.any()):
+        raise ValueError("the mask selects no step: there is nothing to score in this batch")
+    targets = words[:, 1:].unsqueeze(-1)
+    p_target = probs.gather(-1, targets).squeeze(-1)
+    if kind == "nll":
+        per_step = -torch.log(p_target.clamp_min(torch.finfo(probs.dtype).tiny))
+    else:
+        k = probs.shape[-1]
+        perfect = -1.0 + math.log(math.e + k - 1)
+        per_step = -p_target + torch.logsumexp(probs, dim=-1) - perfect
+    return per_step[mask].mean()
+
+
+class QRNN(nn.Module):
+    """A quantum recurrent neural network cell (Bausch 2020) with trainable angles.
+
+    Parameters
+    ----------
+    spec
+        Anything :func:`compiler.spec.load_spec` accepts.
+    backend
+        A registered backend name, or ``"auto"`` to let :func:`qrnn_tn.backends.choose`
+        pick the cheapest exact one for each ``(length, batch)``.
+    dtype
+        Simulation dtype handed to the backend; ``theta`` uses its real counterpart.
+    init
+        Initial parameters in canonical order (length ``n_params``); default: the spec's
+        normal initialisation drawn from ``generator`` (or a generator seeded with
+        ``seed``, or torch's global generator).
+    generator, seed
+        Source of the initial parameters.
+    memory_budget
+        Bytes allowed to a plan (default: the available memory).
+
+    Attributes
+    ----------
+    theta : nn.Parameter
+        The angles in canonical order; ``slot_names[i]`` names ``theta[i]``.
+    """
+
+    def __init__(
+        self,
+        spec: CellSpec | dict | str,
+        backend: str = "auto",
+        dtype: torch.dtype = torch.float64,
+        init: torch.Tensor | np.ndarray | Sequence[float] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        memory_budget: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = load_spec(spec)
+        self.backend = backend
+        self.dtype = dtype
+        self.memory_budget = memory_budget
+        slots = build_slots(self.spec)
+        self.slot_names: tuple[str, ...] = tuple(s.name for s in slots)
+        if backend != "auto":
+            get_backend(backend)  # fail now, with the list of backends, not at the first run
+        if init is None:
+            if generator is None and seed is not None:
+                generator = torch.Generator().manual_seed(seed)
+            values = _initial_theta(self.spec, slots, generator)
+        else:
+            values = torch.as_tensor(np.asarray(init, dtype=np.float64))
+            if values.shape != (len(slots),):
+                raise ValueError(
+                    f"init has shape {tuple(values.shape)}; this cell has {len(slots)} "
+                    "parameters, so init must be a flat vector of that length in canonical order"
+                )
+        self.theta = nn.Parameter(values.to(real_dtype(dtype)))
+        self._programs: dict[int, Program] = {}
+        self._plans: OrderedDict[tuple[int, int], Plan] = OrderedDict()
+        self.backend_reason = ""
+
+    @property
+    def io(self) -> int:
+        """Bits per token (i/o lanes)."""
+        return self.spec.io
+
+    @property
+    def n_params(self) -> int:
+        return self.theta.numel()
+
+    def slot_values(self) -> dict[str, float]:
+        """The current angles by slot name (``in.h0.[]`` …), in canonical order."""
+        return dict(zip(self.slot_names, self.theta.detach().tolist(), strict=True))
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Saved in ``state_dict()`` beside ``theta``: the spec and the slot names."""
+        return {"spec": self.spec.to_dict(), "slot_names": list(self.slot_names)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        names = tuple(state.get("slot_names", ()))
+        if names != self.slot_names:
+            raise ValueError(
+                f"the state dict is for a cell with {len(names)} parameters "
+                f"({', '.join(names[:3])}, …); this model has {len(self.slot_names)} "
+                f"({', '.join(self.slot_names[:3])}, …): build the model from the saved spec"
+            )
+
+    def program(self, steps: int) -> Program:
+        """The compiled program for ``steps`` steps (cached)."""
+        if steps not in self._programs:
+            self._programs[steps] = compile_program(self.spec, steps)
+        return self._programs[steps]
+
+    def plan(self, steps: int, batch: int) -> Plan:
+        """The backend plan for ``steps`` steps and ``batch`` sequences (cached)."""
+        key = (steps, batch)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        options = BackendOptions(
+            dtype=self.dtype,
+            device=self.theta.device,
+            memory_budget=self.memory_budget,
+            batch_size=batch,
+        )
+        program = self.program(steps)
+        if self.backend == "auto":
+            plan, self.backend_reason = choose(program, options)
+        else:
+            plan = get_backend(self.backend)(program, options)
+            self.backend_reason = f"backend {self.backend} (chosen by the caller)"
+        self._plans[key] = plan
+        if len(self._plans) > _PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def check_words(self, words: torch.Tensor | np.ndarray, where: str = "words") -> torch.Tensor:
+        """``words`` as an int64 tensor ``[batch, L]`` with ``L >= 2`` and ``io``-bit tokens."""
+        words = torch.as_tensor(words)
+        if words.ndim != 2 or words.shape[1] < 2 or words.shape[0] < 1:
+            raise ValueError(
+                f"{where} must have shape [batch, L] with batch >= 1 and L >= 2 tokens; "
+                f"got {tuple(words.shape)}"
+            )
+        if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
+            raise ValueError(f"{where} must hold integer tokens; got dtype {words.dtype}")
+        words = words.to(torch.int64)
+        low, high = int(words.min()), int(words.max())
+        if low < 0 or high >= 2**self.io:
+            raise ValueError(
+                f"{where} holds tokens in [{low}, {high}]; a cell with io={self.io} reads "
+                f"words 0 … {2**self.io - 1}"
+            )
+        return words.to(self.theta.device)
+
+    def run(
+        self,
+        words: torch.Tensor | np.ndarray,
+        *,
+        mode: str = "teacher",
+        generator: torch.Generator | None = None,
+    ) -> RunResult:
+        """The backend's full :class:`RunResult` for ``words [batch, L]`` (``L - 1`` steps)."""
+        words = self.check_words(words)
+        batch, length = words.shape
+        return self.plan(length - 1, batch).run(self.theta, words, mode=mode, generator=generator)
+
+    def forward(self, words: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Teacher-forced per-step distributions ``[batch, L - 1, 2^io]`` (differentiable)."""
+        return self.run(words).probs
+
+    def check_mask(self, mask: torch.Tensor | np.ndarray, words: torch.Tensor) -> torch.Tensor:
+        """``mask`` as a bool tensor ``[batch, L - 1]`` matching ``words``."""
+        mask = torch.as_tensor(mask, device=words.device)
+        expected = (words.shape[0], words.shape[1] - 1)
+        if mask.dtype != torch.bool or tuple(mask.shape) != expected:
+            raise ValueError(
+                f"mask must be a bool tensor of shape [batch, L-1] = {list(expected)}; "
+                f"got {mask.dtype} of shape {list(mask.shape)}"
+            )
+        return mask
+
+    def loss(
+        self,
+        words: torch.Tensor | np.ndarray,
+        mask: torch.Tensor | np.ndarray | None = None,
+        kind: str = "nll",
+    ) -> torch.Tensor:
+        """Mean loss over the unmasked steps (every step without a mask); see :func:`sequence_loss`."""
+        if kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
+        words = self.check_words(words)
+        if mask is None:
+            mask = torch.ones(words.shape[0], words.shape[1] - 1, dtype=torch.bool)
+        mask = self.check_mask(mask, words)
+        return sequence_loss(self(words), words, mask, kind)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: torch.Tensor | np.ndarray | Sequence[int],
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Free-running generation: ``steps`` tokens sampled after each prompt.
+
+        ``prompt`` is ``[batch, P]`` (or one sequence ``[P]``) of ``P >= 1`` tokens; the
+        prompt is teacher-forced, then each step projects on a word sampled from its
+        distribution. Returns ``[batch, P + steps]`` (``[P + steps]`` for one sequence).
+        """
+        prompt = torch.as_tensor(prompt)
+        single = prompt.ndim == 1
+        if single:
+            prompt = prompt.unsqueeze(0)
+        if prompt.ndim != 2 or prompt.shape[1] < 1:
+            raise ValueError(f"prompt must be [batch, P] with P >= 1; got {list(prompt.shape)}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1; got {steps}")
+        batch, n_prompt = prompt.shape
+        words = torch.zeros(batch, n_prompt + steps, dtype=torch.int64)
+        words[:, :n_prompt] = prompt
+        words = self.check_words(words, "prompt")
+        out = self.run(words, mode="sample", generator=generator).words
+        return out[0] if single else out
+
+    def label_distribution(
+        self, words: torch.Tensor | np.ndarray, n_label_steps: int
+    ) -> torch.Tensor:
+        """Exact joint distribution of the last ``n_label_steps`` label words (QRNN.md §3).
+
+        Entry ``[b, v]`` is ``Π_i p_t(v_i)`` for the label words ``v = (v_1 … v_k)`` read as
+        one integer MSB-first, each step teacher-forced on the branch's earlier label words
+        (the collapse onto ``v_i`` shapes the later steps). Branches sharing ``v_1 … v_{k-1}``
+        share one run, so ``2^(io (k-1))`` runs of the batch are made.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, 2^(io k)]``, each row summing to 1.
+        """
+        words = self.check_words(words)
+        batch, length = words.shape
+        k = n_label_steps
+        if not 1 <= k <= length - 1:
+            raise ValueError(f"n_label_steps must be in 1 … L-1 = 1 … {length - 1}; got {k}")
+        n_words = 2**self.io
+        n_prefix = n_words ** (k - 1)
+        prefixes = torch.arange(n_prefix)
+        shifts = self.io * torch.arange(k - 2, -1, -1)
+        prefix_words = (prefixes[:, None] >> shifts[None, :]) & (n_words - 1)  # [M, k-1]
+        branched = words.repeat(n_prefix, 1)  # prefix-major: row m * batch + b
+        branched[:, length - k : length - 1] = prefix_words.repeat_interleave(batch, dim=0)
+        probs = self(branched).view(n_prefix, batch, length - 1, n_words)
+        first = length - 1 - k  # the step that predicts the first label word
+        joint = torch.ones(n_prefix, batch, dtype=probs.dtype, device=probs.device)
+        for i in range(k - 1):
+            step_probs = probs[:, :, first + i, :]  # [M, batch, n_words]
+            index = prefix_words[:, i].view(n_prefix, 1, 1).expand(n_prefix, batch, 1)
+            joint = joint * step_probs.gather(-1, index).squeeze(-1)
+        last = probs[:, :, length - 2, :] * joint.unsqueeze(-1)  # [M, batch, n_words]
+        return last.permute(1, 0, 2).reshape(batch, n_prefix * n_words)
