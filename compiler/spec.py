@@ -284,7 +284,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
         raise SpecError("neuron.order", f"got {order}; accepted: 1, 2, 3 or 4")
     topology = _parse_topology(neuron.get("topology", "all"), io + workspace)
     max_sources = max(len(topology.sources_of(g, io + workspace)) for g in range(io + workspace))
-    degree = neuron.get("degree", defaults.degree)
+    degree = neuron.get("degree", min(defaults.degree, max(max_sources, 1)))
     if not 1 <= degree <= max(max_sources, 1):
         raise SpecError(
             "neuron.degree",

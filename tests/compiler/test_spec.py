@@ -175,3 +175,10 @@ def test_fuzzed_specs_raise_only_spec_error(data):
     except SpecError:
         return
     assert load_spec(spec.to_dict()) == spec
+
+
+def test_default_degree_is_capped_by_the_sources():
+    spec = load_spec({"cell": {"io": 1, "workspace": 1}})
+    assert spec.neuron.degree == 1
+    with pytest.raises(SpecError, match="between 1 and 1"):
+        load_spec({"cell": {"io": 1, "workspace": 1}, "neuron": {"degree": 2}})
