@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,10 @@ from torch import nn
 from compiler.lower import build_slots
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
-from qrnn_tn.backends.base import BackendOptions, Plan, RunResult, choose, get_backend
+from qrnn_tn.backends import BackendOptions, Plan, RunResult, choose, get_backend
+from qrnn_tn.simulate import init_params
 
-__all__ = ["QRNN", "LOSS_KINDS", "sequence_loss", "real_dtype"]
+__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "sequence_loss", "real_dtype"]
 
 #: Loss kinds accepted by :meth:`QRNN.loss` (QRNN.md §6).
 LOSS_KINDS = ("nll", "paper")
@@ -40,23 +42,8 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
     )
 
 
-def _initial_theta(
-    spec: CellSpec, slots: Sequence[Any], generator: torch.Generator | None
-) -> torch.Tensor:
-    """Canonical initialisation (QRNN.md §5), drawn in float64 so every dtype starts alike."""
-    std = {
-        "bias": spec.init.bias_std,
-        "weight": spec.init.weight_std,
-        "rotation": spec.init.rotation_std,
-    }
-    scale = torch.tensor([std[s.kind] for s in slots], dtype=torch.float64)
-    return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
-
-
-def sequence_loss(
-    probs: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, kind: str = "nll"
-) -> torch.Tensor:
-    """Mean loss over the unmasked steps of teacher-forced distributions.
+def step_losses(probs: torch.Tensor, words: torch.Tensor, kind: str = "nll") -> torch.Tensor:
+    """Per-step losses ``[batch, steps]`` of teacher-forced distributions.
 
     Parameters
     ----------
@@ -64,25 +51,26 @@ def sequence_loss(
         ``[batch, steps, 2^io]`` per-step distributions.
     words
         ``[batch, steps + 1]`` tokens; step ``t`` is scored on ``words[:, t + 1]``.
-    mask
-        bool ``[batch, steps]``, True where the step counts.
     kind
         ``"nll"``: ``-log p_t(w_{t+1})``. ``"paper"``: cross-entropy of the probabilities
         taken as logits minus that of a one-hot prediction, so a perfect prediction scores 0.
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
+    p_target = probs.gather(-1, words[:, 1:].unsqueeze(-1)).squeeze(-1)
+    if kind == "nll":
+        return -torch.log(p_target.clamp_min(torch.finfo(probs.dtype).tiny))
+    perfect = -1.0 + math.log(math.e + probs.shape[-1] - 1)
+    return -p_target + torch.logsumexp(probs, dim=-1) - perfect
+
+
+def sequence_loss(
+    probs: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, kind: str = "nll"
+) -> torch.Tensor:
+    """Mean of :func:`step_losses` over the unmasked steps (bool ``mask [batch, steps]``)."""
     if not bool(mask.any()):
         raise ValueError("the mask selects no step: there is nothing to score in this batch")
-    targets = words[:, 1:].unsqueeze(-1)
-    p_target = probs.gather(-1, targets).squeeze(-1)
-    if kind == "nll":
-        per_step = -torch.log(p_target.clamp_min(torch.finfo(probs.dtype).tiny))
-    else:
-        k = probs.shape[-1]
-        perfect = -1.0 + math.log(math.e + k - 1)
-        per_step = -p_target + torch.logsumexp(probs, dim=-1) - perfect
-    return per_step[mask].mean()
+    return step_losses(probs, words, kind)[mask].mean()
 
 
 class QRNN(nn.Module):
@@ -94,7 +82,7 @@ class QRNN(nn.Module):
         Anything :func:`compiler.spec.load_spec` accepts.
     backend
         A registered backend name, or ``"auto"`` to let :func:`qrnn_tn.backends.choose`
-        pick the cheapest exact one for each ``(length, batch)``.
+        pick the cheapest exact one for each sequence length (see :meth:`plan`).
     dtype
         Simulation dtype handed to the backend; ``theta`` uses its real counterpart.
     init
@@ -114,7 +102,7 @@ class QRNN(nn.Module):
 
     def __init__(
         self,
-        spec: CellSpec | dict | str,
+        spec: CellSpec | dict | str | Path,
         backend: str = "auto",
         dtype: torch.dtype = torch.float64,
         init: torch.Tensor | np.ndarray | Sequence[float] | None = None,
@@ -135,9 +123,9 @@ class QRNN(nn.Module):
         if init is None:
             if generator is None and seed is not None:
                 generator = torch.Generator().manual_seed(seed)
-            values = _initial_theta(self.spec, slots, generator)
+            values = init_params(slots, self.spec, generator)
         else:
-            values = torch.as_tensor(np.asarray(init, dtype=np.float64))
+            values = torch.as_tensor(init, dtype=torch.float64).detach().clone()
             if values.shape != (len(slots),):
                 raise ValueError(
                     f"init has shape {tuple(values.shape)}; this cell has {len(slots)} "
@@ -146,6 +134,7 @@ class QRNN(nn.Module):
         self.theta = nn.Parameter(values.to(real_dtype(dtype)))
         self._programs: dict[int, Program] = {}
         self._plans: OrderedDict[tuple[int, int], Plan] = OrderedDict()
+        self._chosen: dict[int, str] = {}  # steps -> backend name picked by choose()
         self.backend_reason = ""
 
     @property
@@ -181,7 +170,12 @@ class QRNN(nn.Module):
         return self._programs[steps]
 
     def plan(self, steps: int, batch: int) -> Plan:
-        """The backend plan for ``steps`` steps and ``batch`` sequences (cached)."""
+        """The backend plan for ``steps`` steps and ``batch`` sequences (cached).
+
+        With ``backend="auto"``, :func:`~qrnn_tn.backends.choose` (which prepares every
+        backend, possibly slowly) runs once per length; other batch sizes of that length
+        reuse its choice while it fits the memory budget, and choose again otherwise.
+        """
         key = (steps, batch)
         if key in self._plans:
             self._plans.move_to_end(key)
@@ -194,10 +188,17 @@ class QRNN(nn.Module):
         )
         program = self.program(steps)
         if self.backend == "auto":
-            plan, self.backend_reason = choose(program, options)
+            plan = None
+            if steps in self._chosen:
+                plan = get_backend(self._chosen[steps])(program, options)
+                if plan.cost.peak_bytes_backward > options.budget():
+                    plan = None
+            if plan is None:
+                plan, self.backend_reason = choose(program, options)
+                self._chosen[steps] = plan.cost.backend
         else:
             plan = get_backend(self.backend)(program, options)
-            self.backend_reason = f"backend {self.backend} (chosen by the caller)"
+            self.backend_reason = f"backend {self.backend} (as configured)"
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -255,7 +256,7 @@ class QRNN(nn.Module):
         mask: torch.Tensor | np.ndarray | None = None,
         kind: str = "nll",
     ) -> torch.Tensor:
-        """Mean loss over the unmasked steps (every step without a mask); see :func:`sequence_loss`."""
+        """Mean loss over the unmasked steps (all steps without a mask): :func:`sequence_loss`."""
         if kind not in LOSS_KINDS:
             raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
         words = self.check_words(words)
@@ -273,9 +274,12 @@ class QRNN(nn.Module):
     ) -> torch.Tensor:
         """Free-running generation: ``steps`` tokens sampled after each prompt.
 
-        ``prompt`` is ``[batch, P]`` (or one sequence ``[P]``) of ``P >= 1`` tokens; the
-        prompt is teacher-forced, then each step projects on a word sampled from its
-        distribution. Returns ``[batch, P + steps]`` (``[P + steps]`` for one sequence).
+        ``prompt`` is ``[batch, P]`` (or one sequence ``[P]``) of ``P >= 1`` tokens. Each
+        step after the prompt projects on a word sampled from its distribution (QRNN.md §3,
+        step 7). A one-token prompt is one run of the backend's ``"sample"`` mode; a longer
+        prompt is teacher-forced, then each token is sampled from a teacher-forced run of the
+        sequence so far (``steps`` runs). Returns ``[batch, P + steps]`` (``[P + steps]``
+        for one sequence).
         """
         prompt = torch.as_tensor(prompt)
         single = prompt.ndim == 1
@@ -283,14 +287,19 @@ class QRNN(nn.Module):
             prompt = prompt.unsqueeze(0)
         if prompt.ndim != 2 or prompt.shape[1] < 1:
             raise ValueError(f"prompt must be [batch, P] with P >= 1; got {list(prompt.shape)}")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1; got {steps}")
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         batch, n_prompt = prompt.shape
         words = torch.zeros(batch, n_prompt + steps, dtype=torch.int64)
         words[:, :n_prompt] = prompt
         words = self.check_words(words, "prompt")
-        out = self.run(words, mode="sample", generator=generator).words
-        return out[0] if single else out
+        if n_prompt == 1:
+            words = self.run(words, mode="sample", generator=generator).words
+        else:
+            for t in range(n_prompt, n_prompt + steps):
+                p_next = self(words[:, : t + 1])[:, -1]  # token t is only read after step t-1
+                words[:, t] = torch.multinomial(p_next, 1, generator=generator).squeeze(1)
+        return words[0] if single else words
 
     def label_distribution(
         self, words: torch.Tensor | np.ndarray, n_label_steps: int
@@ -314,8 +323,8 @@ class QRNN(nn.Module):
             raise ValueError(f"n_label_steps must be in 1 … L-1 = 1 … {length - 1}; got {k}")
         n_words = 2**self.io
         n_prefix = n_words ** (k - 1)
-        prefixes = torch.arange(n_prefix)
-        shifts = self.io * torch.arange(k - 2, -1, -1)
+        prefixes = torch.arange(n_prefix, device=words.device)
+        shifts = self.io * torch.arange(k - 2, -1, -1, device=words.device)
         prefix_words = (prefixes[:, None] >> shifts[None, :]) & (n_words - 1)  # [M, k-1]
         branched = words.repeat(n_prefix, 1)  # prefix-major: row m * batch + b
         branched[:, length - k : length - 1] = prefix_words.repeat_interleave(batch, dim=0)

@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes JSON and a PNG under ``benchmarks/results/`` (git-ignored)."""

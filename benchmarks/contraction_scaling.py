@@ -1,0 +1,297 @@
+"""Scaling of the tensor-network backend: predicted cost, planning, run time, memory.
+
+``python -m benchmarks.contraction_scaling [--quick] [--out DIR]`` sweeps local cells (r = 1, 2)
+and the all-to-all cell over qubit counts and steps. Each point runs in a fresh subprocess
+under a memory cap (``resource.setrlimit``) and a timeout, and records: predicted width,
+flops and memory; cold and cached planning time; forward and forward+backward time; the bytes
+autograd retains after the forward; peak RSS. Beside it, measured on the same leaves, a
+baseline (one global quimb network, greedy path, plain autograd) and the statevector backend
+where installed and small enough. Writes ``scaling.json`` and PNG plots under ``DIR``
+(default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CELLS = {
+    "local1": {"local": 1},
+    "local2": {"local": 2},
+    "all": "all",
+}
+FULL = {
+    "local1": ([8, 16, 32, 64, 100, 128], [1, 2, 3, 4, 8]),
+    "local2": ([8, 16, 32, 64, 100], [1, 2, 3]),
+    "all": ([6, 8, 10, 12, 14], [1, 2, 3]),
+}
+QUICK = {
+    "local1": ([8, 32, 100], [1, 2]),
+    "local2": ([8, 16], [1, 2]),
+    "all": ([6, 8], [1, 2]),
+}
+#: Predicted widths above which the baseline is not attempted (it would not fit).
+BASELINE_MAX_WIDTH = 26
+
+
+def spec_for(cell: str, qubits: int) -> dict:
+    """The benchmark cell: io 2, one work stage, degree 2, order 2."""
+    return {
+        "cell": {"io": 2, "workspace": qubits - 2, "stages": 1},
+        "neuron": {"degree": 2, "order": 2, "topology": CELLS[cell]},
+    }
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _retained_bytes(fn) -> tuple[object, int]:
+    """Run ``fn`` and sum the bytes autograd saves for backward (unique storages)."""
+    import torch
+
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+def _baseline(plan, params, words):
+    """All steps with one global quimb network each, greedy path, plain autograd."""
+    import quimb.tensor as qtn
+    import torch
+
+    from qrnn_tn.backends.tn_plan import symbols
+    from qrnn_tn.backends.tn_values import LeafValues
+
+    batch_plan = plan._plan(words.shape[0])
+    values = LeafValues(plan.program, params, words)
+    values.prepare_neurons(batch_plan.networks.neurons)
+    probs = []
+    for net in batch_plan.networks.networks:
+        inputs, output, _ = symbols(net)
+        tn = qtn.TensorNetwork(
+            [
+                qtn.Tensor(values.value(leaf), inds=ix)
+                for leaf, ix in zip(net.leaves, inputs, strict=True)
+            ]
+        )
+        out = tn.contract(output_inds=output, optimize="greedy")
+        flat = out.data.reshape(words.shape[0], -1)
+        probs.append(flat / flat.sum(1, keepdim=True))
+    return torch.stack(probs, 1)
+
+
+def _loss(probs, words):
+    import torch
+
+    target = probs.gather(2, words[:, 1:, None])
+    return -torch.log(target).sum()
+
+
+def _warm_up() -> None:
+    """One tiny differentiated run, so one-off autograd start-up is not timed."""
+    import torch
+
+    from compiler.unroll import compile_program
+    from qrnn_tn.backends.base import BackendOptions
+    from qrnn_tn.backends.tensornet import prepare
+
+    program = compile_program(spec_for("local1", 4), steps=1)
+    plan = prepare(program, BackendOptions(extra={"cache_dir": None}))
+    params = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
+    words = torch.zeros(1, 2, dtype=torch.long)
+    _loss(plan.run(params, words).probs, words).backward()
+
+
+def run_point(point: dict) -> dict:
+    """Measure one (cell, qubits, steps) point; runs inside the capped subprocess."""
+    import numpy as np
+    import torch
+
+    from compiler.unroll import compile_program
+    from qrnn_tn.backends.base import BackendOptions, get_backend
+    from qrnn_tn.backends.tensornet import prepare
+    from qrnn_tn.backends.tn_plan import clear_memory_cache, search_count
+
+    torch.set_num_threads(point["threads"])
+    _warm_up()
+    program = compile_program(spec_for(point["cell"], point["qubits"]), steps=point["steps"])
+    rng = np.random.default_rng(0)
+    params = torch.tensor(rng.normal(0, 0.1, program.n_params), requires_grad=True)
+    words = torch.tensor(rng.integers(0, 4, size=(1, point["steps"] + 1)))
+    out: dict = dict(point)
+    with tempfile.TemporaryDirectory() as cache:
+        options = BackendOptions(
+            dtype=torch.float64,
+            memory_budget=point["mem_cap"],
+            extra={"cache_dir": cache, "search_time": point["search_time"]},
+        )
+        before = search_count()
+        plan, out["plan_cold_s"] = _timed(lambda: prepare(program, options))
+        out["searches"] = search_count() - before
+        clear_memory_cache()
+        plan, out["plan_warm_s"] = _timed(lambda: prepare(program, options))
+    cost = plan.cost
+    out.update(
+        width=cost.width,
+        flops=cost.flops,
+        peak_forward=cost.peak_bytes_forward,
+        peak_backward=cost.peak_bytes_backward,
+        slices=cost.details["slices per step"],
+    )
+    with torch.no_grad():
+        _, out["forward_s"] = _timed(lambda: plan.run(params, words))
+
+    def fwd_bwd():
+        res, retained = _retained_bytes(lambda: plan.run(params, words))
+        _loss(res.probs, words).backward()
+        return retained
+
+    out["retained_bytes"], out["fwd_bwd_s"] = _timed(fwd_bwd)
+    if point["baseline"]:
+
+        def base():
+            probs, retained = _retained_bytes(lambda: _baseline(plan, params, words))
+            _loss(probs, words).backward()
+            return retained
+
+        out["baseline_retained_bytes"], out["baseline_fwd_bwd_s"] = _timed(base)
+    if point["statevector"]:
+        sv = get_backend("statevector")(program, BackendOptions(dtype=torch.float64))
+
+        def sv_run():
+            _loss(sv.run(params, words).probs, words).backward()
+
+        _, out["statevector_fwd_bwd_s"] = _timed(sv_run)
+        out["statevector_flops"] = sv.cost.flops
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def _child(point: dict, timeout: float) -> dict:
+    """Run ``point`` in a fresh interpreter with an address-space cap and a timeout."""
+    cmd = [sys.executable, "-m", "benchmarks.contraction_scaling", "--point", json.dumps(point)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**point, "error": f"timeout after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {**point, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cap_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _has_statevector() -> bool:
+    from qrnn_tn.backends import backend_names
+
+    return "statevector" in backend_names()
+
+
+def sweep(grid: dict, args) -> list[dict]:
+    """Run every point of ``grid`` in time order, skipping larger ones after a failure."""
+    results = []
+    deadline = time.monotonic() + args.budget
+    for cell, (qubit_list, step_list) in grid.items():
+        for steps in step_list:
+            for qubits in qubit_list:
+                if time.monotonic() > deadline:
+                    return results
+                point = {
+                    "cell": cell,
+                    "qubits": qubits,
+                    "steps": steps,
+                    "threads": args.threads,
+                    "mem_cap": args.mem_cap,
+                    "search_time": 2.0 if args.quick else 5.0,
+                    "baseline": qubits <= (32 if cell != "all" else 10) and steps <= 2,
+                    "statevector": _has_statevector() and qubits <= 16,
+                }
+                res = _child(point, args.timeout)
+                print(json.dumps(res), flush=True)
+                results.append(res)
+                if "error" in res:
+                    break
+    return results
+
+
+def plot(results: list[dict], out: Path) -> None:
+    """Predicted flops and measured time against qubits, one line per cell and step count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if "error" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for cell in CELLS:
+        for steps in sorted({r["steps"] for r in ok}):
+            pts = sorted((r["qubits"], r) for r in ok if r["cell"] == cell and r["steps"] == steps)
+            if not pts:
+                continue
+            q = [p[0] for p in pts]
+            axes[0].semilogy(q, [p[1]["flops"] for p in pts], "o-", label=f"{cell} T={steps}")
+            axes[1].semilogy(
+                q, [p[1]["fwd_bwd_s"] for p in pts], "o-", label=f"tn {cell} T={steps}"
+            )
+            sv = [
+                (p[0], p[1]["statevector_fwd_bwd_s"])
+                for p in pts
+                if "statevector_fwd_bwd_s" in p[1]
+            ]
+            if sv:
+                axes[1].semilogy(*zip(*sv, strict=True), "x--", label=f"sv {cell} T={steps}")
+    axes[0].set(xlabel="qubits", ylabel="predicted flops", title="contraction cost")
+    axes[1].set(xlabel="qubits", ylabel="fwd+bwd seconds", title="tensornet vs statevector")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "contraction_scaling.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a ~2 minute subset")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the sweep")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per point")
+    parser.add_argument("--mem-cap", type=int, default=8 * 2**30, help="bytes per point")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--point", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.point:
+        point = json.loads(args.point)
+        _cap_memory(int(point["mem_cap"] * 1.5))
+        print(json.dumps(run_point(point)))
+        return 0
+    args.budget = args.budget or (110.0 if args.quick else 3600.0)
+    args.timeout = args.timeout or (40.0 if args.quick else 600.0)
+    results = sweep(QUICK if args.quick else FULL, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scaling.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    plot(results, args.out)
+    print(f"wrote {args.out / 'scaling.json'} and {args.out / 'contraction_scaling.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""Benchmark of the MPS backend: time, memory and error vs qubits, steps and bond cap.
+
+``python -m benchmarks.mps [--quick] [--out DIR]`` writes ``mps.json`` and ``mps.png`` under
+``DIR`` (default ``benchmarks/results/``). Every case reports forward and forward+backward
+seconds per step for the whole batch; the headline case (100 lanes, r = 1, bond 32, batch 32)
+also runs the naive per-sequence numpy prototype kept below as the in-run baseline, and the
+64-lane 100-step case measures peak memory of forward+backward in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compiler.gates import neuron_branch_amplitudes
+from compiler.unroll import compile_program
+from qrnn_tn.backends.base import BackendOptions
+from qrnn_tn.backends.mps import prepare
+
+
+def local_spec(lanes: int, radius: int = 1, io: int = 2) -> dict:
+    """A wide cell with nearest-neighbour neurons (as ``examples/wide_local.toml``)."""
+    return {
+        "cell": {"io": io, "workspace": lanes - io, "stages": 1},
+        "neuron": {"degree": 2, "order": 2, "topology": {"local": radius}},
+    }
+
+
+def _inputs(program, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    params = torch.tensor(rng.normal(0, 1.0, program.n_params))
+    words = torch.as_tensor(rng.integers(0, 2**program.io, (batch, program.n_tokens)))
+    return params, words
+
+
+def time_mps(lanes: int, steps: int, bond: int, batch: int, backward: bool = True) -> dict:
+    """Seconds per step (forward; forward+backward) and the discarded weight."""
+    program = compile_program(local_spec(lanes), steps=steps)
+    params, words = _inputs(program, batch)
+    plan = prepare(program, BackendOptions(batch_size=batch, extra={"max_bond": bond}))
+    with torch.no_grad():
+        start = time.perf_counter()
+        result = plan.run(params, words)
+        forward = time.perf_counter() - start
+    row = {
+        "lanes": lanes,
+        "steps": steps,
+        "bond": bond,
+        "batch": batch,
+        "forward_s_per_step": forward / steps,
+        "discarded_per_step": float(result.discarded.mean()),
+        "predicted_flops": plan.cost.flops,
+        "predicted_peak_bytes_backward": plan.cost.peak_bytes_backward,
+    }
+    if backward:
+        theta = params.clone().requires_grad_(True)
+        start = time.perf_counter()
+        plan.run(theta, words).log_norm.sum().backward()
+        row["fwd_bwd_s_per_step"] = (time.perf_counter() - start) / steps
+        row["fwd_bwd_over_forward"] = row["fwd_bwd_s_per_step"] / row["forward_s_per_step"]
+    return row
+
+
+# -- the naive prototype: one sequence at a time, numpy, window contraction + SVD splits ----
+
+
+def naive_run(program, params: np.ndarray, word: np.ndarray, max_bond: int) -> np.ndarray:
+    """Per-step distributions of one sequence: the first prototype, kept as the baseline.
+
+    The orthogonality centre is moved by QR to each neuron's window; the window is
+    contracted, the neuron applied as a dense ``2^w`` matrix, the result split back site by
+    site with truncated SVDs.
+    """
+    n, io = program.n_lanes, program.io
+    sites = [np.array([1.0, 0.0]).reshape(1, 2, 1) for _ in range(n)]
+    centre = 0
+    probs = []
+
+    def move(to: int) -> int:
+        c = centre
+        while c < to:
+            dl, _, dr = sites[c].shape
+            q, r = np.linalg.qr(sites[c].reshape(dl * 2, dr))
+            sites[c] = q.reshape(dl, 2, -1)
+            sites[c + 1] = np.tensordot(r, sites[c + 1], 1)
+            c += 1
+        while c > to:
+            dl, _, dr = sites[c].shape
+            q, r = np.linalg.qr(sites[c].reshape(dl, 2 * dr).T)
+            sites[c] = q.T.reshape(-1, 2, dr)
+            sites[c - 1] = np.tensordot(sites[c - 1], r.T, 1)
+            c -= 1
+        return c
+
+    for op in program.ops:
+        if op.kind == "wordx":
+            if (word[op.bit.token] >> (io - 1 - op.bit.bit)) & 1:
+                sites[op.qubit] = sites[op.qubit][:, ::-1]
+        elif op.kind == "gate":
+            a = op.angle.evaluate(params)
+            m = np.array([[np.cos(a / 2), -np.sin(a / 2)], [np.sin(a / 2), np.cos(a / 2)]])
+            q = op.qubits[0]
+            sites[q] = np.einsum("pq,xqy->xpy", m, sites[q])
+        elif op.kind == "neuron":
+            a, b = min(op.qubits), max(op.qubits)
+            centre = move(a)
+            theta = sites[a]
+            for k in range(a + 1, b + 1):
+                theta = np.tensordot(theta, sites[k], 1)
+            dl, dr, w = theta.shape[0], theta.shape[-1], b - a + 1
+            theta = theta.reshape(dl, 2**w, dr)
+            theta = np.einsum("pq,xqy->xpy", _window_operator(op, params, a, w), theta)
+            theta /= np.linalg.norm(theta)
+            for k in range(a, b):
+                u, s, vh = np.linalg.svd(theta.reshape(theta.shape[0] * 2, -1), False)
+                keep = min(max_bond, int((s > 1e-14 * s[0]).sum()))
+                sites[k] = u[:, :keep].reshape(-1, 2, keep)
+                theta = (s[:keep, None] * vh[:keep]) / np.linalg.norm(s[:keep])
+            sites[b] = theta.reshape(-1, 2, dr)
+            centre = b
+        elif op.kind == "readout":
+            centre = move(io - 1)
+            theta = sites[0]
+            for k in range(1, io):
+                theta = np.tensordot(theta, sites[k], 1)
+            p = (theta.reshape(2**io, -1) ** 2).sum(axis=1)
+            probs.append(p / p.sum())
+        elif op.kind == "project":
+            centre = move(io - 1)
+            target = word[op.token]
+            for q in range(io):
+                bit = (target >> (io - 1 - q)) & 1
+                sites[q] = sites[q] * (np.arange(2) == bit)[None, :, None]
+            sites[io - 1] /= np.sqrt(probs[-1][target])
+            centre = move(0)
+    return np.array(probs)
+
+
+def _window_operator(op, params: np.ndarray, a: int, w: int) -> np.ndarray:
+    """Dense ``Σ_x |x⟩⟨x| ⊗ M(x)`` on the ``w`` window sites starting at lane ``a``."""
+    states = np.arange(2**w)
+    bits = (states[:, None] >> (w - 1 - np.arange(w))[None, :]) & 1
+    theta = np.array([params[s] for s in op.slots])
+    out = np.zeros((2**w, 2**w))
+    for z in states:
+        x = [bits[z, q - a] for q in op.sources]
+        eta = (
+            op.offset
+            + sum(
+                t * all(x[op.sources.index(q)] for q in sub)
+                for t, sub in zip(theta, op.subsets, strict=True)
+            )
+        ) / 2
+        c, s = neuron_branch_amplitudes(np.float64(eta), op.order)
+        flip = z ^ (1 << (w - 1 - (op.target - a)))
+        out[z, z] = c
+        out[flip, z] = s if bits[z, op.target - a] == 0 else -s
+    return out
+
+
+def headline(quick: bool) -> dict:
+    """n = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype."""
+    steps = 3 if quick else 4
+    row = time_mps(100, steps, 32, 32)
+    program = compile_program(local_spec(100), steps=steps)
+    params, words = _inputs(program, 32)
+    sequences = 1 if quick else 2
+    start = time.perf_counter()
+    for word in words[:sequences].numpy():
+        naive_run(program, params.numpy(), word, 32)
+    naive = (time.perf_counter() - start) / sequences * 32 / steps
+    row["naive_s_per_step"] = naive
+    row["speedup_vs_naive"] = naive / row["forward_s_per_step"]
+    return row
+
+
+def exactness(bonds: list[int]) -> list[dict]:
+    """Probability and gradient error vs the untruncated run on a 10-lane cell."""
+    program = compile_program(local_spec(10, radius=2), steps=6)
+    params, words = _inputs(program, 4)
+    rows = []
+    exact = None
+    for bond in [None, *bonds]:
+        theta = params.clone().requires_grad_(True)
+        plan = prepare(program, BackendOptions(extra={"max_bond": bond}))
+        result = plan.run(theta, words)
+        (grad,) = torch.autograd.grad(result.log_norm.sum(), theta)
+        if exact is None:
+            exact = (result.probs.detach(), grad)
+            naive = np.stack([naive_run(program, params.numpy(), w, 2**10) for w in words.numpy()])
+            rows.append(
+                {"bond": None, "naive_vs_mps": float(np.abs(naive - exact[0].numpy()).max())}
+            )
+            continue
+        rows.append(
+            {
+                "bond": bond,
+                "prob_error": float((result.probs.detach() - exact[0]).abs().max()),
+                "grad_rel_error": float((grad - exact[1]).norm() / exact[1].norm()),
+                "discarded_total": float(result.discarded.sum(dim=1).max()),
+            }
+        )
+    return rows
+
+
+def peak_memory(lanes: int, steps: int, bond: int, batch: int) -> dict:
+    """Peak RSS of forward+backward in a fresh process (``ru_maxrss``)."""
+    code = (
+        "import resource, torch, time; from benchmarks.mps import time_mps; "
+        f"torch.set_num_threads({torch.get_num_threads()}); "
+        f"row = time_mps({lanes}, {steps}, {bond}, {batch}); "
+        "row['peak_rss_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024; "
+        "import json; print(json.dumps(row))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for key, ax, label in (
+        ("by_lanes", axes[0], "lanes"),
+        ("by_bond", axes[1], "bond"),
+        ("by_steps", axes[2], "steps"),
+    ):
+        rows = results[key]
+        xs = [r[label] for r in rows]
+        ax.plot(xs, [r["forward_s_per_step"] for r in rows], "o-", label="forward")
+        ax.plot(xs, [r["fwd_bwd_s_per_step"] for r in rows], "s-", label="fwd+bwd")
+        ax.set_xlabel(label)
+        ax.set_ylabel("s per step (whole batch)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid (~2 minutes)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    q = args.quick
+    batch = 8 if q else 32
+    results = {
+        "threads": args.threads,
+        "quick": q,
+        "by_lanes": [
+            time_mps(n, 2 if q else 5, 16, batch) for n in [16, 32, 64] + ([] if q else [128])
+        ],
+        "by_bond": [
+            time_mps(32, 2 if q else 5, d, batch) for d in ([8, 32] if q else [8, 16, 32, 64, 128])
+        ],
+        "by_steps": [time_mps(16, t, 16, batch) for t in ([10, 20] if q else [10, 50, 100, 200])],
+        "exactness": exactness([2, 4, 8] if q else [2, 4, 8, 16]),
+        "headline": headline(q),
+    }
+    if not q:
+        results["memory_64x100"] = peak_memory(64, 100, 32, 32)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "mps.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(args.out / "mps.json")
+    plot(results, args.out / "mps.png")
+    print(json.dumps(results["headline"], indent=2))
+    print(json.dumps(results["exactness"], indent=2))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"rss peak of this process: {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

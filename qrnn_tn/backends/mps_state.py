@@ -1,0 +1,203 @@
+"""A batched MPS in mixed canonical form around a dense *block* of adjacent sites.
+
+Sites ``0 … n-1`` follow lane order (qubit 0 leftmost, the most significant bit). Sites left
+of the block are left-orthonormal, sites right of it right-orthonormal, and the block
+``[B, Dl, 2^w, Dr]`` (sites ``c0 … c1``, ``c0`` most significant) holds the whole norm and is
+kept normalised. An operator on sites ``a … b`` first makes the block cover exactly those
+sites (peeling sites off by truncated SVDs, absorbing neighbours by contraction), then acts
+on the block; renormalising is dividing the block by its norm, and marginals of sites at
+the left end are sums of squares of the block. Neurons sweeping in lane order therefore cost
+one SVD each: the block keeps the ``2r`` sites the next neuron shares.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qrnn_tn.backends.mps_svd import split
+
+__all__ = ["BlockMPS"]
+
+
+class BlockMPS:
+    """Site tensors ``[B, Dl, 2, Dr]`` plus the normalised block; see the module doc.
+
+    ``discarded`` accumulates the truncated weight ``[B]`` since it was last reset.
+    """
+
+    def __init__(
+        self,
+        sites: list[torch.Tensor | None],
+        block: torch.Tensor,
+        c0: int,
+        c1: int,
+        max_bond: int | None,
+        cutoff: float,
+    ) -> None:
+        self.sites = sites
+        self.block = block
+        self.c0, self.c1 = c0, c1
+        self.max_bond = max_bond
+        self.cutoff = cutoff
+        self.discarded = torch.zeros(block.shape[0], dtype=block.dtype, device=block.device)
+
+    @classmethod
+    def zeros(
+        cls,
+        n: int,
+        width: int,
+        batch: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        max_bond: int | None,
+        cutoff: float,
+    ) -> BlockMPS:
+        """``|0…0⟩`` for every sequence; the block is sites ``0 … width-1``."""
+        site = torch.zeros(batch, 1, 2, 1, dtype=dtype, device=device)
+        site[:, :, 0] = 1.0
+        block = torch.zeros(batch, 1, 2**width, 1, dtype=dtype, device=device)
+        block[:, :, 0] = 1.0
+        sites: list[torch.Tensor | None] = [None] * width
+        sites += [site.clone() for _ in range(n - width)]
+        return cls(sites, block, 0, width - 1, max_bond, cutoff)
+
+    @property
+    def n(self) -> int:
+        return len(self.sites)
+
+    def bond_dims(self) -> list[int]:
+        """Bond dimensions between sites (the block's inner bonds reported as dense)."""
+        dims = []
+        for k in range(self.n - 1):
+            if self.c0 <= k < self.c1:
+                left = self.block.shape[1] * 2 ** (k - self.c0 + 1)
+                right = self.block.shape[3] * 2 ** (self.c1 - k)
+                dims.append(min(left, right))
+            elif k == self.c1:
+                dims.append(self.block.shape[3])
+            else:
+                dims.append(self.sites[k].shape[3])
+        return dims
+
+    # -- moving and reshaping the block ------------------------------------------------------
+
+    def _absorb_left(self) -> None:
+        site = self.sites[self.c0 - 1]
+        b, dl, _, _ = site.shape
+        block = torch.einsum("bxpy,byqz->bxpqz", site, self.block)
+        self.block = block.reshape(b, dl, -1, self.block.shape[3])
+        self.sites[self.c0 - 1] = None
+        self.c0 -= 1
+
+    def _absorb_right(self) -> None:
+        site = self.sites[self.c1 + 1]
+        b, dl = self.block.shape[:2]
+        block = torch.einsum("bxpy,byqz->bxpqz", self.block, site)
+        self.block = block.reshape(b, dl, -1, site.shape[3])
+        self.sites[self.c1 + 1] = None
+        self.c1 += 1
+
+    def _truncate(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u, c, discarded = split(m, self.max_bond, self.cutoff)
+        self.discarded = self.discarded + discarded
+        c = c / c.square().sum(dim=(1, 2), keepdim=True).sqrt()
+        return u, c
+
+    def _split_left(self) -> None:
+        b, dl, p, dr = self.block.shape
+        u, c = self._truncate(self.block.reshape(b, dl * 2, (p // 2) * dr))
+        self.sites[self.c0] = u.reshape(b, dl, 2, -1)
+        self.block = c.reshape(b, -1, p // 2, dr)
+        self.c0 += 1
+
+    def _split_right(self) -> None:
+        b, dl, p, dr = self.block.shape
+        u, c = self._truncate(self.block.reshape(b, dl * (p // 2), 2 * dr).mT)
+        self.sites[self.c1] = u.mT.reshape(b, -1, 2, dr)
+        self.block = c.mT.reshape(b, dl, p // 2, -1)
+        self.c1 -= 1
+
+    def cover(self, a: int, b: int) -> None:
+        """Make the block span exactly sites ``a … b`` (an empty block when ``b = a - 1``)."""
+        while self.c1 > b and self.c1 >= self.c0:
+            self._split_right()
+        while self.c0 < a and self.c0 <= self.c1:
+            self._split_left()
+        while self.c1 > b:  # empty block right of the window: walk it left
+            self._absorb_left()
+            self._split_right()
+        while self.c0 < a:  # empty block left of the window: walk it right
+            self._absorb_right()
+            self._split_left()
+        while self.c0 > a:
+            self._absorb_left()
+        while self.c1 < b:
+            self._absorb_right()
+
+    def _legs(self, pos: int) -> tuple[int, int, int, int]:
+        """``(B·Dl, L, R, Dr)`` to view the block as ``[B·Dl, L, 2, R, Dr]`` around ``pos``."""
+        b, dl, p, dr = self.block.shape
+        left = 2 ** (pos - self.c0)
+        return b * dl, left, p // (2 * left), dr
+
+    # -- operations --------------------------------------------------------------------------
+
+    def flip(self, pos: int, mask: torch.Tensor) -> None:
+        """``X`` on site ``pos`` for the sequences where ``mask [B]`` is true."""
+        if self.c0 <= pos <= self.c1:
+            bd, left, right, dr = self._legs(pos)
+            view = self.block.reshape(self.block.shape[0], -1, left, 2, right, dr)
+            flipped = torch.where(mask[:, None, None, None, None, None], view.flip(3), view)
+            self.block = flipped.reshape(self.block.shape)
+        else:
+            site = self.sites[pos]
+            self.sites[pos] = torch.where(mask[:, None, None, None], site.flip(2), site)
+
+    def rotate(self, pos: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        """``RY`` on a site outside the block (keeps its orthonormality: the gate is unitary)."""
+        if self.c0 <= pos <= self.c1:
+            bd, left, right, dr = self._legs(pos)
+            view = self.block.reshape(bd, left, 2, right, dr)
+            zero, one = view[:, :, 0], view[:, :, 1]
+            out = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
+            self.block = out.reshape(self.block.shape)
+            return
+        site = self.sites[pos]
+        zero, one = site[:, :, 0], site[:, :, 1]
+        self.sites[pos] = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
+
+    def neuron(self, a: int, b: int, target: int, cos: torch.Tensor, sin: torch.Tensor):
+        """``Σ_x |x⟩⟨x| ⊗ M(x)`` on window ``a … b``; returns the squared norm ``[B]``.
+
+        ``cos``/``sin`` are ``c(x)``, ``s(x)`` laid out as ``[L, R]`` over the window's other
+        sites (those left of the target, those right of it). The block is renormalised.
+        """
+        self.cover(a, b)
+        bd, left, right, dr = self._legs(target)
+        view = self.block.reshape(bd, left, 2, right, dr)
+        zero, one = view[:, :, 0], view[:, :, 1]
+        c, s = cos[:, :, None], sin[:, :, None]
+        out = torch.stack((c * zero - s * one, s * zero + c * one), dim=2)
+        out = out.reshape(self.block.shape)
+        norm2 = out.square().sum(dim=(1, 2, 3))
+        self.block = out / norm2.sqrt()[:, None, None, None]
+        return norm2
+
+    def swap(self, pos: int) -> None:
+        """Exchange the lanes on sites ``pos`` and ``pos + 1``."""
+        self.cover(pos, pos + 1)
+        b, dl, _, dr = self.block.shape
+        self.block = self.block.reshape(b, dl, 2, 2, dr).transpose(2, 3).reshape(b, dl, 4, dr)
+
+    def marginal(self, width: int) -> torch.Tensor:
+        """Distribution ``[B, 2^width]`` of the first ``width`` sites (words, MSB first)."""
+        self.cover(0, width - 1)
+        probs = self.block.square().sum(dim=(1, 3))
+        return probs / probs.sum(dim=1, keepdim=True)
+
+    def project(self, width: int, words: torch.Tensor, prob: torch.Tensor) -> None:
+        """Project the first ``width`` sites on ``words [B]`` (of probability ``prob``)."""
+        self.cover(0, width - 1)
+        hot = torch.nn.functional.one_hot(words, 2**width).to(self.block.dtype)
+        scale = prob.clamp_min(torch.finfo(prob.dtype).tiny).rsqrt()
+        self.block = self.block * (hot * scale[:, None])[:, None, :, None]

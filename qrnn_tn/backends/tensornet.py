@@ -1,0 +1,212 @@
+"""The tensor-network backend: exact readouts by contracting ket and bra networks (issue 6).
+
+``prepare(program, options)`` builds the readout network of every step
+(:mod:`qrnn_tn.backends.tn_network`), finds or loads a contraction tree for each
+(:mod:`qrnn_tn.backends.tn_plan`), slices it until the predicted memory of a differentiated
+run fits the budget, and reports the cost, all before any tensor work. ``run`` fills the
+leaves from parameters and words (:mod:`qrnn_tn.backends.tn_values`) and contracts each step
+once for the whole batch (:mod:`qrnn_tn.backends.tn_contract`).
+
+Options read from ``BackendOptions.extra``: ``cache_dir`` (path cache; default
+``$QRNN_TN_CACHE`` or ``~/.cache/qrnn-tn/paths``; ``None`` for memory only), ``search_time``
+(hyper-optimiser seconds per wide network, default 5), ``neuron_form`` (``"auto"``,
+``"hyper"``, ``"literal"``), ``max_slices`` (default 4096), ``checkpoint`` (default True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cotengra as ctg
+import torch
+
+from compiler.unroll import Program
+from qrnn_tn.backends.base import (
+    BackendError,
+    BackendOptions,
+    Cost,
+    RunResult,
+    _bytes,
+    register_backend,
+)
+from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
+from qrnn_tn.backends.tn_network import BATCH, NetworkSet, build_networks
+from qrnn_tn.backends.tn_plan import (
+    PlannerOptions,
+    TreeCost,
+    default_cache_dir,
+    find_tree,
+    search_count,
+    slice_tree,
+    tree_cost,
+)
+from qrnn_tn.backends.tn_values import LeafValues
+
+__all__ = ["TensorNetPlan", "prepare", "search_count"]
+
+_REAL = {
+    torch.float32: torch.float32,
+    torch.complex64: torch.float32,
+    torch.float64: torch.float64,
+    torch.complex128: torch.float64,
+}
+
+
+@dataclass
+class _BatchPlan:
+    """Networks, compiled contractions and per-step costs for one batch size."""
+
+    networks: NetworkSet
+    contractions: list[Contraction]
+    costs: list[TreeCost]
+    details: dict = field(default_factory=dict)
+
+
+class TensorNetPlan:
+    """A program prepared for exact tensor-network contraction (see the module docstring)."""
+
+    def __init__(self, program: Program, options: BackendOptions):
+        if options.dtype not in _REAL:
+            raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
+        self.program = program
+        self.options = options
+        self.dtype = _REAL[options.dtype]
+        extra = options.extra
+        cache = extra.get("cache_dir", default_cache_dir())
+        self.planner = PlannerOptions(
+            cache_dir=Path(cache) if cache is not None else None,
+            search_time=float(extra.get("search_time", 5.0)),
+        )
+        self.neuron_form = extra.get("neuron_form", "auto")
+        self.max_slices = int(extra.get("max_slices", 4096))
+        self.checkpoint = bool(extra.get("checkpoint", True))
+        self._plans: dict[int, _BatchPlan] = {}
+        self._plan(options.batch_size)
+
+    @property
+    def itemsize(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
+
+    def _plan(self, batch: int) -> _BatchPlan:
+        if batch in self._plans:
+            return self._plans[batch]
+        if batch < 1:
+            raise BackendError(f"batch size must be >= 1; got {batch}")
+        networks = build_networks(self.program, batch, self.neuron_form)
+        budget = self.options.budget()
+        contractions, costs = [], []
+        for net in networks.networks:
+            tree = find_tree(net, self.planner)
+            sliced, cost = self._fit(net, tree, budget)
+            contractions.append(compile_contraction(sliced, ctg.get_symbol(BATCH), batch))
+            costs.append(cost)
+        plan = _BatchPlan(networks, contractions, costs)
+        self._plans[batch] = plan
+        return plan
+
+    def _fit(self, net, tree: ctg.ContractionTree, budget: int):
+        """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError."""
+        cost = tree_cost(tree)
+        target = tree.max_size()
+        while cost.backward_elements * self.itemsize > budget:
+            target //= 2
+            if target < 16 or cost.slices > self.max_slices:
+                raise BackendError(
+                    f"tensornet: step {net.step} needs about "
+                    f"{_bytes(cost.backward_elements * self.itemsize)} to run with gradients "
+                    f"(width {cost.width:.0f}, {cost.slices} slices; budget {_bytes(budget)}). "
+                    "Ways out: fewer steps, a smaller batch, more slicing "
+                    "(extra['max_slices']), a larger memory_budget, or another backend "
+                    "(statevector for few qubits, mps for long sequences)."
+                )
+            tree = slice_tree(net, tree, target, self.planner)
+            cost = tree_cost(tree)
+        return tree, cost
+
+    @property
+    def cost(self) -> Cost:
+        """Predicted cost for ``options.batch_size`` (no tensor work)."""
+        plan = self._plan(self.options.batch_size)
+        costs = plan.costs
+        leaves = sum(2 ** len(leaf.inds) for leaf in plan.networks.networks[-1].leaves)
+        base = (leaves + self.options.batch_size * self.program.steps) * self.itemsize
+        forward = max(c.forward_elements for c in costs) * self.itemsize + base
+        backward = max(c.backward_elements for c in costs) * self.itemsize + 2 * base
+        return Cost(
+            backend="tensornet",
+            width=max(c.width for c in costs),
+            flops=sum(c.flops for c in costs),
+            peak_bytes_forward=int(forward),
+            peak_bytes_backward=int(backward),
+            details={
+                "widths per step": [round(c.width, 1) for c in costs],
+                "slices per step": [c.slices for c in costs],
+                "tensors (last step)": len(plan.networks.networks[-1].leaves),
+            },
+        )
+
+    def run(
+        self,
+        params: torch.Tensor,
+        words: torch.Tensor,
+        *,
+        mode: str = "teacher",
+        generator: torch.Generator | None = None,
+    ) -> RunResult:
+        """Per-step distributions of every sequence (``words``: ``[batch, steps + 1]``)."""
+        program = self.program
+        words = self._check_words(words, mode)
+        params = params.to(self.dtype)
+        if params.shape != (program.n_params,):
+            raise BackendError(
+                f"params has shape {tuple(params.shape)}; expected ({program.n_params},)"
+            )
+        batch = words.shape[0]
+        plan = self._plan(batch)
+        values = LeafValues(program, params, words)
+        values.prepare_neurons(plan.networks.neurons)
+        grad = torch.is_grad_enabled() and params.requires_grad and self.checkpoint
+        probs, log_norm = [], None
+        for t, (net, contraction) in enumerate(
+            zip(plan.networks.networks, plan.contractions, strict=True)
+        ):
+            arrays = [values.value(leaf) for leaf in net.leaves]
+            mantissa, log_scale = contraction.run(arrays, grad)
+            unnorm = mantissa.reshape(batch, -1)
+            norm = unnorm.sum(1)
+            p = unnorm / norm[:, None]
+            probs.append(p)
+            log_norm = torch.log(norm.to(torch.float64)) + log_scale
+            if mode == "sample":
+                drawn = torch.multinomial(p.detach().clamp_min(0), 1, generator=generator)
+                words[:, t + 1] = drawn[:, 0]
+        out = torch.stack(probs, 1)
+        target = out.gather(2, words[:, 1:, None])[..., 0]
+        return RunResult(probs=out, target_prob=target, log_norm=log_norm, words=words)
+
+    def _check_words(self, words: torch.Tensor, mode: str) -> torch.Tensor:
+        if mode not in ("teacher", "sample"):
+            raise BackendError(f"mode {mode!r}; accepted: 'teacher', 'sample'")
+        words = torch.as_tensor(words, dtype=torch.long)
+        expected = self.program.n_tokens
+        if words.dim() != 2 or (mode == "teacher" and words.shape[1] != expected):
+            raise BackendError(
+                f"words has shape {tuple(words.shape)}; expected [batch, {expected}] "
+                f"(steps + 1 tokens of {self.program.io} bits)"
+            )
+        if mode == "sample":
+            full = torch.zeros(words.shape[0], expected, dtype=torch.long)
+            full[:, : min(expected, words.shape[1])] = words[:, :expected]
+            words = full
+        if words.numel() and (words.min() < 0 or words.max() >= 2**self.program.io):
+            raise BackendError(f"tokens must lie in 0 … {2**self.program.io - 1}")
+        return words
+
+
+def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:
+    """Build, plan and cost ``program`` for the tensor-network backend."""
+    return TensorNetPlan(program, options)
+
+
+register_backend("tensornet", prepare)

@@ -1,0 +1,122 @@
+"""Executing a contraction tree on torch tensors, with per-sequence rescaling and checkpoints.
+
+Intermediates are rescaled by their largest entry (per sequence where they carry the batch
+index) every few contractions; the factors are kept as a log-scale beside the mantissa, so
+products of hundreds of neuron amplitudes neither underflow nor overflow. The factors are
+detached: readouts are ratios, invariant to them, so gradients stay exact. Each slice is one
+``torch.utils.checkpoint`` region: the forward keeps only leaves and outputs, the backward
+recomputes one slice at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cotengra as ctg
+import torch
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["Contraction", "compile_contraction"]
+
+#: Leaves absorbed into an intermediate between two rescalings.
+RESCALE_EVERY = 6
+
+
+@dataclass(frozen=True)
+class _Step:
+    left: int
+    right: int
+    out: int
+    eq: str
+    batch_axis: int
+    rescale: bool
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """A compiled tree: pairwise einsum steps and the slicing of its inputs."""
+
+    tree: ctg.ContractionTree
+    pre: tuple[tuple[int, str], ...]
+    steps: tuple[_Step, ...]
+    root: int
+    batch: int
+
+    def _core(self, *arrays: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        temps = dict(enumerate(arrays))
+        for i, eq in self.pre:
+            temps[i] = torch.einsum(eq, temps[i])
+        zero = torch.zeros(self.batch, dtype=torch.float64)
+        scales = {i: zero for i in temps}
+        for st in self.steps:
+            x = torch.einsum(st.eq, temps.pop(st.left), temps.pop(st.right))
+            log = scales.pop(st.left) + scales.pop(st.right)
+            if st.rescale:
+                x, log = _rescale(x, log, st.batch_axis)
+            temps[st.out], scales[st.out] = x, log
+        return temps[self.root], scales[self.root]
+
+    def run(
+        self, arrays: list[torch.Tensor], checkpointed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contract: ``(mantissa [batch, ...output], log_scale [batch])``, slices summed."""
+        results = []
+        for i in range(self.tree.nslices):
+            sliced = self.tree.slice_arrays(arrays, i) if self.tree.nslices > 1 else arrays
+            if checkpointed:
+                results.append(checkpoint(self._core, *sliced, use_reentrant=False))
+            else:
+                results.append(self._core(*sliced))
+        if len(results) == 1:
+            return results[0]
+        logs = torch.stack([log for _, log in results])
+        top = logs.max(0).values
+        total = 0
+        for mantissa, log in results:
+            weight = torch.exp(log - top).to(mantissa.dtype)
+            total = total + mantissa * weight.reshape(-1, *([1] * (mantissa.dim() - 1)))
+        return total, top
+
+
+def _rescale(
+    x: torch.Tensor, log: torch.Tensor, batch_axis: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Divide by the largest magnitude (per batch entry if ``batch_axis >= 0``)."""
+    with torch.no_grad():
+        if batch_axis < 0:
+            big = torch.maximum(x.max(), -x.min()).reshape(1)
+            shape = ()
+        else:
+            dims = [d for d in range(x.dim()) if d != batch_axis]
+            big = torch.maximum(x.amax(dims), -x.amin(dims)) if dims else x.abs()
+            shape = [1] * x.dim()
+            shape[batch_axis] = -1
+        big = torch.where(big > 0, big, torch.ones_like(big))
+    factor = big.reshape(shape) if shape else big.squeeze()
+    return x / factor, log + torch.log(big.to(torch.float64)).expand_as(log)
+
+
+def compile_contraction(tree: ctg.ContractionTree, batch_symbol: str, batch: int) -> Contraction:
+    """Turn ``tree`` into einsum steps; decide where to rescale and where the batch axis is."""
+    leaves = list(tree.gen_leaves())
+    ssa = {leaf: i for i, leaf in enumerate(leaves)}
+    absorbed = {i: 1 for i in range(len(leaves))}
+    steps = []
+    nxt = len(leaves)
+    for p, left, right in tree.traverse():
+        li, ri = ssa.pop(left), ssa.pop(right)
+        count = absorbed.pop(li) + absorbed.pop(ri)
+        inds = tree.get_inds(p)
+        rescale = count >= RESCALE_EVERY or tree.is_root(p)
+        steps.append(_Step(li, ri, nxt, tree.get_einsum_eq(p), inds.find(batch_symbol), rescale))
+        absorbed[nxt] = 0 if rescale else count
+        ssa[p] = nxt
+        nxt += 1
+    pre = tuple((i, eq) for i, eq in tree.preprocessing.items())
+    return Contraction(
+        tree=tree,
+        pre=pre,
+        steps=tuple(steps),
+        root=nxt - 1 if steps else 0,
+        batch=batch,
+    )

@@ -1,0 +1,216 @@
+"""Contraction trees for readout networks: search, slicing, on-disk cache, cost estimates.
+
+The search tries a structure-aware lane sweep (contract lane by lane from the far end of the
+register towards the i/o lanes, every step of ket and bra at once; its width is the number of
+bonds a lane cut crosses) and the best of several randomised greedy trials; when the best of
+these is still wide it runs cotengra's ``HyperOptimizer`` for a time budget. Trees are stored
+by structure key as JSON (SSA path plus sliced indices), so later runs and training steps do
+no search; :func:`search_count` counts the searches actually performed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cotengra as ctg
+
+from qrnn_tn.backends.tn_network import StepNetwork
+
+__all__ = [
+    "PlannerOptions",
+    "TreeCost",
+    "clear_memory_cache",
+    "default_cache_dir",
+    "find_tree",
+    "search_count",
+    "slice_tree",
+    "tree_cost",
+]
+
+#: Widths above this trigger the time-boxed hyper-optimiser (when the budget allows).
+HYPER_WIDTH = 14
+#: Greedy trials the tree must beat (the issue's yardstick: no wider than the best of 8).
+GREEDY_TRIALS = 8
+
+_SEARCHES = 0
+_MEMO: dict[tuple[str, str], ctg.ContractionTree] = {}
+
+
+def search_count() -> int:
+    """Number of path or slicing searches performed in this process (cache hits excluded)."""
+    return _SEARCHES
+
+
+def clear_memory_cache() -> None:
+    """Forget trees held in memory (the disk cache stays), as a fresh process would."""
+    _MEMO.clear()
+
+
+def default_cache_dir() -> Path:
+    """``$QRNN_TN_CACHE`` or ``~/.cache/qrnn-tn/paths``."""
+    env = os.environ.get("QRNN_TN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "qrnn-tn" / "paths"
+
+
+@dataclass(frozen=True)
+class PlannerOptions:
+    """How hard to search and where to keep the results.
+
+    ``search_time`` is the hyper-optimiser budget in seconds per network (0 disables it);
+    ``cache_dir`` ``None`` keeps trees in memory only.
+    """
+
+    cache_dir: Path | None = None
+    search_time: float = 5.0
+    seed: int = 0
+
+
+def symbols(net: StepNetwork) -> tuple[list[tuple[str, ...]], tuple[str, ...], dict[str, int]]:
+    """The network's inputs, output and sizes with cotengra's single-character indices."""
+    sym = ctg.get_symbol
+    inputs = [tuple(sym(i) for i in inds) for inds in net.inputs]
+    output = tuple(sym(i) for i in net.output)
+    sizes = {sym(i): d for i, d in net.size_dict.items()}
+    return inputs, output, sizes
+
+
+def _sweep_path(net: StepNetwork) -> list[tuple[int, int]]:
+    """SSA path absorbing leaves one by one: lanes from last to first, ket before bra."""
+    n = len(net.leaves)
+    half = n // 2
+    order = sorted(range(n), key=lambda i: (-net.leaves[i].lane, i // half, i % half))
+    path, current = [], order[0]
+    for ssa, i in enumerate(order[1:], start=n):
+        path.append((current, i))
+        current = ssa
+    return path
+
+
+def _score(tree: ctg.ContractionTree) -> float:
+    """Flops plus memory traffic (cotengra's combo cost): what CPU contraction time tracks."""
+    return tree.combo_cost(factor=64)
+
+
+def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
+    global _SEARCHES
+    _SEARCHES += 1
+    inputs, output, sizes = symbols(net)
+    candidates = []
+    if len(inputs) > 1:
+        sweep = _sweep_path(net)
+        candidates.append(ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=sweep))
+    greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed)
+    candidates.append(ctg.array_contract_tree(inputs, output, sizes, optimize=greedy))
+    best_width = min(t.contraction_width() for t in candidates)
+    if best_width > HYPER_WIDTH and options.search_time > 0:
+        hyper = ctg.HyperOptimizer(
+            methods=["greedy", "labels"],
+            minimize="write",
+            max_time=options.search_time,
+            max_repeats=10_000,
+            parallel=False,
+            progbar=False,
+        )
+        candidates.append(hyper.search(inputs, output, sizes))
+    narrowest = min(t.contraction_width() for t in candidates)
+    fit = [t for t in candidates if t.contraction_width() <= narrowest + 1]
+    return min(fit, key=_score)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
+    """The (unsliced) contraction tree of ``net``: memory, then disk, then a search."""
+    key = net.key()
+    memo_key = (key, "")
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
+    inputs, output, sizes = symbols(net)
+    path = options.cache_dir / f"{key}.json" if options.cache_dir else None
+    data = _read(path) if path else None
+    if data is not None:
+        ssa = [tuple(p) for p in data["ssa_path"]]
+        tree = ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=ssa)
+    else:
+        tree = _search(net, options)
+        if path:
+            _write(path, {"ssa_path": [list(p) for p in tree.get_ssa_path()]})
+    _MEMO[memo_key] = tree
+    return tree
+
+
+def slice_tree(
+    net: StepNetwork, tree: ctg.ContractionTree, target_size: int, options: PlannerOptions
+) -> ctg.ContractionTree:
+    """``tree`` sliced so no intermediate exceeds ``target_size`` elements (cached).
+
+    Output indices are never sliced, so every slice yields the full (partial) output.
+    """
+    if tree.max_size() <= target_size:
+        return tree
+    global _SEARCHES
+    key = net.key()
+    memo_key = (key, str(target_size))
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
+    path = options.cache_dir / f"{key}.slice{target_size}.json" if options.cache_dir else None
+    data = _read(path) if path else None
+    if data is not None:
+        sliced = tree.copy()
+        for ix in data["sliced"]:
+            sliced.remove_ind_(ctg.get_symbol(ix))
+    else:
+        _SEARCHES += 1
+        sliced = tree.slice(target_size=target_size, allow_outer=False, seed=options.seed)
+        if path:
+            index = {ctg.get_symbol(i): i for i in net.size_dict}
+            _write(path, {"sliced": [index[ix] for ix in sliced.sliced_inds]})
+    _MEMO[memo_key] = sliced
+    return sliced
+
+
+@dataclass(frozen=True)
+class TreeCost:
+    """Predicted cost of one network's contraction with its tree, per full run.
+
+    ``forward_elements``: peak live elements of one slice's forward pass;
+    ``backward_elements``: elements retained while differentiating one slice (its
+    intermediates, recomputed under checkpointing) plus the forward peak.
+    """
+
+    width: float
+    flops: float
+    slices: int
+    forward_elements: int
+    backward_elements: int
+
+
+def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
+    """Width, flops (real multiply-adds counted as 2), slices and memory of ``tree``."""
+    slices = tree.nslices
+    peak = tree.peak_size()
+    write = tree.total_write() / slices
+    return TreeCost(
+        width=float(tree.contraction_width()),
+        flops=float(tree.total_flops(dtype="float")),
+        slices=int(slices),
+        forward_elements=int(peak),
+        backward_elements=int(write + 2 * tree.max_size() + peak),
+    )

@@ -1,0 +1,261 @@
+"""``qrnn-tn train``, ``evaluate`` and ``plot``: train a cell on a task, inspect a run."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from compiler.spec import CellSpec, load_spec
+from qrnn_tn.cli import UsageError
+
+__all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config", "user_errors"]
+
+_TRAIN_DESCRIPTION = """\
+Train a QRNN cell on one of the paper's tasks (QRNN.md §7) with exact gradients. SPEC is a
+cell spec file, or `default` for the task's default cell. The run directory (--out, default
+runs/TASK) receives config.json, metrics.jsonl, checkpoints last.pt / best.pt and
+summary.json; --resume continues a killed run exactly where its last checkpoint left it.
+Tasks: elman-xor, elman-letters, memorise, dna, digits-pixel, mnist-pixel, mnist-reduced.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train``, ``evaluate`` and ``plot`` subcommands to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a cell on a task (checkpoints, metrics, resume)",
+        description=_TRAIN_DESCRIPTION,
+    )
+    parser.add_argument("spec", metavar="SPEC", help="cell spec file (.toml/.json) or `default`")
+    parser.add_argument("--task", required=True, metavar="T", help="task name (see above)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, metavar="N", help="optimiser steps")
+    length.add_argument("--epochs", type=int, metavar="E", help="passes over the training set")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="sequences per step")
+    parser.add_argument("--optimiser", choices=("adam", "sgd", "rmsprop", "lbfgs"))
+    parser.add_argument("--loss", choices=("nll", "paper"), help="training loss (default nll)")
+    parser.add_argument("--backend", metavar="NAME", help="backend name or `auto` (default)")
+    parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
+    parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
+    parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
+    parser.add_argument("--target-loss", type=float, help="stop once validation loss <= this")
+    parser.add_argument(
+        "--target-accuracy", type=float, help="stop once validation accuracy >= this"
+    )
+    parser.add_argument("--seed", type=int, help="seed of data, initialisation and order")
+    parser.add_argument("--digits", metavar="D,D", help="digit classes (pixel/MNIST tasks)")
+    parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (MNIST tasks)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other task option (e.g. n_triples=6, length=20); repeatable",
+    )
+    parser.add_argument("--out", metavar="DIR", help="run directory (default runs/TASK)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a run's best parameters on its validation and test sets",
+        description="Evaluate the best checkpoint of RUN (exact loss, accuracy, overhead).",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="run directory made by `qrnn-tn train`")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(func=run_evaluate)
+
+    plot = subparsers.add_parser(
+        "plot",
+        help="draw a run's curves, output distributions and samples (PNG)",
+        description="Write curves.png, distributions.png and samples.png into RUN.",
+    )
+    plot.add_argument("run", metavar="RUN", help="run directory made by `qrnn-tn train`")
+    plot.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    plot.set_defaults(func=run_plot)
+
+
+def user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report :class:`~qrnn_tn.train.TrainError` as a usage error (status 2, no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        from qrnn_tn.train import TrainError
+
+        try:
+            return func(args)
+        except TrainError as err:
+            raise UsageError(str(err)) from None
+
+    return wrapper
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--option {text!r}: write KEY=VALUE, e.g. --option n_triples=6")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _task_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = dict(_parse_option(o) for o in args.option)
+    if args.digits is not None:
+        options["digits"] = args.digits
+    if args.data_dir is not None:
+        options["data_dir"] = args.data_dir
+    return options
+
+
+def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
+    """The run's :class:`~qrnn_tn.train.TrainConfig`: task defaults (or the ``saved`` config
+    of a resumed run) updated by the arguments given."""
+    from qrnn_tn.tasks import default_config, task_options
+    from qrnn_tn.train import TrainConfig
+
+    overrides = {
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "optimiser": args.optimiser,
+        "loss": args.loss,
+        "backend": args.backend,
+        "dtype": args.dtype,
+        "clip": args.clip,
+        "eval_every": args.eval_every,
+        "target_loss": args.target_loss,
+        "target_accuracy": args.target_accuracy,
+        "seed": args.seed,
+        "steps": args.steps,
+        "epochs": args.epochs,
+        "out": args.out or f"runs/{args.task}",
+    }
+    options = _task_options(args)
+    if saved is None:
+        config = default_config(args.task, **overrides)
+        config.task_options = task_options(args.task, options)
+        return config
+    data = dict(saved)
+    if args.task != data["task"]:
+        raise UsageError(f"--task {args.task} but the run in {overrides['out']} is {data['task']}")
+    if args.steps is not None or args.epochs is not None:
+        data["steps"], data["epochs"] = args.steps, args.epochs
+    given = {k: v for k, v in overrides.items() if v is not None and k not in ("steps", "epochs")}
+    data.update(given)
+    if options:
+        data["task_options"] = task_options(args.task, {**data["task_options"], **options})
+    return TrainConfig.from_dict(data)
+
+
+def _spec(text: str, task: str) -> CellSpec:
+    from qrnn_tn.tasks import default_spec
+
+    return default_spec(task) if text == "default" else load_spec(Path(text))
+
+
+@user_errors
+def run_train(args: argparse.Namespace) -> int:
+    """Build data, model and config from the arguments and train; prints the outcome."""
+    from qrnn_tn.model import QRNN
+    from qrnn_tn.simulate import DTYPE_NAMES
+    from qrnn_tn.tasks import build_datasets, get_task
+    from qrnn_tn.train import train
+
+    get_task(args.task)
+    out = Path(args.out or f"runs/{args.task}")
+    saved = None
+    if args.resume and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
+    elif not args.resume and (out / "last.pt").exists():
+        raise UsageError(
+            f"{out} already holds a run; add --resume to continue it or choose another --out"
+        )
+    config = build_config(args, saved)
+    config.validate()
+    spec = _spec(args.spec, args.task)
+    data = build_datasets(config.task, seed=config.seed, **config.task_options)
+    if data.train.io != spec.io:
+        raise UsageError(
+            f"task {config.task} has {data.train.io}-bit tokens but {args.spec} has "
+            f"cell.io = {spec.io}; use a spec with io = {data.train.io} (or `default`)"
+        )
+    model = QRNN(spec, backend=config.backend, dtype=DTYPE_NAMES[config.dtype], seed=config.seed)
+    model.plan(data.train.length - 1, min(config.batch_size, len(data.train)))
+    print(
+        f"{config.task}: cell {spec.name or args.spec} (io {spec.io}, workspace "
+        f"{spec.workspace}, stages {spec.stages}, {model.n_params} parameters); "
+        f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test sequences "
+        f"of {data.train.length} tokens\n{model.backend_reason}\nrun directory: {out}",
+        flush=True,
+    )
+    summary = train(
+        model,
+        data.train,
+        data.val,
+        config,
+        data.test,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(_describe_summary(summary))
+    return 0
+
+
+def _describe_summary(summary: dict[str, Any]) -> str:
+    best, test = summary["best_val"], summary["test"]
+    lines = [
+        f"stopped after {summary['steps']} of {summary['total_steps']} steps "
+        f"({'target reached' if summary['stopped'] == 'target' else 'step budget spent'}) "
+        f"in {summary['seconds']:.1f} s",
+    ]
+    if best is not None:
+        lines.append(
+            f"best validation (step {summary['best_step']}): loss {best['loss']:.4f}, "
+            f"accuracy {best['accuracy']:.4f}, overhead {best['overhead']:.2f}"
+        )
+    if test is not None:
+        lines.append(
+            f"test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f}, "
+            f"overhead {test['overhead']:.2f}"
+        )
+    return "\n".join(lines)
+
+
+@user_errors
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate the best checkpoint of a run on its validation and test sets."""
+    from qrnn_tn.tasks import build_datasets
+    from qrnn_tn.train import evaluate, load_run
+
+    model, config = load_run(args.run, "best")
+    data = build_datasets(config.task, seed=config.seed, **config.task_options)
+    results = {
+        split: evaluate(model, getattr(data, split), loss_kind=config.loss)
+        for split in ("val", "test")
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for split, r in results.items():
+        print(
+            f"{split:>4}: loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}  "
+            f"overhead {r['overhead']:.2f}  ({r['sequences']} sequences)"
+        )
+    return 0
+
+
+@user_errors
+def run_plot(args: argparse.Namespace) -> int:
+    """Write a run's figures and print their paths."""
+    from qrnn_tn.plots import plot_run
+
+    for name, path in plot_run(args.run, seed=args.seed).items():
+        print(f"{name}: {path}")
+    return 0

@@ -1,0 +1,215 @@
+"""Figures of a training run (matplotlib, Agg): curves, per-step distributions, samples.
+
+Every figure has a fixed size in pixels (``figsize * DPI``) and is written atomically as
+PNG. :func:`plot_run` makes all of them next to a run's ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from qrnn_tn.model import QRNN  # noqa: E402
+from qrnn_tn.train import atomic_write, load_run, read_metrics  # noqa: E402
+
+__all__ = [
+    "DPI",
+    "CURVES_SIZE",
+    "DISTRIBUTION_SIZE",
+    "SAMPLES_SIZE",
+    "plot_curves",
+    "plot_distributions",
+    "plot_samples",
+    "plot_run",
+]
+
+DPI = 100
+#: Figure sizes in inches; the PNG is ``size * DPI`` pixels (width, height).
+CURVES_SIZE = (12.0, 3.6)
+DISTRIBUTION_SIZE = (10.0, 4.0)
+SAMPLES_SIZE = (10.0, 4.0)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    plt.close(fig)
+    return path
+
+
+def _word_labels(io: int) -> list[str] | None:
+    return [format(w, f"0{io}b") for w in range(2**io)] if io <= 4 else None
+
+
+def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Loss, accuracy and postselection overhead against the step (train and validation).
+
+    ``metrics`` is a run directory, a ``metrics.jsonl`` path or its records.
+    """
+    records = metrics if isinstance(metrics, list) else read_metrics(metrics)
+    by_split = {
+        split: [r for r in records if r.get("split") == split] for split in ("train", "val")
+    }
+    if not by_split["train"] and not by_split["val"]:
+        raise ValueError("no train or val records to plot; has the run made a step yet?")
+    fig, axes = plt.subplots(1, 3, figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
+    panels = (
+        ("loss", "loss", "linear"),
+        ("accuracy", "accuracy", "linear"),
+        ("overhead", "postselection overhead (mean 1/p)", "log"),
+    )
+    for ax, (key, title, scale) in zip(axes, panels, strict=True):
+        train = by_split["train"]
+        if train:
+            ax.plot(
+                [r["step"] for r in train],
+                [r[key] for r in train],
+                lw=0.8,
+                alpha=0.5,
+                label="train batch",
+            )
+        val = by_split["val"]
+        if val:
+            ax.plot([r["step"] for r in val], [r[key] for r in val], "o-", ms=3, label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_yscale(scale)
+        ax.grid(alpha=0.3)
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[0].legend()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_distributions(
+    model: QRNN,
+    words: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    mask: torch.Tensor | np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Heat map of the teacher-forced distributions ``p_t(w)`` of one sequence ``[L]``.
+
+    Rows are words, columns steps; the target of each step is marked (a ring where the
+    step is scored, a dot where it is not).
+    """
+    words = torch.as_tensor(words).reshape(1, -1)
+    probs = model(words)[0].cpu().numpy()  # [steps, 2^io]
+    steps = probs.shape[0]
+    scored = np.ones(steps, bool) if mask is None else np.asarray(mask, bool).reshape(-1)
+    targets = words[0, 1:].cpu().numpy()
+    fig, ax = plt.subplots(figsize=DISTRIBUTION_SIZE, dpi=DPI, layout="constrained")
+    image = ax.imshow(
+        probs.T,
+        aspect="auto",
+        origin="lower",
+        cmap="magma",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    t = np.arange(steps)
+    ax.scatter(
+        t[scored],
+        targets[scored],
+        s=60,
+        facecolors="none",
+        edgecolors="cyan",
+        linewidths=1.5,
+        label="target (scored)",
+    )
+    ax.scatter(t[~scored], targets[~scored], s=10, c="cyan", label="target (not scored)")
+    labels = _word_labels(model.io)
+    if labels is not None:
+        ax.set_yticks(range(2**model.io), labels)
+    ax.set_xlabel("step t (reads token t, predicts token t+1)")
+    ax.set_ylabel("word")
+    ax.set_title(title or "per-step output distributions p_t(w), teacher forced")
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.6)
+    fig.colorbar(image, ax=ax, label="probability")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def plot_samples(
+    model: QRNN,
+    prompts: torch.Tensor | np.ndarray,
+    steps: int,
+    path: str | os.PathLike,
+    generator: torch.Generator | None = None,
+    title: str = "",
+) -> Path:
+    """Sequences generated from ``prompts [n, P]`` (``steps`` sampled tokens each) as a grid."""
+    prompts = torch.as_tensor(prompts)
+    if prompts.ndim == 1:
+        prompts = prompts.unsqueeze(0)
+    samples = model.generate(prompts, steps, generator=generator).cpu().numpy()
+    n_words = 2**model.io
+    fig, ax = plt.subplots(figsize=SAMPLES_SIZE, dpi=DPI, layout="constrained")
+    if n_words <= 10:
+        cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_words])
+    else:
+        cmap = plt.get_cmap("viridis", n_words)
+    image = ax.imshow(
+        samples, aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_words - 0.5, interpolation="nearest"
+    )
+    ax.axvline(prompts.shape[1] - 0.5, color="black", lw=2)
+    if samples.size <= 400:
+        labels = _word_labels(model.io) or [str(w) for w in range(n_words)]
+        for (i, j), w in np.ndenumerate(samples):
+            ax.text(j, i, labels[w], ha="center", va="center", fontsize=7, color="white")
+    ax.set_xlabel("position (prompt left of the black line, sampled right of it)")
+    ax.set_ylabel("sample")
+    ax.set_title(title or "free-running samples")
+    bar = fig.colorbar(image, ax=ax, label="word", ticks=range(n_words) if n_words <= 16 else None)
+    if n_words <= 16:
+        bar.ax.set_yticklabels(_word_labels(model.io) or [str(w) for w in range(n_words)])
+    return _save(fig, path)
+
+
+def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> dict[str, Path]:
+    """All figures of a run, written into ``run_dir``; returns ``{name: path}``.
+
+    ``curves.png`` always; for a run of a registered task with a checkpoint also
+    ``distributions.png`` (the first test sequence under the best parameters) and
+    ``samples.png`` (``n_samples`` sequences generated from the test sequences' first
+    tokens, as long as a test sequence).
+    """
+    from qrnn_tn.tasks import TASKS, build_datasets
+
+    run_dir = Path(run_dir)
+    out = {"curves": plot_curves(run_dir, run_dir / "curves.png")}
+    if not (run_dir / "best.pt").is_file():
+        return out
+    model, config = load_run(run_dir, "best")
+    if config.task not in TASKS:
+        return out
+    test = build_datasets(config.task, seed=config.seed, **config.task_options).test
+    out["distributions"] = plot_distributions(
+        model,
+        test.words[0],
+        run_dir / "distributions.png",
+        mask=test.mask[0],
+        title=f"{config.task}: p_t(w) on test sequence 0 (rings: scored targets)",
+    )
+    prompts = test.words[:n_samples, :1]
+    out["samples"] = plot_samples(
+        model,
+        prompts,
+        test.length - 1,
+        run_dir / "samples.png",
+        generator=torch.Generator().manual_seed(seed),
+        title=f"{config.task}: {len(prompts)} sequences sampled from the trained cell",
+    )
+    return out

@@ -1,0 +1,205 @@
+"""``qrnn_tn.simulate``: run a cell on token sequences with any backend, in one call.
+
+Also the canonical parameter initialiser (QRNN.md §5), shared with the model and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compiler.ir import Slot
+from compiler.spec import CellSpec, load_spec
+from compiler.unroll import Program, compile_program
+from qrnn_tn.backends import BackendError, BackendOptions, Plan, RunResult, choose, get_backend
+
+__all__ = [
+    "simulate",
+    "init_params",
+    "load_program",
+    "make_plan",
+    "as_words",
+    "parse_dtype",
+    "DTYPE_NAMES",
+]
+
+#: Simulation dtypes by name (``--dtype`` and the ``dtype`` argument accept these names).
+DTYPE_NAMES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
+}
+_MODES = ("teacher", "sample")
+
+
+def init_params(
+    program_or_slots: Program | Sequence[Slot],
+    spec: CellSpec,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw parameters with the spec's initialisation (QRNN.md §5), float64, canonical order.
+
+    Bias slots ``~ N(0, init.bias_std)``, weight slots ``~ N(0, init.weight_std)``, rotation
+    slots ``~ N(0, init.rotation_std)``; :attr:`compiler.ir.Slot.kind` tells which.
+    """
+    slots = program_or_slots.slots if isinstance(program_or_slots, Program) else program_or_slots
+    std = {
+        "bias": spec.init.bias_std,
+        "weight": spec.init.weight_std,
+        "rotation": spec.init.rotation_std,
+    }
+    scale = torch.tensor([std[slot.kind] for slot in slots], dtype=torch.float64)
+    return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A simulation dtype from its name (``"float32"`` …) or a ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPE_NAMES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPE_NAMES:
+        return DTYPE_NAMES[dtype.removeprefix("torch.")]
+    raise BackendError(f"dtype {dtype!r} is not supported; accepted: {', '.join(DTYPE_NAMES)}")
+
+
+@lru_cache(maxsize=16)
+def _compiled(spec: CellSpec, steps: int) -> Program:
+    return compile_program(spec, steps)
+
+
+def load_program(
+    spec_or_program: Program | CellSpec | dict | str | Path, steps: int | None
+) -> Program:
+    """The program for a spec (compiled for ``steps``, cached) or a given program."""
+    if isinstance(spec_or_program, Program):
+        if steps is not None and steps != spec_or_program.steps:
+            raise BackendError(
+                f"the program has {spec_or_program.steps} steps but steps={steps} was asked"
+            )
+        return spec_or_program
+    if steps is None:
+        raise BackendError("steps is needed to compile a spec (or give words to infer it)")
+    return _compiled(load_spec(spec_or_program), steps)
+
+
+def as_words(words: Any, io: int) -> torch.Tensor:
+    """Token sequences as an int64 tensor ``[batch, L]`` (a flat sequence is a batch of one).
+
+    Raises :class:`BackendError` for empty or ragged input, non-integers and tokens outside
+    ``0 … 2^io - 1``.
+    """
+    try:
+        array = np.asarray(words.cpu() if isinstance(words, torch.Tensor) else words)
+    except ValueError as err:
+        raise BackendError(f"words must be a sequence or a rectangular batch: {err}") from None
+    if array.dtype == object:
+        raise BackendError("words must be a sequence or a rectangular batch of integer tokens")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.size == 0:
+        raise BackendError(f"words must be [L] or [batch, L] with L >= 1; got {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise BackendError(f"words must be integer tokens; got {array.dtype}")
+    bad = (array < 0) | (array >= 2**io)
+    if bad.any():
+        b, t = (int(i[0]) for i in np.nonzero(bad))
+        raise BackendError(
+            f"token {int(array[b, t])} at sequence {b}, position {t} is out of range; a cell "
+            f"with io={io} reads words 0 … {2**io - 1}"
+        )
+    return torch.as_tensor(array, dtype=torch.int64)
+
+
+def make_plan(
+    program: Program,
+    backend: str = "statevector",
+    dtype: str | torch.dtype = torch.float64,
+    batch: int = 1,
+    memory_budget: int | None = None,
+) -> tuple[Plan, str]:
+    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`).
+
+    Returns the plan and a sentence saying which backend runs it and why.
+    """
+    options = BackendOptions(
+        dtype=parse_dtype(dtype), memory_budget=memory_budget, batch_size=batch
+    )
+    if backend == "auto":
+        return choose(program, options)
+    return get_backend(backend)(program, options), f"backend {backend} (chosen by the caller)"
+
+
+def _spec_of(spec_or_program: Program | CellSpec | dict | str | Path) -> CellSpec:
+    if isinstance(spec_or_program, Program):
+        return spec_or_program.spec
+    return load_spec(spec_or_program)
+
+
+def simulate(
+    spec_or_program: Program | CellSpec | dict | str | Path,
+    params: torch.Tensor | Sequence[float] | np.ndarray | None,
+    words: Any,
+    *,
+    backend: str = "statevector",
+    steps: int | None = None,
+    dtype: str | torch.dtype = torch.float64,
+    mode: str = "teacher",
+    seed: int | None = None,
+    memory_budget: int | None = None,
+) -> RunResult:
+    """Simulate a QRNN cell on token sequences.
+
+    Parameters
+    ----------
+    spec_or_program
+        A compiled :class:`Program`, a :class:`CellSpec`, a spec dict or a spec file path.
+    params
+        Flat parameters in canonical slot order (QRNN.md §5), or ``None`` to draw them with
+        the spec's initialisation from ``seed``.
+    words
+        Tokens ``[L]`` or ``[batch, L]`` (list, array or tensor). In ``"teacher"`` mode each
+        sequence is ``steps + 1`` tokens; in ``"sample"`` mode only ``words[:, 0]`` is read.
+    backend
+        A registered backend name, or ``"auto"`` for the cheapest exact one that fits.
+    steps
+        Number of steps; by default ``L - 1`` (required in ``"sample"`` mode with a spec).
+    dtype
+        ``float32``, ``float64``, ``complex64`` or ``complex128`` (name or torch dtype).
+    mode
+        ``"teacher"`` (project on the given next token) or ``"sample"`` (draw it from ``p_t``).
+    seed
+        Seeds the parameter draw (when ``params`` is ``None``) and the sampling.
+    memory_budget
+        Bytes a run may use (default: the memory available).
+
+    Returns
+    -------
+    RunResult
+        ``probs [batch, steps, 2^io]``, ``target_prob [batch, steps]``, ``log_norm [batch]``,
+        ``words [batch, steps + 1]`` — always with the batch axis.
+    """
+    if mode not in _MODES:
+        raise BackendError(f"mode {mode!r} is not supported; accepted: {', '.join(_MODES)}")
+    spec = _spec_of(spec_or_program)
+    tokens = as_words(words, spec.io)
+    if mode == "teacher" and tokens.shape[1] < 2:
+        raise BackendError(
+            f"a sequence needs at least 2 tokens (one step) in teacher mode; got {tokens.shape[1]}"
+        )
+    if steps is None and not isinstance(spec_or_program, Program):
+        if mode == "sample" and tokens.shape[1] == 1:
+            raise BackendError("sample mode needs steps (how many tokens to generate)")
+        steps = tokens.shape[1] - 1
+    program = load_program(spec_or_program if isinstance(spec_or_program, Program) else spec, steps)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    if params is None:
+        params = init_params(program, spec, generator)
+    plan, _ = make_plan(program, backend, dtype, tokens.shape[0], memory_budget)
+    if not isinstance(params, torch.Tensor):
+        params = torch.as_tensor(np.asarray(params, dtype=np.float64))
+    return plan.run(params, tokens, mode=mode, generator=generator)

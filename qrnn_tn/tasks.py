@@ -1,0 +1,316 @@
+"""The paper's tasks (QRNN.md §7): dataset builders, default cells and hyperparameters.
+
+``TASKS[name]`` is a :class:`Task`; :func:`build_datasets` makes its train, validation and
+test sets from task options, :func:`default_config` its :class:`~qrnn_tn.train.TrainConfig`.
+Every builder is deterministic given ``seed``; the three splits use distinct seeds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compiler.spec import CellSpec, load_spec
+from qrnn_tn.data import (
+    DataError,
+    SequenceDataset,
+    digits_pixel_dataset,
+    dna,
+    elman_letters,
+    elman_xor,
+    load_mnist,
+    memorise,
+    mnist_pixel_dataset,
+    reduced_dataset,
+)
+from qrnn_tn.train import TrainConfig
+
+__all__ = ["Task", "TaskData", "TASKS", "build_datasets", "default_spec", "default_config"]
+
+#: Where MNIST IDX files are looked for when no ``data_dir`` option is given.
+MNIST_DIR_ENV = "QRNN_TN_MNIST"
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The three splits of a task (``val`` may be the training set for fixed sequences)."""
+
+    train: SequenceDataset
+    val: SequenceDataset
+    test: SequenceDataset
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: what it is, its default cell and training settings, and its data builder.
+
+    ``build(seed, **options)`` returns :class:`TaskData`; ``options`` holds the accepted
+    option names with their defaults.
+    """
+
+    name: str
+    description: str
+    spec: dict[str, Any]
+    hyper: dict[str, Any]
+    options: dict[str, Any]
+    build: Callable[..., TaskData]
+
+
+def _cell(io: int, workspace: int, stages: int, degree: int, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "cell": {"io": io, "workspace": workspace, "stages": stages},
+        "neuron": {"degree": degree, "order": 2, "topology": "all"},
+    }
+
+
+def _generated(make: Callable[..., SequenceDataset], seed: int, sizes: tuple[int, int, int], **kw):
+    """Train/val/test from a generator with seeds ``3 seed``, ``3 seed + 1``, ``3 seed + 2``."""
+    n_train, n_val, n_test = sizes
+    for role, n in zip(("n_train", "n_val", "n_test"), sizes, strict=True):
+        if not isinstance(n, int) or n < 1:
+            raise DataError(f"task option {role}={n!r}; must be an integer >= 1")
+    return TaskData(
+        train=make(n_sequences=n_train, seed=3 * seed, **kw),
+        val=make(n_sequences=n_val, seed=3 * seed + 1, **kw),
+        test=make(n_sequences=n_test, seed=3 * seed + 2, **kw),
+    )
+
+
+def _elman_xor(seed: int, n_triples: int, n_train: int, n_val: int, n_test: int) -> TaskData:
+    return _generated(elman_xor, seed, (n_train, n_val, n_test), n_triples=n_triples)
+
+
+def _elman_letters(seed: int, n_consonants: int, n_train: int, n_val: int, n_test: int) -> TaskData:
+    return _generated(elman_letters, seed, (n_train, n_val, n_test), n_consonants=n_consonants)
+
+
+def _dna(seed: int, length: int, n_train: int, n_val: int, n_test: int) -> TaskData:
+    return _generated(dna, seed, (n_train, n_val, n_test), length=length)
+
+
+def _memorise(seed: int, pattern: str, length: int) -> TaskData:
+    data = memorise(pattern, length, seed=seed)  # one fixed sequence: it is its own test
+    return TaskData(train=data, val=data, test=data)
+
+
+def _digits(digits: Any, val_fraction: float) -> tuple[int, ...]:
+    if isinstance(digits, str):
+        digits = digits.split(",")
+    try:
+        out = tuple(int(d) for d in digits)
+    except (TypeError, ValueError):
+        raise DataError(f"task option digits={digits!r}; give digits like 0,1 or [3, 6]") from None
+    if not 0 < val_fraction < 1:
+        raise DataError(f"task option val_fraction={val_fraction!r}; must be in (0, 1)")
+    return out
+
+
+def _digits_pixel(seed: int, digits: Any, size: int, val_fraction: float) -> TaskData:
+    classes = _digits(digits, val_fraction)
+    train = digits_pixel_dataset(classes, "train", seed=seed, size=size)
+    test = digits_pixel_dataset(classes, "test", seed=seed, size=size)
+    fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
+    return TaskData(train=fit, val=val, test=test)
+
+
+def _mnist_dir(data_dir: str | None) -> str:
+    directory = data_dir or os.environ.get(MNIST_DIR_ENV)
+    if not directory:
+        raise DataError(
+            "MNIST tasks need the MNIST IDX files: pass the task option data_dir=DIR "
+            f"(--data-dir DIR) or set {MNIST_DIR_ENV}=DIR"
+        )
+    return directory
+
+
+def _mnist_pixel(
+    seed: int, digits: Any, data_dir: str | None, val_fraction: float, limit: int | None
+) -> TaskData:
+    classes = _digits(digits, val_fraction)
+    directory = _mnist_dir(data_dir)
+    train = mnist_pixel_dataset(directory, classes, "train")
+    test = mnist_pixel_dataset(directory, classes, "test")
+    if limit is not None:
+        train = train.subset(np.arange(min(limit, len(train))))
+        test = test.subset(np.arange(min(limit, len(test))))
+    fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
+    return TaskData(train=fit, val=val, test=test)
+
+
+def _mnist_reduced(
+    seed: int,
+    digits: Any,
+    data_dir: str | None,
+    val_fraction: float,
+    n_components: int,
+    bits: int,
+    method: str,
+    limit: int,
+) -> TaskData:
+    classes = _digits(digits, val_fraction)
+    directory = _mnist_dir(data_dir)
+    images, labels = load_mnist(directory, "train")
+    test_images, test_labels = load_mnist(directory, "test")
+    train, test = reduced_dataset(
+        images[:limit],
+        labels[:limit],
+        classes,
+        n_components=n_components,
+        bits=bits,
+        method=method,
+        test=(test_images[:limit], test_labels[:limit]),
+        seed=seed,
+    )
+    fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
+    return TaskData(train=fit, val=val, test=test)
+
+
+#: The paper's cells have at most 10 qubits, where the statevector is the cheapest exact
+#: backend; ``auto`` finds that too, but may first spend minutes preparing the others.
+_SV = {"backend": "statevector"}
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "elman-xor",
+            "Elman's XOR: bit triples a b (a xor b); scored on the xor bits",
+            _cell(1, 3, 1, 2, "elman-xor"),
+            {
+                "lr": 0.05,
+                "batch_size": 16,
+                "steps": 600,
+                "eval_every": 25,
+                "target_accuracy": 0.99,
+                **_SV,
+            },
+            {"n_triples": 4, "n_train": 64, "n_val": 64, "n_test": 256},
+            _elman_xor,
+        ),
+        Task(
+            "elman-letters",
+            "Elman's letters: b, d, g expand to ba, dii, guuu; scored on the vowels",
+            _cell(3, 5, 2, 3, "elman-letters"),
+            {
+                "lr": 0.02,
+                "batch_size": 16,
+                "steps": 400,
+                "eval_every": 25,
+                "target_accuracy": 0.99,
+                **_SV,
+            },
+            {"n_consonants": 4, "n_train": 64, "n_val": 32, "n_test": 128},
+            _elman_letters,
+        ),
+        Task(
+            "memorise",
+            "memorisation of a constant or cyclic sequence (all steps scored)",
+            _cell(3, 5, 2, 3, "memorise"),
+            {
+                "lr": 0.02,
+                "batch_size": 1,
+                "steps": 300,
+                "eval_every": 10,
+                "target_loss": 0.01,
+                **_SV,
+            },
+            {"pattern": "cyclic", "length": 12},
+            _memorise,
+        ),
+        Task(
+            "dna",
+            "long-range memory: recall the marked base at the last step",
+            _cell(3, 5, 1, 3, "dna"),
+            {
+                "lr": 0.01,
+                "batch_size": 16,
+                "steps": 1000,
+                "eval_every": 50,
+                "target_accuracy": 0.99,
+            },
+            {"length": 10, "n_train": 256, "n_val": 64, "n_test": 256},
+            _dna,
+        ),
+        Task(
+            "digits-pixel",
+            "sklearn digits, downscaled, pixel by pixel, two scanlines; scored on the label",
+            _cell(2, 4, 1, 2, "digits-pixel"),
+            {"lr": 0.02, "batch_size": 16, "epochs": 20, "eval_every": 28, **_SV},
+            {"digits": "0,1", "size": 4, "val_fraction": 0.2},
+            _digits_pixel,
+        ),
+        Task(
+            "mnist-pixel",
+            "MNIST 10x10 pixel by pixel, two scanlines (paper: 0 vs 1, 3 vs 6)",
+            _cell(2, 8, 2, 2, "mnist-pixel"),
+            {"lr": 0.01, "batch_size": 50, "epochs": 1, "eval_every": 50, **_SV},
+            {"digits": "0,1", "data_dir": None, "val_fraction": 0.1, "limit": None},
+            _mnist_pixel,
+        ),
+        Task(
+            "mnist-reduced",
+            "MNIST reduced by PCA and t-SNE/UMAP, coordinates fed bit by bit, then the label",
+            _cell(2, 6, 2, 3, "mnist-reduced"),
+            {"lr": 0.01, "batch_size": 50, "epochs": 5, "eval_every": 50, **_SV},
+            {
+                "digits": "0,1,2,3,4,5,6,7,8,9",
+                "data_dir": None,
+                "val_fraction": 0.1,
+                "n_components": 2,
+                "bits": 4,
+                "method": "tsne",
+                "limit": 2000,
+            },
+            _mnist_reduced,
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; the error lists the known tasks."""
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def task_options(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The task's default options updated by ``options`` (unknown names are errors)."""
+    task = get_task(name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(task.options))
+    if unknown:
+        raise DataError(
+            f"task {name!r} has no option(s) {', '.join(unknown)}; accepted: "
+            + ", ".join(f"{k} (default {v!r})" for k, v in task.options.items())
+        )
+    return {**task.options, **options}
+
+
+def build_datasets(name: str, seed: int = 0, **options: Any) -> TaskData:
+    """Train, validation and test sets of task ``name`` (see ``TASKS[name].options``)."""
+    return get_task(name).build(seed, **task_options(name, options))
+
+
+def default_spec(name: str) -> CellSpec:
+    """The task's default cell."""
+    return load_spec(get_task(name).spec)
+
+
+def default_config(name: str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with the task's hyperparameters, updated by ``overrides``.
+
+    Giving ``epochs`` replaces a default ``steps`` and vice versa.
+    """
+    hyper = dict(get_task(name).hyper)
+    if overrides.get("epochs") is not None:
+        hyper.pop("steps", None)
+    if overrides.get("steps") is not None:
+        hyper.pop("epochs", None)
+    hyper.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(task=name, **hyper)

@@ -1,0 +1,647 @@
+"""Training loop, evaluation, atomic checkpoints with exact resume, and metrics files.
+
+A run directory (``TrainConfig.out``) holds::
+
+    config.json     the config and the cell spec (written when the run starts)
+    metrics.jsonl   one JSON record per line: train steps, validations, the test
+    last.pt         latest checkpoint: model, optimiser, RNG states, step, config
+    best.pt         parameters with the lowest validation loss so far
+    summary.json    the outcome (written when the run ends)
+
+Every file but the metrics log is written atomically (temporary file in the same
+directory, fsync, ``os.replace``). Data order depends only on the seed and the step, so a
+run resumed from ``last.pt`` repeats exactly what the uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from compiler.spec import load_spec
+from qrnn_tn.data import SequenceDataset
+from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses
+from qrnn_tn.simulate import DTYPE_NAMES
+
+__all__ = [
+    "TrainError",
+    "TrainConfig",
+    "OPTIMISERS",
+    "train",
+    "evaluate",
+    "atomic_write",
+    "load_checkpoint",
+    "load_run",
+    "read_metrics",
+]
+
+#: Optimisers by name (QRNN.md §6; L-BFGS as in the paper's MNIST 3 vs 6 run).
+OPTIMISERS = ("adam", "sgd", "rmsprop", "lbfgs")
+#: Config fields that shape the trajectory: a resumed run must not change them.
+_TRAJECTORY_FIELDS = (
+    "task",
+    "lr",
+    "optimiser",
+    "batch_size",
+    "clip",
+    "seed",
+    "eval_every",
+    "loss",
+    "backend",
+    "dtype",
+    "task_options",
+)
+_CHECKPOINT_FORMAT = 1
+#: Sequences per evaluation batch (no gradients are kept, so this can be large).
+EVAL_BATCH = 256
+
+
+class TrainError(ValueError):
+    """Training cannot start or resume as asked; the message says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters and bookkeeping of one training run.
+
+    ``steps`` optimiser steps, or ``epochs`` passes over the training set (give one).
+    Validation runs every ``eval_every`` steps and at the end; training stops early once
+    every target given (``target_loss``: validation loss at most this; ``target_accuracy``:
+    validation accuracy at least this) is met. ``clip`` bounds the gradient norm (not
+    applied with L-BFGS, whose line search needs the true gradient). ``out`` is the run
+    directory (``None``: keep nothing on disk). ``task_options`` records how the datasets
+    were built (see :mod:`qrnn_tn.tasks`).
+    """
+
+    task: str = ""
+    lr: float = 0.01
+    optimiser: str = "adam"
+    batch_size: int = 16
+    steps: int | None = None
+    epochs: int | None = None
+    clip: float | None = 0.5
+    seed: int = 0
+    eval_every: int = 20
+    target_loss: float | None = None
+    target_accuracy: float | None = None
+    out: str | None = None
+    loss: str = "nll"
+    backend: str = "auto"
+    dtype: str = "float64"
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`TrainError` naming the first bad field and what is accepted."""
+        if self.optimiser not in OPTIMISERS:
+            raise TrainError(f"optimiser={self.optimiser!r}; accepted: {', '.join(OPTIMISERS)}")
+        if self.loss not in LOSS_KINDS:
+            raise TrainError(f"loss={self.loss!r}; accepted: {', '.join(LOSS_KINDS)}")
+        if self.dtype not in DTYPE_NAMES:
+            raise TrainError(f"dtype={self.dtype!r}; accepted: {', '.join(DTYPE_NAMES)}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise TrainError(f"lr={self.lr!r}; the learning rate must be a positive number")
+        for name in ("batch_size", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainError(f"{name}={value!r}; must be an integer >= 1")
+        if (self.steps is None) == (self.epochs is None):
+            raise TrainError(
+                f"steps={self.steps!r}, epochs={self.epochs!r}: give exactly one of them"
+            )
+        for name in ("steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise TrainError(f"{name}={value!r}; must be an integer >= 1")
+        if self.clip is not None and not self.clip > 0:
+            raise TrainError(f"clip={self.clip!r}; must be > 0, or None for no clipping")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimiser steps of the run for a training set of ``n_train`` sequences."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * math.ceil(n_train / self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainError(f"unknown config keys {unknown}; accepted: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` via ``write(file)`` into a temporary sibling, fsync, then ``os.replace``.
+
+    A crash or error at any point leaves the previous file (if any) untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` file; a line cut short by a crash is skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise TrainError(f"no metrics file at {path}; is this a run directory made by train?")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for damaged files
+        raise TrainError(f"checkpoint {path} cannot be read ({err}); it is damaged") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
+        raise TrainError(f"{path} is not a qrnn-tn checkpoint (format {_CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[QRNN, TrainConfig]:
+    """The model of a run directory (``which``: ``"best"`` or ``"last"``) and its config."""
+    run_dir = Path(run_dir)
+    if which not in ("best", "last"):
+        raise TrainError(f"which={which!r}; accepted: best, last")
+    ckpt = load_checkpoint(run_dir / f"{which}.pt")
+    config = TrainConfig.from_dict(ckpt["config"])
+    spec = load_spec(ckpt["spec"])
+    model = QRNN(
+        spec,
+        backend=config.backend,
+        dtype=DTYPE_NAMES[config.dtype],
+        init=np.zeros(spec.n_parameters()),
+    )
+    model.load_state_dict(ckpt["model"])
+    return model, config
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (global state)
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    legacy = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    np.random.set_state(legacy)  # noqa: NPY002 (restoring the global state)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: QRNN, dataset: SequenceDataset, *, loss_kind: str = "nll", batch_size: int = EVAL_BATCH
+) -> dict[str, float]:
+    """Loss, accuracy and postselection overhead of ``model`` on ``dataset`` (exact).
+
+    ``loss`` is the mean over every unmasked step of the set. ``accuracy`` is, for a
+    labelled set, the share of sequences whose most probable label under the exact joint
+    label distribution is right (QRNN.md §3); otherwise the share of unmasked steps whose
+    most probable word is the target. ``overhead`` is the mean of ``1 / p_t(w_{t+1})``
+    over all steps (the expected repetitions per projection on a device).
+    """
+    loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
+    for words, mask in dataset.batches(batch_size):
+        words_t, mask_t = torch.from_numpy(words), torch.from_numpy(mask)
+        probs = model(words_t)
+        loss_sum += float(step_losses(probs, words_t, loss_kind)[mask_t].sum())
+        n_scored += int(mask_t.sum())
+        correct += int((probs.argmax(-1) == words_t[:, 1:])[mask_t].sum())
+        p_target = probs.gather(-1, words_t[:, 1:].unsqueeze(-1)).squeeze(-1)
+        overhead_sum += float((1 / p_target.clamp_min(torch.finfo(probs.dtype).tiny)).sum())
+        n_steps += p_target.numel()
+    if n_scored == 0:
+        raise TrainError(f"dataset {dataset.name!r} has no unmasked step to evaluate")
+    accuracy = correct / n_scored
+    if dataset.labels is not None:
+        accuracy = _label_accuracy(model, dataset, batch_size)
+    return {
+        "loss": loss_sum / n_scored,
+        "accuracy": accuracy,
+        "overhead": overhead_sum / n_steps,
+        "sequences": len(dataset),
+    }
+
+
+def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> float:
+    k = dataset.n_label_steps
+    runs_per_sequence = 2 ** (model.io * (k - 1))
+    chunk = max(1, batch_size // runs_per_sequence)
+    correct = 0
+    for start in range(0, len(dataset), chunk):
+        words = torch.from_numpy(dataset.words[start : start + chunk])
+        predicted = model.label_distribution(words, k).argmax(-1)
+        correct += int((predicted == torch.from_numpy(dataset.labels[start : start + chunk])).sum())
+    return correct / len(dataset)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _make_optimiser(config: TrainConfig, model: QRNN) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimiser == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    if config.optimiser == "sgd":
+        return torch.optim.SGD(params, lr=config.lr)
+    if config.optimiser == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr)
+    return torch.optim.LBFGS(params, lr=config.lr, line_search_fn="strong_wolfe")
+
+
+def _batch(
+    dataset: SequenceDataset, batch_size: int, seed: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of optimiser step ``step`` (0-based): a function of seed and step only."""
+    per_epoch = math.ceil(len(dataset) / batch_size)
+    epoch, index = divmod(step, per_epoch)
+    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    batches: Iterator = dataset.batches(batch_size, shuffle=True, seed=epoch_seed)
+    for _ in range(index):
+        next(batches)
+    words, mask = next(batches)
+    return torch.from_numpy(words), torch.from_numpy(mask)
+
+
+def _train_step(
+    model: QRNN,
+    optimiser: torch.optim.Optimizer,
+    words: torch.Tensor,
+    mask: torch.Tensor,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """One optimiser step; returns the batch's loss, accuracy, overhead and gradient norm."""
+    seen: dict[str, float] = {}
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        probs = model(words)
+        loss = step_losses(probs, words, config.loss)[mask].mean()
+        loss.backward()
+        if not seen:  # the first evaluation is the batch's state before the step
+            p_target = probs.detach().gather(-1, words[:, 1:].unsqueeze(-1)).squeeze(-1)
+            tiny = torch.finfo(probs.dtype).tiny
+            seen["loss"] = float(loss.detach())
+            seen["accuracy"] = float((probs.argmax(-1) == words[:, 1:])[mask].double().mean())
+            seen["overhead"] = float((1 / p_target.clamp_min(tiny)).mean())
+            seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
+        return loss
+
+    if config.optimiser == "lbfgs":
+        optimiser.step(closure)
+    else:
+        closure()
+        if config.clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimiser.step()
+    return seen
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain log lines (at validations) otherwise."""
+
+    def __init__(self, total: int, initial: int, name: str, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.name = name or "train"
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            self.bar = tqdm(total=total, initial=initial, desc=self.name, file=sys.stderr)
+
+    def step(self, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+
+    def validation(self, step: int, train_loss: float, val: dict[str, float]) -> None:
+        text = (
+            f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} overhead {val['overhead']:.2f}"
+        )
+        if self.bar is not None:
+            self.bar.write(f"{self.name} step {step}: {text}", file=sys.stderr)
+        elif self.enabled:
+            print(
+                f"{self.name} step {step}/{self.total}: loss {train_loss:.4f} | {text} "
+                f"| {val['seconds']:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_inputs(
+    model: QRNN,
+    datasets: dict[str, SequenceDataset | None],
+    config: TrainConfig,
+    resume: bool,
+) -> None:
+    config.validate()
+    if config.backend != model.backend:
+        raise TrainError(
+            f"config.backend={config.backend!r} but the model uses {model.backend!r}; "
+            "build the model with the config's backend (or set config.backend to match)"
+        )
+    if DTYPE_NAMES[config.dtype] != model.dtype:
+        raise TrainError(
+            f"config.dtype={config.dtype!r} but the model uses {model.dtype}; make them agree"
+        )
+    if resume and config.out is None:
+        raise TrainError("resume=True needs config.out, the run directory to resume from")
+    for role, dataset in datasets.items():
+        if dataset is None:
+            continue
+        if dataset.io != model.io:
+            raise TrainError(
+                f"{role} set {dataset.name!r} has {dataset.io}-bit tokens but the cell has "
+                f"io={model.io}; use a spec with cell.io = {dataset.io}"
+            )
+        unscored = np.flatnonzero(~dataset.mask.any(axis=1))
+        if unscored.size:
+            raise TrainError(
+                f"{role} set {dataset.name!r}: {unscored.size} sequence(s) have no unmasked "
+                f"step (e.g. sequence {int(unscored[0])}); drop them, their loss is undefined"
+            )
+        if dataset.labels is not None and 2 ** (model.io * (dataset.n_label_steps - 1)) > 4096:
+            raise TrainError(
+                f"{role} set {dataset.name!r}: {dataset.n_label_steps} label steps of "
+                f"{model.io} bits need {2 ** (model.io * (dataset.n_label_steps - 1))} runs "
+                "per sequence for the exact label distribution; use fewer label steps"
+            )
+
+
+def train(
+    model: QRNN,
+    train_set: SequenceDataset,
+    val_set: SequenceDataset | None,
+    config: TrainConfig,
+    test_set: SequenceDataset | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place; at the end it holds the best validated parameters.
+
+    Parameters
+    ----------
+    model
+        The QRNN to train (its backend and dtype must match ``config``).
+    train_set, val_set, test_set
+        Datasets; without ``val_set`` the training set is used for validation.
+    config
+        Hyperparameters; ``config.out`` is the run directory.
+    resume
+        Continue the run in ``config.out`` from its ``last.pt`` (start afresh if it has
+        none). The trajectory fields of the config must equal the saved ones; ``steps``,
+        ``epochs`` and the targets may change.
+    progress
+        Show a progress bar (terminal) or log lines (otherwise) on stderr.
+
+    Returns
+    -------
+    dict
+        The summary also written to ``summary.json``: steps done, why training stopped,
+        best step and its validation metrics, test metrics, seconds.
+    """
+    _check_inputs(
+        model, {"train": train_set, "validation": val_set, "test": test_set}, config, resume
+    )
+    val_set = train_set if val_set is None else val_set
+    out = Path(config.out) if config.out is not None else None
+    total = config.total_steps(len(train_set))
+    optimiser = _make_optimiser(config, model)
+    state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}
+    best_theta = model.theta.detach().clone()
+
+    if out is not None and not resume and (out / "last.pt").exists():
+        raise TrainError(
+            f"{out} already holds a run (last.pt); resume it (resume=True / --resume) or "
+            "choose another output directory"
+        )
+    if resume and (out / "last.pt").exists():
+        best_theta = _resume(out, model, optimiser, config, state)
+    else:
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)  # noqa: NPY002 (the global state)
+        random.seed(config.seed)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_json(out / "config.json", _run_info(model, config))
+            atomic_write(out / "metrics.jsonl", lambda f: None)
+
+    bar = _Progress(total, state["step"], config.task, progress)
+    started = time.perf_counter() - state["seconds"]
+    try:
+        while state["step"] < total and state["stopped"] is None:
+            words, mask = _batch(train_set, config.batch_size, config.seed, state["step"])
+            record = _train_step(model, optimiser, words, mask, config)
+            state["step"] += 1
+            step = state["step"]
+            record = {"split": "train", "step": step, **record}
+            record["seconds"] = time.perf_counter() - started
+            _append(out, record)
+            bar.step(record)
+            if step % config.eval_every == 0 or step == total:
+                val = {
+                    "split": "val",
+                    "step": step,
+                    **evaluate(model, val_set, loss_kind=config.loss),
+                }
+                val["seconds"] = time.perf_counter() - started
+                _append(out, val)
+                bar.validation(step, record["loss"], val)
+                if state["best_val"] is None or val["loss"] < state["best_val"]["loss"]:
+                    state["best_step"], state["best_val"] = step, val
+                    best_theta = model.theta.detach().clone()
+                    if out is not None:
+                        _save_best(out, model, config, state)
+                if _targets_met(config, val):
+                    state["stopped"] = "target"
+                state["seconds"] = time.perf_counter() - started
+                if out is not None:
+                    _save_checkpoint(out / "last.pt", model, optimiser, config, state)
+    finally:
+        bar.close()
+
+    with torch.no_grad():
+        model.theta.copy_(best_theta)
+    summary = {
+        "task": config.task,
+        "parameters": model.n_params,
+        "backend": model.backend_reason,
+        "steps": state["step"],
+        "total_steps": total,
+        "stopped": state["stopped"] or "steps",
+        "best_step": state["best_step"],
+        "best_val": state["best_val"],
+        "test": None,
+        "seconds": state["seconds"],
+        "out": None if out is None else str(out),
+    }
+    if test_set is not None:
+        test = {"split": "test", "step": state["best_step"]}
+        test.update(evaluate(model, test_set, loss_kind=config.loss))
+        _append(out, test)
+        summary["test"] = test
+    if out is not None:
+        _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _targets_met(config: TrainConfig, val: dict[str, float]) -> bool:
+    checks = []
+    if config.target_loss is not None:
+        checks.append(val["loss"] <= config.target_loss)
+    if config.target_accuracy is not None:
+        checks.append(val["accuracy"] >= config.target_accuracy)
+    return bool(checks) and all(checks)
+
+
+def _run_info(model: QRNN, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "spec": model.spec.to_dict(),
+        "parameters": model.n_params,
+    }
+
+
+def _append(out: Path | None, record: dict[str, Any]) -> None:
+    if out is None:
+        return
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _save_checkpoint(
+    path: Path,
+    model: QRNN,
+    optimiser: torch.optim.Optimizer,
+    config: TrainConfig,
+    state: dict[str, Any],
+) -> None:
+    ckpt = {
+        "format": _CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "spec": model.spec.to_dict(),
+        "optimiser": optimiser.state_dict(),
+        "rng": _rng_state(),
+        "config": config.to_dict(),
+        "state": state,
+    }
+    atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+def _save_best(out: Path, model: QRNN, config: TrainConfig, state: dict[str, Any]) -> None:
+    ckpt = {
+        "format": _CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "spec": model.spec.to_dict(),
+        "config": config.to_dict(),
+        "state": state,
+    }
+    atomic_write(out / "best.pt", lambda f: torch.save(ckpt, f))
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as JSON would read it back (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(data))
+
+
+def _resume(
+    out: Path,
+    model: QRNN,
+    optimiser: torch.optim.Optimizer,
+    config: TrainConfig,
+    state: dict[str, Any],
+) -> torch.Tensor:
+    """Restore the run in ``out``; returns the best parameters so far."""
+    ckpt = load_checkpoint(out / "last.pt")
+    saved = _plain(ckpt["config"])
+    given = _plain(config.to_dict())
+    changed = [k for k in _TRAJECTORY_FIELDS if saved.get(k) != given[k]]
+    if changed:
+        detail = ", ".join(f"{k}: saved {saved.get(k)!r}, given {given[k]!r}" for k in changed)
+        raise TrainError(
+            f"cannot resume {out}: the config differs from the saved run ({detail}); "
+            "use the saved values or start a new run in another directory"
+        )
+    if ckpt["spec"] != model.spec.to_dict():
+        raise TrainError(
+            f"cannot resume {out}: the model's cell spec differs from the saved one "
+            f"({ckpt['spec']}); build the model from the run's config.json"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimiser.load_state_dict(ckpt["optimiser"])
+    _set_rng_state(ckpt["rng"])
+    state.update(ckpt["state"])
+    records = read_metrics(out) if (out / "metrics.jsonl").exists() else []
+    kept = [r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
+    if state["best_step"] is None:
+        return model.theta.detach().clone()
+    return load_checkpoint(out / "best.pt")["model"]["theta"].to(model.theta.dtype)

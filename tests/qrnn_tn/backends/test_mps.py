@@ -1,0 +1,286 @@
+"""MPS backend: exactness against dense simulators, truncation bounds, stable gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler.gates import neuron_branch_amplitudes
+from compiler.unroll import compile_program
+from qrnn_tn.backends.base import BackendOptions, backend_names
+from qrnn_tn.backends.mps import MPSRunResult, prepare
+from qrnn_tn.backends.mps_svd import split
+from tests.reference import dense_run
+
+
+def dense_torch(program, params: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """Independent batched dense statevector in torch (autograd): probs ``[B, steps, 2^io]``."""
+    n, io = program.n_lanes, program.io
+    batch = words.shape[0]
+    psi = torch.zeros(batch, 2**n, dtype=params.dtype)
+    psi[:, 0] = 1.0
+    probs = []
+
+    def on(psi, lanes):  # view [B, 2^len(lanes), rest] with ``lanes`` first (MSB first)
+        rest = [q for q in range(n) if q not in lanes]
+        perm = [0, *(1 + q for q in lanes), *(1 + q for q in rest)]
+        view = psi.reshape(batch, *[2] * n).permute(perm)
+        return view.reshape(batch, 2 ** len(lanes), -1), perm
+
+    def back(view, perm):
+        inv = np.argsort(perm).tolist()
+        return view.reshape(batch, *[2] * n).permute(inv).reshape(batch, -1)
+
+    for op in program.ops:
+        if op.kind == "wordx":
+            bit = (words[:, op.bit.token] >> (io - 1 - op.bit.bit)) & 1
+            view, perm = on(psi, [op.qubit])
+            psi = back(torch.where(bit[:, None, None].bool(), view.flip(1), view), perm)
+        elif op.kind == "gate":
+            angle = op.angle.const + sum(c * params[s] for s, c in op.angle.terms)
+            co, si = torch.cos(angle / 2), torch.sin(angle / 2)
+            view, perm = on(psi, [op.qubits[0]])
+            z, o = view[:, 0], view[:, 1]
+            psi = back(torch.stack((co * z - si * o, si * z + co * o), 1), perm)
+        elif op.kind == "neuron":
+            mono = torch.as_tensor(op.monomials(), dtype=params.dtype)
+            eta = (op.offset + mono @ params[list(op.slots)]) / 2
+            c, s = neuron_branch_amplitudes(eta, op.order)
+            view, perm = on(psi, [*op.sources, op.target])
+            view = view.reshape(batch, -1, 2, view.shape[-1])
+            z, o = view[:, :, 0], view[:, :, 1]
+            c, s = c[None, :, None], s[None, :, None]
+            new = torch.stack((c * z - s * o, s * z + c * o), 2).reshape(batch, -1, z.shape[-1])
+            psi = back(new, perm)
+            psi = psi / psi.norm(dim=1, keepdim=True)
+        elif op.kind == "readout":
+            view, _ = on(psi, list(range(io)))
+            p = view.square().sum(-1)
+            probs.append(p / p.sum(1, keepdim=True))
+        elif op.kind == "project":
+            view, perm = on(psi, list(range(io)))
+            hot = torch.nn.functional.one_hot(words[:, op.token], 2**io).to(params.dtype)
+            psi = back(view * hot[:, :, None], perm)
+            psi = psi / psi.norm(dim=1, keepdim=True)
+    return torch.stack(probs, 1)
+
+
+def reference_probs(program, params: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """The statevector backend's probabilities once it exists, else the dense numpy reference."""
+    try:
+        from qrnn_tn.backends.statevector import prepare as statevector
+    except ImportError:
+        return np.stack([dense_run(program.dag, params, w) for w in words])
+    plan = statevector(program, BackendOptions(batch_size=len(words)))
+    result = plan.run(torch.tensor(params), torch.as_tensor(words))
+    return result.probs.detach().numpy()
+
+
+def _spec(io, work, stages, degree, order, topology):
+    return {
+        "cell": {"io": io, "workspace": work, "stages": stages},
+        "neuron": {"degree": degree, "order": order, "topology": topology},
+    }
+
+
+def _custom(n: int, rng: np.random.Generator) -> dict:
+    table = {}
+    for g in range(n):
+        others = [q for q in range(n) if q != g]
+        k = int(rng.integers(1, min(3, len(others)) + 1))
+        table[str(g)] = sorted(int(q) for q in rng.choice(others, k, replace=False))
+    return {"custom": table}
+
+
+def _loss_weights(shape, seed: int) -> torch.Tensor:
+    return torch.as_tensor(np.random.default_rng(seed).normal(size=shape))
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    io=st.integers(1, 2),
+    work=st.integers(1, 4),
+    stages=st.integers(0, 2),
+    degree=st.integers(1, 3),
+    order=st.integers(1, 2),
+    topo=st.sampled_from(["all", "local1", "local2", "custom"]),
+    max_window=st.sampled_from([2, 10]),
+    seed=st.integers(0, 2**16),
+)
+def test_exact_against_dense(io, work, stages, degree, order, topo, max_window, seed):
+    rng = np.random.default_rng(seed)
+    n = io + work
+    topology = {
+        "all": "all",
+        "local1": {"local": 1},
+        "local2": {"local": 2},
+        "custom": _custom(n, rng),
+    }[topo]
+    most = {"all": n - 1, "local1": 2, "local2": 4}.get(topo) or max(
+        len(v) for v in topology["custom"].values()
+    )
+    degree = min(degree, most, n - 1)
+    program = compile_program(_spec(io, work, stages, degree, order, topology), steps=3)
+    params = rng.normal(0, 1.0, program.n_params)
+    words = rng.integers(0, 2**io, (2, 4))
+    reference = reference_probs(program, params, words)
+    plan = prepare(program, BackendOptions(extra={"max_window": max_window}))
+    theta = torch.tensor(params, requires_grad=True)
+    result = plan.run(theta, torch.as_tensor(words))
+    assert isinstance(result, MPSRunResult)
+    np.testing.assert_allclose(result.probs.detach().numpy(), reference, atol=1e-10)
+    assert float(result.discarded.max()) < 1e-20
+    weights = _loss_weights(result.probs.shape, seed)
+    (grad,) = torch.autograd.grad((result.probs * weights).sum(), theta)
+    theta_ref = torch.tensor(params, requires_grad=True)
+    dense = dense_torch(program, theta_ref, torch.as_tensor(words))
+    (grad_ref,) = torch.autograd.grad((dense * weights).sum(), theta_ref)
+    np.testing.assert_allclose(dense.detach().numpy(), reference, atol=1e-12)
+    np.testing.assert_allclose(grad.numpy(), grad_ref.numpy(), atol=1e-9)
+
+
+def test_ten_qubit_all_topology_with_gradients():
+    rng = np.random.default_rng(1)
+    program = compile_program(_spec(2, 8, 1, 2, 2, "all"), steps=2)
+    params = rng.normal(0, 1.0, program.n_params)
+    words = torch.as_tensor(rng.integers(0, 4, (2, 3)))
+    theta = torch.tensor(params, requires_grad=True)
+    result = prepare(program, BackendOptions()).run(theta, words)
+    theta_ref = torch.tensor(params, requires_grad=True)
+    dense = dense_torch(program, theta_ref, words)  # checked against dense_run above
+    np.testing.assert_allclose(result.probs.detach().numpy(), dense.detach().numpy(), atol=1e-10)
+    (grad,) = torch.autograd.grad(result.probs[..., 0].sum(), theta)
+    (grad_ref,) = torch.autograd.grad(dense[..., 0].sum(), theta_ref)
+    np.testing.assert_allclose(grad.numpy(), grad_ref.numpy(), atol=1e-9)
+
+
+def test_truncation_error_bounded_by_discarded_weight():
+    """``max |p̃ - p| ≤ 2 Σ_steps≤t √(2 ε)`` (bound stated in ``qrnn_tn.backends.mps``)."""
+    rng = np.random.default_rng(3)
+    program = compile_program(_spec(2, 6, 1, 2, 2, {"local": 2}), steps=4)
+    params = rng.normal(0, 1.5, program.n_params)
+    words = rng.integers(0, 4, (3, 5))
+    exact = reference_probs(program, params, words)
+    for bond in (2, 3, 4):
+        result = prepare(program, BackendOptions(extra={"max_bond": bond})).run(
+            torch.tensor(params), torch.as_tensor(words)
+        )
+        assert float(result.discarded.max()) > 0
+        error = np.abs(result.probs.numpy() - exact).max(axis=2)
+        bound = 2 * np.cumsum(np.sqrt(2 * result.discarded.numpy()), axis=1)
+        assert np.all(error <= bound + 1e-12), (bond, error, bound)
+
+
+@pytest.mark.parametrize(
+    "offset, words",
+    [
+        (0.0, [[0, 0, 0, 0]] * 2),
+        (math.pi / 2, [[0, 1, 2, 3], [3, 3, 0, 0]]),
+        (math.pi / 3, [[1] * 4]),
+    ],
+)
+def test_gradients_finite_on_product_states(offset, words):
+    """All parameters zero: every neuron is the same rotation, so the state stays a product."""
+    spec = _spec(2, 4, 1, 2, 2, {"local": 1})
+    spec["neuron"]["offset"] = offset
+    program = compile_program(spec, steps=3)
+    words = torch.tensor(words)
+    for extra in ({}, {"max_bond": 2}, {"cutoff": 0.0}):
+        theta = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
+        result = prepare(program, BackendOptions(extra=extra)).run(theta, words)
+        loss = -torch.log(result.target_prob.clamp_min(1e-30)).sum() + result.probs.sum()
+        (grad,) = torch.autograd.grad(loss, theta)
+        assert torch.isfinite(grad).all()
+
+
+def test_product_state_gradient_equals_dense():
+    program = compile_program(_spec(1, 3, 1, 2, 1, {"local": 1}), steps=2)
+    words = torch.tensor([[0, 1, 1], [1, 0, 1]])
+    theta = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
+    result = prepare(program, BackendOptions(extra={"cutoff": 0.0})).run(theta, words)
+    (grad,) = torch.autograd.grad(result.probs[..., 0].sum(), theta)
+    theta_ref = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
+    dense = dense_torch(program, theta_ref, words)
+    (grad_ref,) = torch.autograd.grad(dense[..., 0].sum(), theta_ref)
+    np.testing.assert_allclose(grad.numpy(), grad_ref.numpy(), atol=1e-9)
+
+
+def test_split_backward_matches_finite_differences():
+    torch.manual_seed(0)
+    for m, n, bond in [(6, 9, None), (9, 6, None), (6, 9, 3)]:
+        mat = torch.randn(2, m, n, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(2, m, m, dtype=torch.float64)
+
+        def gauge_invariant(x, bond=bond, weight=weight):
+            u, c, _ = split(x, bond, 0.0)
+            return ((u @ c) ** 2).sum(dim=1) @ torch.arange(x.shape[2], dtype=x.dtype) + (
+                (u @ u.mT) * weight
+            ).sum()
+
+        assert torch.autograd.gradcheck(gauge_invariant, (mat,))
+
+
+def test_split_backward_finite_on_degenerate_spectrum():
+    mat = torch.zeros(2, 4, 4, dtype=torch.float64)
+    mat[:, 0, 0] = mat[:, 1, 1] = 1.0  # two equal singular values, two zeros
+    mat.requires_grad_(True)
+    u, c, _ = split(mat, None, 0.0)
+    (grad,) = torch.autograd.grad(((u @ c) ** 3).sum() + (u @ u.mT)[:, 0, 0].sum(), mat)
+    assert torch.isfinite(grad).all()
+
+
+def test_sample_mode_and_checkpointing_agree():
+    rng = np.random.default_rng(5)
+    program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=4)
+    params = torch.tensor(rng.normal(0, 1.0, program.n_params), requires_grad=True)
+    words = torch.zeros(3, 5, dtype=torch.long)
+    results = []
+    for steps in (0, 1, 3):
+        plan = prepare(program, BackendOptions(extra={"checkpoint_steps": steps}))
+        gen = torch.Generator().manual_seed(7)
+        result = plan.run(params, words, mode="sample", generator=gen)
+        (grad,) = torch.autograd.grad(result.log_norm.sum(), params)
+        results.append((result.words, result.probs.detach(), grad))
+    for words_k, probs_k, grad_k in results[1:]:
+        assert torch.equal(words_k, results[0][0])
+        torch.testing.assert_close(probs_k, results[0][1], rtol=0, atol=1e-12)
+        torch.testing.assert_close(grad_k, results[0][2], rtol=0, atol=1e-10)
+    reference = reference_probs(program, params.detach().numpy(), results[0][0].numpy())
+    np.testing.assert_allclose(results[0][1].numpy(), reference, atol=1e-10)
+
+
+def test_wide_local_cell_runs():
+    """64 lanes, r = 1, bond 4, batch 2: 10 steps forward, 3 steps forward+backward."""
+    rng = np.random.default_rng(0)
+    plan_for = {}
+    for steps in (10, 3):
+        program = compile_program(_spec(2, 62, 1, 2, 2, {"local": 1}), steps=steps)
+        plan_for[steps] = prepare(program, BackendOptions(extra={"max_bond": 4}))
+    params = torch.tensor(rng.normal(0, 1.0, plan_for[10].program.n_params))
+    words = torch.as_tensor(rng.integers(0, 4, (2, 11)))
+    with torch.no_grad():
+        result = plan_for[10].run(params, words)
+    assert result.discarded.shape == (2, 10) and float(result.discarded.sum()) > 0
+    torch.testing.assert_close(result.probs.sum(-1), torch.ones(2, 10, dtype=torch.float64))
+    theta = params.clone().requires_grad_(True)
+    plan_for[3].run(theta, words[:, :4]).log_norm.sum().backward()
+    assert torch.isfinite(theta.grad).all()
+
+
+def test_cost_and_registration():
+    program = compile_program(_spec(2, 8, 1, 2, 2, {"local": 1}), steps=5)
+    assert "mps" in backend_names()
+    exact = prepare(program, BackendOptions(batch_size=4)).cost
+    capped = prepare(program, BackendOptions(batch_size=4, extra={"max_bond": 4})).cost
+    assert exact.exact and not capped.exact
+    assert capped.flops < exact.flops
+    assert 0 < capped.peak_bytes_forward <= capped.peak_bytes_backward
+    assert prepare(program, BackendOptions(extra={"max_bond": 32})).cost.exact
+    wide = compile_program(_spec(2, 98, 1, 2, 2, {"local": 1}), steps=10)
+    assert not prepare(wide, BackendOptions(extra={"max_bond": 32})).cost.exact
+    assert "mps" in prepare(wide, BackendOptions()).cost.describe()

@@ -1,0 +1,105 @@
+"""``qrnn-tn train``, ``evaluate``, ``plot`` and ``demo`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qrnn_tn.cli import demo as demo_module
+from qrnn_tn.cli import main
+from qrnn_tn.train import read_metrics
+
+TINY = """\
+name = "tiny-xor"
+[cell]
+io = 1
+workspace = 2
+stages = 1
+"""
+SMALL_DATA = ["--option", "n_triples=2", "--option", "n_train=6", "--option", "n_val=4",
+              "--option", "n_test=4"]  # fmt: skip
+
+
+@pytest.fixture
+def spec_path(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return str(path)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def train_args(spec, out, *extra):
+    return ["train", spec, "--task", "elman-xor", "--backend", "statevector", "--out", str(out),
+            "--eval-every", "3", "--batch-size", "3", "--quiet", *SMALL_DATA, *extra]  # fmt: skip
+
+
+def test_train_evaluate_plot_and_resume(tmp_path, spec_path, capsys):
+    out = tmp_path / "run"
+    code, text, err = run(capsys, *train_args(spec_path, out, "--steps", "3", "--seed", "1"))
+    assert code == 0, err
+    assert "22 parameters" in text and "test: loss" in text and "stopped after 3 of 3" in text
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["seed"] == 1 and saved["task_options"]["n_triples"] == 2
+
+    code, text, err = run(capsys, "evaluate", str(out), "--json")
+    assert code == 0, err
+    assert set(json.loads(text)) == {"val", "test"}
+
+    code, text, err = run(capsys, "plot", str(out))
+    assert code == 0, err
+    for name in ("curves", "distributions", "samples"):
+        assert (out / f"{name}.png").stat().st_size > 0 and name in text
+
+    code, _, err = run(capsys, *train_args(spec_path, out, "--steps", "3"))
+    assert code == 2 and "--resume" in err
+
+    code, _, err = run(capsys, *train_args(spec_path, out, "--resume", "--lr", "0.5"))
+    assert code == 2 and "lr: saved" in err
+
+    code, text, err = run(capsys, *train_args(spec_path, out, "--resume", "--steps", "6"))
+    assert code == 0, err
+    assert [r["step"] for r in read_metrics(out) if r["split"] == "val"] == [3, 6]
+
+
+def test_default_spec_and_epochs(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, text, err = run(capsys, *train_args("default", out, "--epochs", "1"))
+    assert code == 0, err
+    assert "stopped after 2 of 2 steps" in text  # 6 sequences, batches of 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "no-such-task"], "unknown task"),
+        (["--task", "elman-xor", "--option", "colour=red"], "has no option(s) colour"),
+        (["--task", "elman-xor", "--option", "oops"], "KEY=VALUE"),
+        (["--task", "elman-letters"], "cell.io = 1"),
+        (["--task", "elman-xor", "--optimiser", "lbfgs", "--lr", "-1"], "lr=-1.0"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(tmp_path, spec_path, capsys, argv, message):
+    code, _, err = run(capsys, "train", spec_path, "--out", str(tmp_path / "r"), "--quiet", *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_evaluate_a_missing_run(tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_demo_trains_to_the_target_and_names_its_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo_module, "DEMO_SPEC", tmp_path / "absent.toml")
+    code, text, err = run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "demo PASS" in text and "built-in elman-xor default" in text
+    for name in ("curves", "distributions", "samples"):
+        assert f"{name}.png" in text
+        assert (tmp_path / "demo" / f"{name}.png").is_file()

@@ -1,0 +1,224 @@
+"""Training loop: learning, determinism, kill-and-resume, atomic checkpoints, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import qrnn_tn.train as train_module
+from qrnn_tn.data import SequenceDataset, elman_xor
+from qrnn_tn.model import QRNN
+from qrnn_tn.train import (
+    TrainConfig,
+    TrainError,
+    evaluate,
+    load_checkpoint,
+    load_run,
+    read_metrics,
+    train,
+)
+
+SPEC = {"cell": {"io": 1, "workspace": 2, "stages": 1}}
+
+
+def xor_data(seed: int, n: int = 8) -> SequenceDataset:
+    return elman_xor(2, n_sequences=n, seed=seed)
+
+
+def make_model(seed: int = 0) -> QRNN:
+    return QRNN(SPEC, backend="statevector", seed=seed)
+
+
+def config(out=None, **kw) -> TrainConfig:
+    base = {"task": "elman-xor", "lr": 0.05, "batch_size": 3, "steps": 10, "eval_every": 4}
+    base["backend"] = "statevector"
+    base.update(kw)
+    return TrainConfig(out=None if out is None else str(out), **base)
+
+
+def without_seconds(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_a_few_steps_lower_the_loss():
+    data = xor_data(0, n=16)
+    model = make_model()
+    before = evaluate(model, data)["loss"]
+    summary = train(model, data, None, config(steps=25, eval_every=5), progress=False)
+    after = evaluate(model, data)["loss"]
+    assert after < before - 0.05
+    assert summary["best_val"]["loss"] == pytest.approx(after)
+    assert summary["steps"] == 25 and summary["stopped"] == "steps"
+
+
+def test_training_is_deterministic_and_writes_the_run_files(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        model = make_model()
+        train(model, xor_data(0), xor_data(1), config(tmp_path / name), xor_data(2), progress=False)
+        runs.append((model.theta.detach().clone(), read_metrics(tmp_path / name)))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=0, atol=0)
+    assert without_seconds(runs[0][1]) == without_seconds(runs[1][1])
+    records = runs[0][1]
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 11))
+    assert [r["step"] for r in records if r["split"] == "val"] == [4, 8, 10]
+    assert records[-1]["split"] == "test"
+    for key in ("loss", "accuracy", "overhead", "grad_norm", "seconds"):
+        assert key in records[0]
+    run = tmp_path / "a"
+    assert {p.name for p in run.iterdir()} == {
+        "config.json",
+        "metrics.jsonl",
+        "last.pt",
+        "best.pt",
+        "summary.json",
+    }
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 10
+    model, cfg = load_run(run)
+    torch.testing.assert_close(model.theta, runs[0][0])
+    assert cfg.lr == 0.05
+    ckpt = load_checkpoint(run / "last.pt")
+    assert set(ckpt["rng"]) == {"torch", "numpy", "python"}
+    assert ckpt["state"]["step"] == 10 and "state" in ckpt["optimiser"]
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = dict(steps=12, eval_every=4)
+    whole = make_model()
+    train(whole, xor_data(0), xor_data(1), config(tmp_path / "whole", **cfg), progress=False)
+
+    calls = {"n": 0}
+    real_step = train_module._train_step
+
+    def dying_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # killed at step 7: last checkpoint at step 4, metrics up to 6
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_step", dying_step)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), xor_data(0), xor_data(1), config(killed, **cfg), progress=False)
+    assert max(r["step"] for r in read_metrics(killed)) == 6
+    assert load_checkpoint(killed / "last.pt")["state"]["step"] == 4
+    monkeypatch.setattr(train_module, "_train_step", real_step)
+
+    resumed = make_model(seed=123)  # different initial values: the checkpoint must win
+    train(resumed, xor_data(0), xor_data(1), config(killed, **cfg), resume=True, progress=False)
+    assert without_seconds(read_metrics(killed)) == without_seconds(
+        read_metrics(tmp_path / "whole")
+    )
+    torch.testing.assert_close(resumed.theta, whole.theta, rtol=0, atol=0)
+    last = [load_checkpoint(d / "last.pt") for d in (killed, tmp_path / "whole")]
+    torch.testing.assert_close(last[0]["model"]["theta"], last[1]["model"]["theta"], rtol=0, atol=0)
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    whole = make_model()
+    train(whole, xor_data(0), None, config(tmp_path / "whole", steps=8), progress=False)
+    part = make_model()
+    train(part, xor_data(0), None, config(tmp_path / "part", steps=4), progress=False)
+    train(part, xor_data(0), None, config(tmp_path / "part", steps=8), resume=True, progress=False)
+    assert without_seconds(read_metrics(tmp_path / "part")) == without_seconds(
+        read_metrics(tmp_path / "whole")
+    )
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(make_model(), xor_data(0), None, config(run, steps=4), progress=False)
+    before = load_checkpoint(run / "last.pt")
+
+    def broken_replace(src, dst):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk went away"):
+        train(make_model(), xor_data(0), None, config(run, steps=8), resume=True, progress=False)
+    monkeypatch.undo()
+    after = load_checkpoint(run / "last.pt")
+    assert after["state"]["step"] == 4
+    torch.testing.assert_close(after["model"]["theta"], before["model"]["theta"])
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_target_accuracy_stops_early_and_best_parameters_are_kept():
+    data = xor_data(0, n=16)
+    model = make_model()
+    summary = train(
+        model, data, None, config(steps=400, eval_every=5, target_accuracy=0.5), progress=False
+    )
+    assert summary["stopped"] == "target" and summary["steps"] < 400
+    assert evaluate(model, data)["accuracy"] >= 0.5
+
+
+@pytest.mark.parametrize("optimiser", ["sgd", "rmsprop", "lbfgs"])
+def test_other_optimisers_run(optimiser):
+    lr = 1.0 if optimiser == "lbfgs" else 0.05
+    summary = train(
+        make_model(),
+        xor_data(0),
+        None,
+        config(steps=2, optimiser=optimiser, lr=lr),
+        progress=False,
+    )
+    assert summary["steps"] == 2 and np.isfinite(summary["best_val"]["loss"])
+
+
+def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2, size=(6, 5))
+    labels = words[:, -2] * 2 + words[:, -1]
+    mask = np.zeros((6, 4), dtype=bool)
+    mask[:, -2:] = True
+    data = SequenceDataset(words, mask, io=1, labels=labels, n_label_steps=2)
+    model = QRNN(SPEC, backend="statevector", init=rng.normal(0, 1.5, 22))
+    predicted = model.label_distribution(torch.from_numpy(words), 2).argmax(-1).numpy()
+    assert evaluate(model, data)["accuracy"] == pytest.approx(np.mean(predicted == labels))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"optimiser": "adagrad"}, "optimiser"),
+        ({"loss": "mse"}, "loss"),
+        ({"steps": None}, "exactly one"),
+        ({"epochs": 2}, "exactly one"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"backend": "auto"}, "backend"),
+    ],
+)
+def test_bad_configs_are_refused_before_training(changes, match):
+    with pytest.raises(TrainError, match=match):
+        train(make_model(), xor_data(0), None, config(**changes), progress=False)
+
+
+def test_run_directory_and_data_errors(tmp_path):
+    run = tmp_path / "run"
+    train(make_model(), xor_data(0), None, config(run, steps=2), progress=False)
+    with pytest.raises(TrainError, match="already holds a run"):
+        train(make_model(), xor_data(0), None, config(run, steps=2), progress=False)
+    with pytest.raises(TrainError, match="lr: saved 0.05, given 0.1"):
+        train(make_model(), xor_data(0), None, config(run, lr=0.1), resume=True, progress=False)
+    with pytest.raises(TrainError, match="needs config.out"):
+        train(make_model(), xor_data(0), None, config(), resume=True, progress=False)
+    three_bit = SequenceDataset(np.zeros((2, 3), dtype=np.int64), np.ones((2, 2), bool), io=3)
+    with pytest.raises(TrainError, match="cell.io = 3"):
+        train(make_model(), three_bit, None, config(), progress=False)
+    unscored = SequenceDataset(np.zeros((2, 3), dtype=np.int64), np.zeros((2, 2), bool), io=1)
+    with pytest.raises(TrainError, match="no unmasked step"):
+        train(make_model(), unscored, None, config(), progress=False)
+
+
+def test_single_precision_training_runs():
+    model = QRNN(SPEC, backend="statevector", dtype=torch.complex64, seed=0)
+    summary = train(model, xor_data(0), None, config(steps=2, dtype="complex64"), progress=False)
+    assert model.theta.dtype == torch.float32 and np.isfinite(summary["best_val"]["loss"])
