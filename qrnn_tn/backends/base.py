@@ -7,6 +7,7 @@ autograd can differentiate with respect to ``params``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "Plan",
     "BackendOptions",
     "available_memory",
+    "format_bytes",
     "register_backend",
     "get_backend",
     "backend_names",
@@ -56,16 +58,19 @@ class Cost:
             f"backend: {self.backend} ({'exact' if self.exact else 'approximate'})",
             f"  largest intermediate: 2^{self.width:.1f} elements",
             f"  flops: {self.flops:.3e}",
-            f"  peak memory: forward {_bytes(self.peak_bytes_forward)},"
-            f" forward+backward {_bytes(self.peak_bytes_backward)}",
+            f"  peak memory: forward {format_bytes(self.peak_bytes_forward)},"
+            f" forward+backward {format_bytes(self.peak_bytes_backward)}",
         ]
         lines += [f"  {k}: {v}" for k, v in self.details.items()]
         return "\n".join(lines)
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units (``1.5 GiB``); beyond PiB in powers of two."""
+    if n >= 2**60:
+        return f"2^{math.log2(n):.1f} B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     raise AssertionError
@@ -134,12 +139,29 @@ def available_memory() -> int:
     return int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
 
 
-_BACKENDS: dict[str, Callable[[Program, BackendOptions], Plan]] = {}
+Estimator = Callable[[Program, BackendOptions], Cost]
 
 
-def register_backend(name: str, prepare: Callable[[Program, BackendOptions], Plan]) -> None:
-    """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``)."""
-    _BACKENDS[name] = prepare
+@dataclass(frozen=True)
+class _Registered:
+    prepare: Callable[[Program, BackendOptions], Plan]
+    estimate: Estimator | None
+
+
+_BACKENDS: dict[str, _Registered] = {}
+
+
+def register_backend(
+    name: str,
+    prepare: Callable[[Program, BackendOptions], Plan],
+    estimate: Estimator | None = None,
+) -> None:
+    """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``).
+
+    ``estimate`` gives a quick upper bound on the cost without the work of ``prepare``
+    (e.g. without a path search); :func:`choose` uses it when given.
+    """
+    _BACKENDS[name] = _Registered(prepare, estimate)
 
 
 def backend_names() -> list[str]:
@@ -149,42 +171,53 @@ def backend_names() -> list[str]:
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
-    return _BACKENDS[name]
+    return _BACKENDS[name].prepare
+
+
+def _quick_cost(name: str, program: Program, options: BackendOptions) -> Cost:
+    entry = _BACKENDS[name]
+    if entry.estimate is not None:
+        return entry.estimate(program, options)
+    return entry.prepare(program, options).cost
 
 
 def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
-    """Prepare every exact backend, pick the cheapest that fits the memory budget.
+    """Pick the cheapest exact backend that fits the memory budget, and prepare it.
 
-    Returns the plan and a sentence saying what was chosen and why. Raises
-    :class:`BackendError` naming every candidate's estimate when none fits.
+    Costs come from each backend's quick estimate where it has one, so only the chosen
+    backend pays for its planning. Returns the plan and a sentence saying what was chosen
+    and why. Raises :class:`BackendError` naming every candidate's estimate when none fits.
     """
     budget = options.budget()
-    candidates: list[tuple[float, Plan]] = []
+    candidates: list[tuple[float, str, Cost]] = []
     refused: list[str] = []
     for name in backend_names():
         try:
-            plan = get_backend(name)(program, options)
+            cost = _quick_cost(name, program, options)
         except BackendError as err:
             refused.append(f"{name}: {err}")
             continue
-        cost = plan.cost
         if not cost.exact:
+            refused.append(f"{name}: not exact with these options")
             continue
         if cost.peak_bytes_backward > budget:
-            refused.append(f"{name}: needs {_bytes(cost.peak_bytes_backward)}")
+            refused.append(f"{name}: needs {format_bytes(cost.peak_bytes_backward)}")
             continue
-        candidates.append((cost.flops, plan))
+        candidates.append((cost.flops, name, cost))
     if not candidates:
         raise BackendError(
-            f"no exact backend fits the memory budget of {_bytes(budget)}: "
+            f"no exact backend fits the memory budget of {format_bytes(budget)}: "
             + "; ".join(refused)
             + ". Use fewer steps, a smaller batch, a larger budget or an approximate backend."
         )
     candidates.sort(key=lambda c: c[0])
-    plan = candidates[0][1]
-    others = ", ".join(f"{p.cost.backend} {f:.2e}" for f, p in candidates[1:]) or "none"
+    flops, name, cost = candidates[0]
+    plan = get_backend(name)(program, options)
+    others = ", ".join(f"{n} {f:.2e}" for f, n, _ in candidates[1:]) or "none"
     reason = (
-        f"chose {plan.cost.backend}: {plan.cost.flops:.2e} flops, peak "
-        f"{_bytes(plan.cost.peak_bytes_backward)} (other candidates: {others})"
+        f"chose {name}: predicted {flops:.2e} flops, peak "
+        f"{format_bytes(cost.peak_bytes_backward)} with gradients (other candidates: {others})"
     )
+    if refused:
+        reason += f"; ruled out: {'; '.join(refused)}"
     return plan, reason

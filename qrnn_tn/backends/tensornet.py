@@ -27,7 +27,7 @@ from qrnn_tn.backends.base import (
     BackendOptions,
     Cost,
     RunResult,
-    _bytes,
+    format_bytes,
     register_backend,
 )
 from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
@@ -39,11 +39,12 @@ from qrnn_tn.backends.tn_plan import (
     find_tree,
     search_count,
     slice_tree,
+    sweep_tree,
     tree_cost,
 )
 from qrnn_tn.backends.tn_values import LeafValues
 
-__all__ = ["TensorNetPlan", "prepare", "search_count"]
+__all__ = ["TensorNetPlan", "estimate", "prepare", "search_count"]
 
 _REAL = {
     torch.float32: torch.float32,
@@ -114,8 +115,9 @@ class TensorNetPlan:
             if target < 16 or cost.slices > self.max_slices:
                 raise BackendError(
                     f"tensornet: step {net.step} needs about "
-                    f"{_bytes(cost.backward_elements * self.itemsize)} to run with gradients "
-                    f"(width {cost.width:.0f}, {cost.slices} slices; budget {_bytes(budget)}). "
+                    f"{format_bytes(cost.backward_elements * self.itemsize)} to run with "
+                    f"gradients (width {cost.width:.0f}, {cost.slices} slices; budget "
+                    f"{format_bytes(budget)}). "
                     "Ways out: fewer steps, a smaller batch, more slicing "
                     "(extra['max_slices']), a larger memory_budget, or another backend "
                     "(statevector for few qubits, mps for long sequences)."
@@ -128,23 +130,7 @@ class TensorNetPlan:
     def cost(self) -> Cost:
         """Predicted cost for ``options.batch_size`` (no tensor work)."""
         plan = self._plan(self.options.batch_size)
-        costs = plan.costs
-        leaves = sum(2 ** len(leaf.inds) for leaf in plan.networks.networks[-1].leaves)
-        base = (leaves + self.options.batch_size * self.program.steps) * self.itemsize
-        forward = max(c.forward_elements for c in costs) * self.itemsize + base
-        backward = max(c.backward_elements for c in costs) * self.itemsize + 2 * base
-        return Cost(
-            backend="tensornet",
-            width=max(c.width for c in costs),
-            flops=sum(c.flops for c in costs),
-            peak_bytes_forward=int(forward),
-            peak_bytes_backward=int(backward),
-            details={
-                "widths per step": [round(c.width, 1) for c in costs],
-                "slices per step": [c.slices for c in costs],
-                "tensors (last step)": len(plan.networks.networks[-1].leaves),
-            },
-        )
+        return _summarise_cost(self.program, plan.networks, plan.costs, self.itemsize)
 
     def run(
         self,
@@ -204,9 +190,45 @@ class TensorNetPlan:
         return words
 
 
+def _summarise_cost(
+    program: Program, networks: NetworkSet, costs: list[TreeCost], itemsize: int
+) -> Cost:
+    """One :class:`Cost` from the per-step tree costs plus the leaves and outputs."""
+    leaves = sum(2 ** len(leaf.inds) for leaf in networks.networks[-1].leaves)
+    base = (leaves + networks.batch * program.steps) * itemsize
+    forward = max(c.forward_elements for c in costs) * itemsize + base
+    backward = max(c.backward_elements for c in costs) * itemsize + 2 * base
+    return Cost(
+        backend="tensornet",
+        width=max(c.width for c in costs),
+        flops=sum(c.flops for c in costs),
+        peak_bytes_forward=int(forward),
+        peak_bytes_backward=int(backward),
+        details={
+            "widths per step": [round(c.width, 1) for c in costs],
+            "slices per step": [c.slices for c in costs],
+            "tensors (last step)": len(networks.networks[-1].leaves),
+        },
+    )
+
+
+def estimate(program: Program, options: BackendOptions) -> Cost:
+    """A quick cost from the lane-sweep tree of every step: no search, no slicing.
+
+    The search in :func:`prepare` only ever picks a tree at least as good, so this is an
+    upper bound that :func:`qrnn_tn.backends.choose` can compare without paying for searches.
+    """
+    if options.dtype not in _REAL:
+        raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
+    itemsize = torch.finfo(_REAL[options.dtype]).bits // 8
+    networks = build_networks(program, options.batch_size, options.extra.get("neuron_form", "auto"))
+    costs = [tree_cost(sweep_tree(net)) for net in networks.networks]
+    return _summarise_cost(program, networks, costs, itemsize)
+
+
 def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:
     """Build, plan and cost ``program`` for the tensor-network backend."""
     return TensorNetPlan(program, options)
 
 
-register_backend("tensornet", prepare)
+register_backend("tensornet", prepare, estimate)

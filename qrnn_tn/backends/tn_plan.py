@@ -28,6 +28,7 @@ __all__ = [
     "find_tree",
     "search_count",
     "slice_tree",
+    "sweep_tree",
     "tree_cost",
 ]
 
@@ -90,6 +91,14 @@ def _sweep_path(net: StepNetwork) -> list[tuple[int, int]]:
     return path
 
 
+def sweep_tree(net: StepNetwork) -> ctg.ContractionTree:
+    """The lane-sweep tree of ``net``: no search, so it is cheap enough for cost estimates."""
+    inputs, output, sizes = symbols(net)
+    if len(inputs) == 1:
+        return ctg.ContractionTree.from_path(inputs, output, sizes, path=[])
+    return ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=_sweep_path(net))
+
+
 def _score(tree: ctg.ContractionTree) -> float:
     """Flops plus memory traffic (cotengra's combo cost): what CPU contraction time tracks."""
     return tree.combo_cost(factor=64)
@@ -99,10 +108,7 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     global _SEARCHES
     _SEARCHES += 1
     inputs, output, sizes = symbols(net)
-    candidates = []
-    if len(inputs) > 1:
-        sweep = _sweep_path(net)
-        candidates.append(ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=sweep))
+    candidates = [sweep_tree(net)] if len(inputs) > 1 else []
     greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed)
     candidates.append(ctg.array_contract_tree(inputs, output, sizes, optimize=greedy))
     best_width = min(t.contraction_width() for t in candidates)

@@ -1,0 +1,43 @@
+"""backend="auto": quick estimates, the cheapest exact backend, clear refusals."""
+
+import pytest
+
+from compiler.unroll import compile_program
+from qrnn_tn.backends import BackendError, BackendOptions, choose, get_backend, tensornet
+
+
+def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
+    program = compile_program("examples/dna.toml", steps=6)
+    before = tensornet.search_count()
+    plan, reason = choose(program, BackendOptions(batch_size=4, extra={"cache_dir": tmp_path}))
+    assert plan.cost.backend == "statevector"
+    assert reason.startswith("chose statevector")
+    assert tensornet.search_count() == before
+
+
+def test_wide_local_cell_gets_the_tensor_network(tmp_path):
+    spec = {"cell": {"io": 2, "workspace": 38}, "neuron": {"topology": {"local": 1}}}
+    program = compile_program(spec, steps=1)
+    options = BackendOptions(memory_budget=2**30, extra={"cache_dir": tmp_path})
+    plan, reason = choose(program, options)
+    assert plan.cost.backend == "tensornet"
+    assert "statevector" in reason  # ruled out, and the reason says why
+
+
+def test_estimate_bounds_the_planned_cost(tmp_path):
+    spec = {"cell": {"io": 2, "workspace": 10}, "neuron": {"topology": {"local": 1}}}
+    program = compile_program(spec, steps=2)
+    options = BackendOptions(extra={"cache_dir": tmp_path})
+    quick = tensornet.estimate(program, options)
+    planned = get_backend("tensornet")(program, options).cost
+    assert planned.flops <= quick.flops
+    assert planned.width <= quick.width
+
+
+def test_nothing_fits_names_every_backend():
+    program = compile_program("examples/dna.toml", steps=3)
+    with pytest.raises(BackendError) as info:
+        choose(program, BackendOptions(memory_budget=10, extra={"cache_dir": None}))
+    message = str(info.value)
+    assert "statevector" in message and "tensornet" in message
+    assert "fewer steps" in message
