@@ -170,10 +170,6 @@ def _mnist_reduced(
     return TaskData(train=fit, val=val, test=test)
 
 
-#: The paper's cells have at most 10 qubits, where the statevector is the cheapest exact
-#: backend; ``auto`` finds that too, but may first spend minutes preparing the others.
-_SV = {"backend": "statevector"}
-
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
@@ -187,7 +183,6 @@ TASKS: dict[str, Task] = {
                 "steps": 600,
                 "eval_every": 25,
                 "target_accuracy": 0.99,
-                **_SV,
             },
             {"n_triples": 4, "n_train": 64, "n_val": 64, "n_test": 256},
             _elman_xor,
@@ -202,7 +197,6 @@ TASKS: dict[str, Task] = {
                 "steps": 400,
                 "eval_every": 25,
                 "target_accuracy": 0.99,
-                **_SV,
             },
             {"n_consonants": 4, "n_train": 64, "n_val": 32, "n_test": 128},
             _elman_letters,
@@ -217,7 +211,6 @@ TASKS: dict[str, Task] = {
                 "steps": 300,
                 "eval_every": 10,
                 "target_loss": 0.01,
-                **_SV,
             },
             {"pattern": "cyclic", "length": 12},
             _memorise,
@@ -240,7 +233,7 @@ TASKS: dict[str, Task] = {
             "digits-pixel",
             "sklearn digits, downscaled, pixel by pixel, two scanlines; scored on the label",
             _cell(2, 4, 1, 2, "digits-pixel"),
-            {"lr": 0.02, "batch_size": 16, "epochs": 20, "eval_every": 28, **_SV},
+            {"lr": 0.02, "batch_size": 16, "epochs": 20, "eval_every": 28},
             {"digits": "0,1", "size": 4, "val_fraction": 0.2},
             _digits_pixel,
         ),
@@ -248,7 +241,7 @@ TASKS: dict[str, Task] = {
             "mnist-pixel",
             "MNIST 10x10 pixel by pixel, two scanlines (paper: 0 vs 1, 3 vs 6)",
             _cell(2, 8, 2, 2, "mnist-pixel"),
-            {"lr": 0.01, "batch_size": 50, "epochs": 1, "eval_every": 50, **_SV},
+            {"lr": 0.01, "batch_size": 50, "epochs": 1, "eval_every": 50},
             {"digits": "0,1", "data_dir": None, "val_fraction": 0.1, "limit": None},
             _mnist_pixel,
         ),
@@ -256,7 +249,7 @@ TASKS: dict[str, Task] = {
             "mnist-reduced",
             "MNIST reduced by PCA and t-SNE/UMAP, coordinates fed bit by bit, then the label",
             _cell(2, 6, 2, 3, "mnist-reduced"),
-            {"lr": 0.01, "batch_size": 50, "epochs": 5, "eval_every": 50, **_SV},
+            {"lr": 0.01, "batch_size": 50, "epochs": 5, "eval_every": 50},
             {
                 "digits": "0,1,2,3,4,5,6,7,8,9",
                 "data_dir": None,
