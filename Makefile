@@ -21,6 +21,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.statevector --quick
+	$(BIN)/python -m benchmarks.contraction_scaling --quick
+	$(BIN)/python -m benchmarks.mps --quick
 
 lint: setup
 	$(BIN)/ruff check .

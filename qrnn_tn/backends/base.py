@@ -201,7 +201,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
             refused.append(f"{name}: not exact with these options")
             continue
         if cost.peak_bytes_backward > budget:
-            refused.append(f"{name}: needs {format_bytes(cost.peak_bytes_backward)}")
+            refused.append(f"{name}: estimated {format_bytes(cost.peak_bytes_backward)}")
             continue
         candidates.append((cost.flops, name, cost))
     if not candidates:
