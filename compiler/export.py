@@ -40,7 +40,6 @@ __all__ = [
     "to_qasm3",
     "to_dot",
     "summary",
-    "random_params",
     "qubit_names",
 ]
 
@@ -566,12 +565,3 @@ def summary(program: Program, cost: HasDescribe | None = None) -> str:
     if cost is not None:
         lines += ["", cost.describe()]
     return "\n".join(lines) + "\n"
-
-
-def random_params(program: Program, seed: int | None) -> np.ndarray:
-    """Draw parameters: one standard normal per slot (canonical order, ``default_rng(seed)``),
-    scaled by the spec's ``init`` std of the slot's kind (bias, weight or rotation)."""
-    init = program.spec.init
-    std = {"bias": init.bias_std, "weight": init.weight_std, "rotation": init.rotation_std}
-    scale = np.array([std[slot.kind] for slot in program.slots], dtype=float)
-    return np.random.default_rng(seed).standard_normal(scale.size) * scale

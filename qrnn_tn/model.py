@@ -172,8 +172,9 @@ class QRNN(nn.Module):
     def plan(self, steps: int, batch: int) -> Plan:
         """The backend plan for ``steps`` steps and ``batch`` sequences (cached).
 
-        With ``backend="auto"``, :func:`~qrnn_tn.backends.choose` runs once per length; other batch sizes of that length
-        reuse its choice while it fits the memory budget, and choose again otherwise.
+        With ``backend="auto"``, :func:`~qrnn_tn.backends.choose` runs once per length;
+        other batch sizes of that length reuse its choice while it fits the memory budget,
+        and choose again otherwise.
         """
         key = (steps, batch)
         if key in self._plans:

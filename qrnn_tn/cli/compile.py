@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from compiler.export import random_params, summary, to_dot, to_json, to_qasm3
+from compiler.export import summary, to_dot, to_json, to_qasm3
 from compiler.unroll import Program, compile_program
 from qrnn_tn.cli import UsageError
+from qrnn_tn.cli.params import program_params
 
 __all__ = ["register", "run", "FORMATS"]
 
@@ -93,10 +90,8 @@ def run(args: argparse.Namespace) -> int:
             f"(tokens are 0 … {2**program.io - 1})"
         )
     params = None
-    if args.params is not None:
-        params = _load_params(Path(args.params), program)
-    elif args.seed is not None:
-        params = random_params(program, args.seed)
+    if args.params is not None or args.seed is not None:
+        params = program_params(program, args.params, args.seed).numpy()
 
     if args.format == "json":
         text = to_json(program)
@@ -121,49 +116,6 @@ def _parse_words(text: str) -> list[int]:
     if any(w < 0 for w in words) or len(words) < 2:
         raise UsageError(f"--words {text!r}: expected at least two tokens, each >= 0")
     return words
-
-
-def _names(items: list[str]) -> str:
-    shown = ", ".join(items[:5])
-    return shown + (f", … ({len(items)} in all)" if len(items) > 5 else "")
-
-
-def _load_params(path: Path, program: Program) -> np.ndarray:
-    """Parameters from a JSON array (canonical order) or object keyed by slot name."""
-    where = f"--params {path}"
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{where}: not valid JSON ({err})") from None
-    names = [slot.name for slot in program.slots]
-    if isinstance(data, list):
-        if len(data) != len(names):
-            raise UsageError(
-                f"{where}: {len(data)} values, but this program has {len(names)} parameters "
-                "(a JSON array lists them in canonical slot order, QRNN.md §5)"
-            )
-        values = data
-    elif isinstance(data, dict):
-        unknown = [key for key in data if key not in set(names)]
-        if unknown:
-            raise UsageError(
-                f"{where}: unknown slot names {_names(unknown)}; names look like "
-                f"{names[0]!r} (see `qrnn-tn compile SPEC --format json`)"
-            )
-        missing = [name for name in names if name not in data]
-        if missing:
-            raise UsageError(f"{where}: no value for slots {_names(missing)}")
-        values = [data[name] for name in names]
-    else:
-        raise UsageError(f"{where}: expected a JSON array or object, got {type(data).__name__}")
-    for name, value in zip(names, values, strict=True):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise UsageError(f"{where}: slot {name!r} has {value!r}; expected a finite number")
-    return np.array(values, dtype=float)
 
 
 def _backend_cost(program: Program, name: str) -> Any:

@@ -15,8 +15,8 @@ import torch
 from compiler.spec import load_spec
 from qrnn_tn.backends import RunResult
 from qrnn_tn.cli import UsageError
-from qrnn_tn.cli.compile import _load_params
-from qrnn_tn.simulate import DTYPE_NAMES, init_params, load_program, make_plan
+from qrnn_tn.cli.params import program_params
+from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
 
 __all__ = ["register", "run"]
 
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, metavar="S", help="draw parameters with seed S (default 0)"
     )
     parser.add_argument(
-        "--backend", default="statevector", metavar="NAME", help="backend name or `auto`"
+        "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
     )
     parser.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float64")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -70,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
     sequences, batched = _read_words(args.words)
     tokens = _check_words(sequences, spec.io)
     program = load_program(spec, tokens.shape[1] - 1)
-    if args.params is not None:
-        params = torch.as_tensor(_load_params(Path(args.params), program))
-    else:
-        params = init_params(program, spec, torch.Generator().manual_seed(args.seed))
+    params = program_params(program, args.params, args.seed)
     plan, reason = make_plan(program, args.backend, args.dtype, tokens.shape[0])
     with torch.no_grad():
         result = plan.run(params, tokens)

@@ -4,11 +4,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from qiskit import qasm3
 
-from compiler.export import from_json, random_params, to_qasm3
+from compiler.export import from_json, to_qasm3
 from compiler.unroll import compile_program
 from qrnn_tn.cli import main
+from qrnn_tn.simulate import init_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*annotated.*:DeprecationWarning")
 
@@ -42,7 +44,8 @@ def test_qasm3_with_seed_loads_in_qiskit(spec_path, capsys):
     assert code == 0 and err == ""
     circuit = qasm3.loads(out)
     program = compile_program(spec_path, steps=2)
-    assert out == to_qasm3(program, random_params(program, 1))
+    params = init_params(program, program.spec, torch.Generator().manual_seed(1)).numpy()
+    assert out == to_qasm3(program, params)
     assert circuit.num_qubits == program.n_lanes + 2  # order 2: two ancillas
     assert not circuit.parameters  # numeric angles
     names = [inst.operation.name for inst in circuit.data]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from qiskit import QuantumCircuit, qasm3
 from qiskit.quantum_info import Operator
 
-from compiler.export import from_json, random_params, summary, to_dot, to_json, to_qasm3
+from compiler.export import from_json, summary, to_dot, to_json, to_qasm3
 from compiler.gates import gate_matrix
 from compiler.ir import CompileError
 from compiler.unroll import compile_program
@@ -225,7 +225,9 @@ def test_qasm3_with_postselect_annotations_reproduces_the_model(spec, steps, wor
 
 def test_qasm3_without_words_uses_conditional_x():
     program = compile_program(CELLS[1][0], steps=2)
-    circuit = qasm3.loads(to_qasm3(program, random_params(program, 0)))
+    circuit = qasm3.loads(
+        to_qasm3(program, np.random.default_rng(0).normal(0, 0.5, program.n_params))
+    )
     n_wordx = sum(op.kind == "wordx" for op in program.ops)
     assert [inst.operation.name for inst in circuit.data].count("if_else") == n_wordx
     assert {reg.name for reg in circuit.cregs} >= {"w0", "w1", "m1", "anc"}
@@ -281,12 +283,3 @@ def test_summary_of_the_paper_memorisation_cell():
     assert re.search(r"Logical qubits:\s+8 \(3 i/o \+ 5 workspace\)", text)
     assert re.search(r"Ancillas \(literal\):\s+2$", text, re.M)
     assert text.rstrip().endswith("backend: fake (exact)")
-
-
-def test_random_params_scale_a_standard_normal_draw_by_kind():
-    spec = {**SMALL, "init": {"bias_std": 2.0, "weight_std": 0.0, "rotation_std": 3.0}}
-    program = compile_program(spec, steps=1)
-    draw = np.random.default_rng(7).standard_normal(program.n_params)
-    scale = np.array([{"bias": 2.0, "weight": 0.0, "rotation": 3.0}[s.kind] for s in program.slots])
-    np.testing.assert_array_equal(random_params(program, 7), draw * scale)
-    assert {s.kind for s in program.slots} == {"bias", "weight", "rotation"}
