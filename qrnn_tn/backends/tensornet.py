@@ -109,14 +109,21 @@ class TensorNetPlan:
     def _fit(self, net, tree: ctg.ContractionTree, budget: int):
         """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError."""
         cost = tree_cost(tree)
+        best = cost
         target = tree.max_size()
         while cost.backward_elements * self.itemsize > budget:
             target //= 2
             if target < 16 or cost.slices > self.max_slices:
+                if best.slices > 1:
+                    sliced = f"still over budget with {best.slices} slices"
+                else:
+                    sliced = "slicing does not reduce it"
+                if cost.slices > self.max_slices:
+                    sliced += f"; more would exceed max_slices={self.max_slices}"
                 raise BackendError(
                     f"tensornet: step {net.step} needs about "
-                    f"{format_bytes(cost.backward_elements * self.itemsize)} to run with "
-                    f"gradients (width {cost.width:.0f}, {cost.slices} slices; budget "
+                    f"{format_bytes(best.backward_elements * self.itemsize)} to run with "
+                    f"gradients (width {best.width:.0f}; {sliced}; budget "
                     f"{format_bytes(budget)}). "
                     "Ways out: fewer steps, a smaller batch, more slicing "
                     "(extra['max_slices']), a larger memory_budget, or another backend "
@@ -124,6 +131,10 @@ class TensorNetPlan:
                 )
             tree = slice_tree(net, tree, target, self.planner)
             cost = tree_cost(tree)
+            if cost.slices <= self.max_slices and (
+                cost.backward_elements < best.backward_elements or best.slices == 1
+            ):
+                best = cost
         return tree, cost
 
     @property
@@ -222,7 +233,13 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
         raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
     itemsize = torch.finfo(_REAL[options.dtype]).bits // 8
     networks = build_networks(program, options.batch_size, options.extra.get("neuron_form", "auto"))
-    costs = [tree_cost(sweep_tree(net)) for net in networks.networks]
+    try:
+        costs = [tree_cost(sweep_tree(net)) for net in networks.networks]
+    except OverflowError:
+        raise BackendError(
+            "the lane-sweep contraction of this program exceeds 2^1024 operations "
+            "(too many steps of a densely connected cell for a tensor network)"
+        ) from None
     return _summarise_cost(program, networks, costs, itemsize)
 
 
