@@ -15,6 +15,7 @@ Options read from ``BackendOptions.extra``: ``cache_dir`` (path cache; default
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +120,10 @@ class TensorNetPlan:
                 else:
                     sliced = "slicing does not reduce it"
                 if cost.slices > self.max_slices:
-                    sliced += f"; more would exceed max_slices={self.max_slices}"
+                    # Slicing hyperedges barely narrows a tree, so the count can be
+                    # astronomical: report its order of magnitude, not the integer.
+                    need = f"2^{math.log2(cost.slices):.0f}"
+                    sliced += f" within max_slices={self.max_slices} (it would take {need})"
                 raise BackendError(
                     f"tensornet: step {net.step} needs about "
                     f"{format_bytes(best.backward_elements * self.itemsize)} to run with "

@@ -16,6 +16,8 @@ import cotengra as ctg
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from qrnn_tn.backends.tn_plan import segment_plan
+
 __all__ = ["Contraction", "compile_contraction"]
 
 #: Leaves absorbed into an intermediate between two rescalings.
@@ -33,6 +35,16 @@ class _Step:
 
 
 @dataclass(frozen=True)
+class _Segment:
+    """Steps ``[start, stop)``; the temps it consumes from before and leaves for after."""
+
+    start: int
+    stop: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Contraction:
     """A compiled tree: pairwise einsum steps and the slicing of its inputs."""
 
@@ -41,20 +53,44 @@ class Contraction:
     steps: tuple[_Step, ...]
     root: int
     batch: int
+    segments: tuple[_Segment, ...] = ()
 
-    def _core(self, *arrays: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        temps = dict(enumerate(arrays))
-        for i, eq in self.pre:
-            temps[i] = torch.einsum(eq, temps[i])
-        zero = torch.zeros(self.batch, dtype=torch.float64)
-        scales = {i: zero for i in temps}
-        for st in self.steps:
+    def _steps(self, start: int, stop: int, temps: dict, scales: dict) -> None:
+        for st in self.steps[start:stop]:
             x = torch.einsum(st.eq, temps.pop(st.left), temps.pop(st.right))
             log = scales.pop(st.left) + scales.pop(st.right)
             if st.rescale:
                 x, log = _rescale(x, log, st.batch_axis)
             temps[st.out], scales[st.out] = x, log
+
+    def _segment(self, seg: _Segment, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = len(seg.inputs)
+        temps = dict(zip(seg.inputs, tensors[:n], strict=True))
+        scales = dict(zip(seg.inputs, tensors[n:], strict=True))
+        self._steps(seg.start, seg.stop, temps, scales)
+        return tuple(temps[k] for k in seg.outputs) + tuple(scales[k] for k in seg.outputs)
+
+    def _core(
+        self, *arrays: torch.Tensor, segmented: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        temps = dict(enumerate(arrays))
+        for i, eq in self.pre:
+            temps[i] = torch.einsum(eq, temps[i])
+        zero = torch.zeros(self.batch, dtype=torch.float64)
+        scales = {i: zero for i in temps}
+        if not segmented:
+            self._steps(0, len(self.steps), temps, scales)
+            return temps[self.root], scales[self.root]
+        for seg in self.segments:
+            ins = [temps.pop(k) for k in seg.inputs] + [scales.pop(k) for k in seg.inputs]
+            outs = checkpoint(self._segment, seg, *ins, use_reentrant=False)
+            n = len(seg.outputs)
+            temps.update(zip(seg.outputs, outs[:n], strict=True))
+            scales.update(zip(seg.outputs, outs[n:], strict=True))
         return temps[self.root], scales[self.root]
+
+    def _segmented(self, *arrays: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._core(*arrays, segmented=True)
 
     def run(
         self, arrays: list[torch.Tensor], checkpointed: bool
@@ -63,7 +99,11 @@ class Contraction:
         results = []
         for i in range(self.tree.nslices):
             sliced = self.tree.slice_arrays(arrays, i) if self.tree.nslices > 1 else arrays
-            if checkpointed:
+            if checkpointed and len(self.segments) > 1 and self.tree.nslices > 1:
+                results.append(checkpoint(self._segmented, *sliced, use_reentrant=False))
+            elif checkpointed and len(self.segments) > 1:
+                results.append(self._segmented(*sliced))
+            elif checkpointed:
                 results.append(checkpoint(self._core, *sliced, use_reentrant=False))
             else:
                 results.append(self._core(*sliced))
@@ -84,13 +124,18 @@ def _rescale(
     """Divide by the largest magnitude (per batch entry if ``batch_axis >= 0``)."""
     with torch.no_grad():
         if batch_axis < 0:
-            big = torch.maximum(x.max(), -x.min()).reshape(1)
+            low, high = torch.aminmax(x)
+            big = torch.maximum(high, -low).reshape(1)
             shape = ()
-        else:
-            dims = [d for d in range(x.dim()) if d != batch_axis]
-            big = torch.maximum(x.amax(dims), -x.amin(dims)) if dims else x.abs()
+        elif x.dim() > 1:
+            rows = x.movedim(batch_axis, 0).reshape(x.shape[batch_axis], -1)
+            low, high = torch.aminmax(rows, dim=1)
+            big = torch.maximum(high, -low)
             shape = [1] * x.dim()
             shape[batch_axis] = -1
+        else:
+            big = x.abs()
+            shape = [-1]
         big = torch.where(big > 0, big, torch.ones_like(big))
     factor = big.reshape(shape) if shape else big.squeeze()
     return x / factor, log + torch.log(big.to(torch.float64)).expand_as(log)
@@ -119,4 +164,21 @@ def compile_contraction(tree: ctg.ContractionTree, batch_symbol: str, batch: int
         steps=tuple(steps),
         root=nxt - 1 if steps else 0,
         batch=batch,
+        segments=_segments(steps, segment_plan(tree).cuts),
     )
+
+
+def _segments(steps: list[_Step], cuts: tuple[int, ...]) -> tuple[_Segment, ...]:
+    """Each segment's consumed and surviving temps, from the cut positions."""
+    bounds = [0, *cuts, len(steps)]
+    made = {st.out: i for i, st in enumerate(steps)}
+    used = {}
+    for i, st in enumerate(steps):
+        used[st.left] = used[st.right] = i
+    out = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        inside = steps[start:stop]
+        inputs = tuple(k for st in inside for k in (st.left, st.right) if made.get(k, -1) < start)
+        outputs = tuple(st.out for st in inside if used.get(st.out, len(steps)) >= stop)
+        out.append(_Segment(start, stop, inputs, outputs))
+    return tuple(out)

@@ -22,11 +22,13 @@ from qrnn_tn.backends.tn_network import StepNetwork
 
 __all__ = [
     "PlannerOptions",
+    "SegmentPlan",
     "TreeCost",
     "clear_memory_cache",
     "default_cache_dir",
     "find_tree",
     "search_count",
+    "segment_plan",
     "slice_tree",
     "sweep_tree",
     "tree_cost",
@@ -193,12 +195,82 @@ def slice_tree(
 
 
 @dataclass(frozen=True)
+class SegmentPlan:
+    """Where one slice's contraction sequence is cut into checkpointed segments.
+
+    ``cuts``: step positions starting a new segment (the first segment starts at 0);
+    ``retained``: elements of the segment-boundary intermediates kept for backward;
+    ``recompute``: the largest number of elements one segment writes (its intermediates,
+    kept while that segment is recomputed and differentiated).
+    """
+
+    cuts: tuple[int, ...]
+    retained: int
+    recompute: int
+
+    @property
+    def backward_elements(self) -> int:
+        return self.retained + self.recompute
+
+
+def _step_sizes(tree: ctg.ContractionTree) -> tuple[list[int], list[int]]:
+    """Per contraction (traversal order): output size, and live intermediates after it."""
+    sizes, live_after = [], []
+    live: dict = {}
+    for p, left, right in tree.traverse():
+        live.pop(left, None)
+        live.pop(right, None)
+        size = int(tree.get_size(p))
+        live[p] = size
+        sizes.append(size)
+        live_after.append(sum(live.values()))
+    return sizes, live_after
+
+
+def _segments_for(sizes: list[int], live_after: list[int], limit: int) -> SegmentPlan:
+    cuts, retained, acc, worst = [], 0, 0, 0
+    for i, size in enumerate(sizes):
+        if acc and acc + size > limit:
+            cuts.append(i)
+            retained += live_after[i - 1]
+            worst = max(worst, acc)
+            acc = 0
+        acc += size
+    worst = max(worst, acc)
+    return SegmentPlan(tuple(cuts), retained, worst)
+
+
+def segment_plan(tree: ctg.ContractionTree) -> SegmentPlan:
+    """Cut the contraction sequence so boundaries plus one recomputed segment are smallest.
+
+    Classic sqrt(N) checkpointing, but measured in elements written rather than steps: a
+    segment limit ``L`` keeps about ``write / L`` boundary intermediates and recomputes at
+    most ``L`` elements at once; the best ``L`` on a geometric grid around
+    ``sqrt(write * max_size)`` is taken.
+    """
+    sizes, live_after = _step_sizes(tree)
+    if not sizes:
+        return SegmentPlan((), 0, 0)
+    total, largest = sum(sizes), max(sizes)
+    best = SegmentPlan((), 0, total)
+    limit = largest
+    while limit < total:
+        plan = _segments_for(sizes, live_after, limit)
+        if plan.backward_elements < best.backward_elements:
+            best = plan
+        limit = int(limit * 1.25) + 1
+    return best
+
+
+@dataclass(frozen=True)
 class TreeCost:
     """Predicted cost of one network's contraction with its tree, per full run.
 
     ``forward_elements``: peak live elements of one slice's forward pass;
-    ``backward_elements``: elements retained while differentiating one slice (its
-    intermediates, recomputed under checkpointing) plus the forward peak.
+    ``backward_elements``: elements held while differentiating one slice: the segment
+    boundaries kept by the per-segment checkpoints (:func:`segment_plan`), one recomputed
+    segment's intermediates, two gradient buffers of the largest intermediate, plus the
+    forward peak.
     """
 
     width: float
@@ -212,11 +284,11 @@ def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
     """Width, flops (real multiply-adds counted as 2), slices and memory of ``tree``."""
     slices = tree.nslices
     peak = tree.peak_size()
-    write = tree.total_write() / slices
+    segments = segment_plan(tree)
     return TreeCost(
         width=float(tree.contraction_width()),
         flops=float(tree.total_flops(dtype="float")),
         slices=int(slices),
         forward_elements=int(peak),
-        backward_elements=int(write + 2 * tree.max_size() + peak),
+        backward_elements=int(segments.backward_elements + 2 * tree.max_size() + peak),
     )
