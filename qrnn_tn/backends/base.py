@@ -24,6 +24,8 @@ __all__ = [
     "Plan",
     "BackendOptions",
     "available_memory",
+    "check_params",
+    "check_words",
     "format_bytes",
     "register_backend",
     "get_backend",
@@ -137,6 +139,57 @@ def available_memory() -> int:
     except OSError:
         pass
     return int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
+
+
+MODES = ("teacher", "sample")
+
+
+def check_params(program: Program, params: torch.Tensor, backend: str) -> torch.Tensor:
+    """``params`` as a float tensor of shape ``[n_params]``, or :class:`BackendError`."""
+    params = torch.as_tensor(params)
+    n = program.n_params
+    if params.shape != (n,) or not params.dtype.is_floating_point:
+        raise BackendError(
+            f"{backend}: params must be a float tensor of shape [{n}] (one per slot, "
+            f"canonical order); got {params.dtype} of shape {list(params.shape)}"
+        )
+    return params
+
+
+def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) -> torch.Tensor:
+    """Validated tokens as int64 ``[batch, steps + 1]``.
+
+    In ``"teacher"`` mode ``words`` holds every token. In ``"sample"`` mode it is the prompt
+    ``[batch, 1]`` (or a full ``[batch, steps + 1]`` of which only the first token is used);
+    the returned tensor has zeros where the run will write the sampled tokens.
+    """
+    if mode not in MODES:
+        raise BackendError(f"{backend}: mode {mode!r}; accepted: 'teacher', 'sample'")
+    words = torch.as_tensor(words)
+    length = program.n_tokens
+    lengths = (length,) if mode == "teacher" else (1, length)
+    if words.ndim != 2 or words.shape[0] < 1 or words.shape[1] not in lengths:
+        expected = " or ".join(f"[batch, {n}]" for n in lengths)
+        raise BackendError(
+            f"{backend}: in {mode} mode words must have shape {expected} for a program of "
+            f"{program.steps} steps; got {list(words.shape)}"
+        )
+    if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
+        raise BackendError(f"{backend}: words must be integer tokens; got {words.dtype}")
+    words = words.to(torch.int64)
+    checked = words if mode == "teacher" else words[:, :1]
+    top = 2**program.io
+    if checked.numel() and (checked.min() < 0 or checked.max() >= top):
+        bad = checked[(checked < 0) | (checked >= top)][0].item()
+        raise BackendError(
+            f"{backend}: token {bad} is out of range; a cell with io={program.io} "
+            f"reads words 0 … {top - 1}"
+        )
+    if mode == "sample":
+        out = words.new_zeros(words.shape[0], length)
+        out[:, 0] = words[:, 0]
+        return out
+    return words.clone()
 
 
 Estimator = Callable[[Program, BackendOptions], Cost]

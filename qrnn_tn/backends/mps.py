@@ -36,6 +36,8 @@ from qrnn_tn.backends.base import (
     BackendOptions,
     Cost,
     RunResult,
+    check_params,
+    check_words,
     register_backend,
 )
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
@@ -148,19 +150,14 @@ class MPSPlan:
         mode: str = "teacher",
         generator: torch.Generator | None = None,
     ) -> MPSRunResult:
-        """Per-step distributions of ``words [batch, steps + 1]`` (see :class:`RunResult`)."""
+        """Per-step distributions of ``words [batch, steps + 1]`` (``[batch, 1]`` prompts in
+        ``"sample"`` mode; see :class:`RunResult`)."""
         program = self.program
-        if mode not in ("teacher", "sample"):
-            raise BackendError(f"mode must be 'teacher' or 'sample'; got {mode!r}")
-        if words.ndim != 2 or words.shape[1] != program.n_tokens:
-            raise BackendError(
-                f"words must be [batch, {program.n_tokens}] tokens; got {tuple(words.shape)}"
-            )
-        if params.shape != (program.n_params,):
-            raise BackendError(f"params must be [{program.n_params}]; got {tuple(params.shape)}")
+        words = check_words(program, words, mode, "mps")
+        params = check_params(program, params, "mps")
         device = self.options.device
         params = params.to(dtype=self.dtype, device=device)
-        words = words.to(device=device, dtype=torch.long).clone()
+        words = words.to(device=device)
         batch = words.shape[0]
         uniforms = None
         if mode == "sample":

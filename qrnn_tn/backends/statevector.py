@@ -60,6 +60,8 @@ from qrnn_tn.backends.base import (
     BackendOptions,
     Cost,
     RunResult,
+    check_params,
+    check_words,
     format_bytes,
     register_backend,
 )
@@ -1335,52 +1337,16 @@ class StatevectorPlan:
         return RunResult(probs=probs, target_prob=target, log_norm=log_norm, words=words)
 
     def _check_params(self, params: torch.Tensor) -> torch.Tensor:
-        params = torch.as_tensor(params)
-        n = self.program.n_params
-        if params.shape != (n,) or not params.dtype.is_floating_point:
-            raise BackendError(
-                f"statevector: params must be a float tensor of shape [{n}] (one per slot, "
-                f"canonical order); got {params.dtype} of shape {list(params.shape)}"
-            )
+        params = check_params(self.program, params, "statevector")
         return params.to(device=self.options.device, dtype=self.real_dtype)
 
     def _check_words(self, words: torch.Tensor, mode: str) -> torch.Tensor:
-        words = torch.as_tensor(words)
-        if mode not in ("teacher", "sample"):
-            raise BackendError(f"statevector: mode {mode!r}; accepted: 'teacher', 'sample'")
-        length = self.program.steps + 1
-        ok_shape = words.ndim == 2 and words.shape[0] >= 1
-        if mode == "teacher" and not (ok_shape and words.shape[1] == length):
+        words = check_words(self.program, words, mode, "statevector")
+        if mode == "sample" and not self._sampleable:
             raise BackendError(
-                f"statevector: words must have shape [batch, {length}] for a program of "
-                f"{self.program.steps} steps; got {list(words.shape)}"
+                "statevector: this program uses a token before the readout that samples it"
             )
-        if mode == "sample":
-            if not (ok_shape and words.shape[1] in (1, length)):
-                raise BackendError(
-                    f"statevector: in sample mode words must have shape [batch, 1] (the prompt) "
-                    f"or [batch, {length}]; got {list(words.shape)}"
-                )
-            if not self._sampleable:
-                raise BackendError(
-                    "statevector: this program uses a token before the readout that samples it"
-                )
-        if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
-            raise BackendError(f"statevector: words must be integer tokens; got {words.dtype}")
-        words = words.to(device=self.options.device, dtype=torch.int64)
-        top = 2**self.program.io
-        checked = words if mode == "teacher" else words[:, :1]
-        if checked.numel() and (checked.min() < 0 or checked.max() >= top):
-            bad = checked[(checked < 0) | (checked >= top)][0].item()
-            raise BackendError(
-                f"statevector: token {bad} is out of range; a cell with io={self.program.io} "
-                f"reads words 0 … {top - 1}"
-            )
-        if mode == "sample":
-            out = words.new_zeros(words.shape[0], length)
-            out[:, 0] = words[:, 0]
-            return out
-        return words.clone()
+        return words.to(device=self.options.device)
 
     def _check_budget(self, batch: int, grad: bool) -> None:
         cost = self.cost_for(batch)
