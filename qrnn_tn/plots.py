@@ -31,6 +31,7 @@ __all__ = [
     "plot_curves",
     "plot_distributions",
     "plot_samples",
+    "plot_bands",
     "plot_run",
 ]
 
@@ -213,3 +214,35 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
         title=f"{config.task}: {len(prompts)} sequences sampled from the trained cell",
     )
     return out
+
+
+def plot_bands(
+    summary: dict[str, list[dict[str, Any]]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+) -> Path:
+    """Per series (e.g. model): ``median`` vs ``length`` with a ``min``–``max`` band.
+
+    ``summary[name]`` is a list of rows with keys ``length``, ``median``, ``min``, ``max``.
+    """
+    fig, ax = plt.subplots(figsize=CURVES_SIZE)
+    for name, rows in summary.items():
+        if not rows:
+            continue
+        x = [r["length"] for r in rows]
+        (line,) = ax.plot(x, [r["median"] for r in rows], "o-", label=name)
+        lo, hi = [r["min"] for r in rows], [r["max"] for r in rows]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
