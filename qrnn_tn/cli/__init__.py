@@ -22,44 +22,25 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [UsageError, SpecError, CompileError, OSError]
     from qrnn_tn.backends.base import BackendError
+    from qrnn_tn.data import DataError
+    from qrnn_tn.train import TrainError
 
-    errors.append(BackendError)
-    try:
-        from qrnn_tn.data import DataError
-
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (UsageError, SpecError, CompileError, BackendError, DataError, TrainError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from qrnn_tn.cli import compile as compile_cmd
+    from qrnn_tn.cli import demo, simulate, train
 
     parser = argparse.ArgumentParser(
         prog="qrnn-tn",
         description="Compile and simulate quantum recurrent neural networks (Bausch 2020).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (compile_cmd, *_optional_commands()):
+    for module in (compile_cmd, simulate, train, demo):
         module.register(sub)
     return parser
-
-
-def _optional_commands() -> list:
-    """Subcommand modules that exist in this installation, in help order."""
-    import importlib
-
-    out = []
-    for name in ("simulate", "train", "demo"):
-        try:
-            out.append(importlib.import_module(f"qrnn_tn.cli.{name}"))
-        except ModuleNotFoundError as err:
-            if err.name != f"qrnn_tn.cli.{name}":
-                raise
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-from qrnn_tn.cli.train import user_errors
-
 __all__ = ["register", "run_demo", "DEMO_SPEC", "DEMO_TARGET"]
 
 #: The demo's cell, when present (else the elman-xor task's built-in default).
@@ -43,7 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_demo)
 
 
-@user_errors
 def run_demo(args: argparse.Namespace) -> int:
     """Train, evaluate and plot; exit status 1 if the test accuracy misses the target."""
     from compiler.spec import load_spec

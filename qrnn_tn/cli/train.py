@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn.cli import UsageError
 
-__all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config", "user_errors"]
+__all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
 _TRAIN_DESCRIPTION = """\
 Train a QRNN cell on one of the paper's tasks (QRNN.md §7) with exact gradients. SPEC is a
@@ -81,21 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=run_plot)
 
 
-def user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report :class:`~qrnn_tn.train.TrainError` as a usage error (status 2, no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        from qrnn_tn.train import TrainError
-
-        try:
-            return func(args)
-        except TrainError as err:
-            raise UsageError(str(err)) from None
-
-    return wrapper
-
-
 def _parse_option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -160,7 +143,6 @@ def _spec(text: str, task: str) -> CellSpec:
     return default_spec(task) if text == "default" else load_spec(Path(text))
 
 
-@user_errors
 def run_train(args: argparse.Namespace) -> int:
     """Build data, model and config from the arguments and train; prints the outcome."""
     from qrnn_tn.model import QRNN
@@ -228,7 +210,6 @@ def _describe_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@user_errors
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate the best checkpoint of a run on its validation and test sets."""
     from qrnn_tn.tasks import build_datasets
@@ -251,7 +232,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@user_errors
 def run_plot(args: argparse.Namespace) -> int:
     """Write a run's figures and print their paths."""
     from qrnn_tn.plots import plot_run
