@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import cotengra as ctg
 import torch
+from cotengra.contract import einsum as bmm_einsum
 from torch.utils.checkpoint import checkpoint
 
 from qrnn_tn.backends.tn_plan import segment_plan
@@ -32,6 +33,16 @@ class _Step:
     eq: str
     batch_axis: int
     rescale: bool
+    #: ``(axes, perm)`` when the pair contracts as a tensordot (no shared kept index).
+    dot: tuple | None = None
+
+    def contract(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Tensordot (plus permutation) when possible, else a fused-index batched matmul."""
+        if self.dot is None:
+            return bmm_einsum(self.eq, a, b)
+        axes, perm = self.dot
+        x = torch.tensordot(a, b, dims=axes)
+        return x if perm is None else x.permute(perm)
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class Contraction:
 
     def _steps(self, start: int, stop: int, temps: dict, scales: dict) -> None:
         for st in self.steps[start:stop]:
-            x = torch.einsum(st.eq, temps.pop(st.left), temps.pop(st.right))
+            x = st.contract(temps.pop(st.left), temps.pop(st.right))
             log = scales.pop(st.left) + scales.pop(st.right)
             if st.rescale:
                 x, log = _rescale(x, log, st.batch_axis)
@@ -153,7 +164,13 @@ def compile_contraction(tree: ctg.ContractionTree, batch_symbol: str, batch: int
         count = absorbed.pop(li) + absorbed.pop(ri)
         inds = tree.get_inds(p)
         rescale = count >= RESCALE_EVERY or tree.is_root(p)
-        steps.append(_Step(li, ri, nxt, tree.get_einsum_eq(p), inds.find(batch_symbol), rescale))
+        dot = (
+            (tree.get_tensordot_axes(p), tree.get_tensordot_perm(p))
+            if tree.get_can_dot(p)
+            else None
+        )
+        eq = tree.get_einsum_eq(p)
+        steps.append(_Step(li, ri, nxt, eq, inds.find(batch_symbol), rescale, dot))
         absorbed[nxt] = 0 if rescale else count
         ssa[p] = nxt
         nxt += 1
