@@ -28,6 +28,8 @@ from qrnn_tn.backends.base import (
     BackendOptions,
     Cost,
     RunResult,
+    check_params,
+    check_words,
     format_bytes,
     register_backend,
 )
@@ -157,12 +159,8 @@ class TensorNetPlan:
     ) -> RunResult:
         """Per-step distributions of every sequence (``words``: ``[batch, steps + 1]``)."""
         program = self.program
-        words = self._check_words(words, mode)
-        params = params.to(self.dtype)
-        if params.shape != (program.n_params,):
-            raise BackendError(
-                f"params has shape {tuple(params.shape)}; expected ({program.n_params},)"
-            )
+        words = check_words(program, words, mode, "tensornet")
+        params = check_params(program, params, "tensornet").to(self.dtype)
         batch = words.shape[0]
         plan = self._plan(batch)
         values = LeafValues(program, params, words)
@@ -185,24 +183,6 @@ class TensorNetPlan:
         out = torch.stack(probs, 1)
         target = out.gather(2, words[:, 1:, None])[..., 0]
         return RunResult(probs=out, target_prob=target, log_norm=log_norm, words=words)
-
-    def _check_words(self, words: torch.Tensor, mode: str) -> torch.Tensor:
-        if mode not in ("teacher", "sample"):
-            raise BackendError(f"mode {mode!r}; accepted: 'teacher', 'sample'")
-        words = torch.as_tensor(words, dtype=torch.long)
-        expected = self.program.n_tokens
-        if words.dim() != 2 or (mode == "teacher" and words.shape[1] != expected):
-            raise BackendError(
-                f"words has shape {tuple(words.shape)}; expected [batch, {expected}] "
-                f"(steps + 1 tokens of {self.program.io} bits)"
-            )
-        if mode == "sample":
-            full = torch.zeros(words.shape[0], expected, dtype=torch.long)
-            full[:, : min(expected, words.shape[1])] = words[:, :expected]
-            words = full
-        if words.numel() and (words.min() < 0 or words.max() >= 2**self.program.io):
-            raise BackendError(f"tokens must lie in 0 … {2**self.program.io - 1}")
-        return words
 
 
 def _summarise_cost(

@@ -7,7 +7,7 @@ from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError, BackendOptions, get_backend
 from qrnn_tn.backends.base import check_words, format_bytes
 
-BACKENDS = ["statevector", "mps"]
+BACKENDS = ["statevector", "mps", "tensornet"]
 SPEC = {"cell": {"io": 2, "workspace": 2}, "neuron": {"topology": {"local": 1}}}
 
 
