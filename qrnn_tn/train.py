@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from compiler.spec import load_spec
+from qrnn_tn import distributed
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses
 from qrnn_tn.simulate import DTYPE_NAMES
@@ -264,7 +265,8 @@ def evaluate(
     """
     loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
     for words, mask in dataset.batches(batch_size):
-        words_t, mask_t = torch.from_numpy(words), torch.from_numpy(mask)
+        device = model.theta.device
+        words_t, mask_t = torch.from_numpy(words).to(device), torch.from_numpy(mask).to(device)
         probs = model(words_t)
         loss_sum += float(step_losses(probs, words_t, loss_kind)[mask_t].sum())
         n_scored += int(mask_t.sum())
@@ -292,7 +294,7 @@ def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> f
     correct = 0
     for start in range(0, len(dataset), chunk):
         words = torch.from_numpy(dataset.words[start : start + chunk])
-        predicted = model.label_distribution(words, k).argmax(-1)
+        predicted = model.label_distribution(words, k).argmax(-1).cpu()
         correct += int((predicted == torch.from_numpy(dataset.labels[start : start + chunk])).sum())
     return correct / len(dataset)
 
@@ -331,12 +333,15 @@ def _train_step(
     words: torch.Tensor,
     mask: torch.Tensor,
     config: TrainConfig,
+    ddp: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """One optimiser step; returns the batch's loss, accuracy, overhead and gradient norm."""
     seen: dict[str, float] = {}
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
+        if ddp is not None:  # data-parallel hook: this rank's shard (qrnn_tn.distributed)
+            return distributed.current().loss_backward(ddp, words, mask, config.loss, seen)
         probs = model(words)
         loss = step_losses(probs, words, config.loss)[mask].mean()
         loss.backward()
@@ -473,32 +478,37 @@ def train(
     val_set = train_set if val_set is None else val_set
     out = Path(config.out) if config.out is not None else None
     total = config.total_steps(len(train_set))
+    # data-parallel hook (qrnn_tn.distributed): DDP wrapper, None in one process
+    group = distributed.current()
+    ddp = group.wrap(model) if group is not None else None
     optimiser = _make_optimiser(config, model)
     state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}
     best_theta = model.theta.detach().clone()
 
-    if out is not None and not resume and (out / "last.pt").exists():
+    has_last = out is not None and _on_main((out / "last.pt").exists)
+    if out is not None and not resume and has_last:
         raise TrainError(
             f"{out} already holds a run (last.pt); resume it (resume=True / --resume) or "
             "choose another output directory"
         )
-    if resume and (out / "last.pt").exists():
+    if resume and has_last:
         best_theta = _resume(out, model, optimiser, config, state)
     else:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)  # noqa: NPY002 (the global state)
         random.seed(config.seed)
-        if out is not None:
+        if out is not None and distributed.is_main():
             out.mkdir(parents=True, exist_ok=True)
             _write_json(out / "config.json", _run_info(model, config))
             atomic_write(out / "metrics.jsonl", lambda f: None)
 
-    bar = _Progress(total, state["step"], config.task, progress)
+    run_dir, out = out, (out if distributed.is_main() else None)  # only rank 0 writes
+    bar = _Progress(total, state["step"], config.task, progress and distributed.is_main())
     started = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < total and state["stopped"] is None:
             words, mask = _batch(train_set, config.batch_size, config.seed, state["step"])
-            record = _train_step(model, optimiser, words, mask, config)
+            record = _train_step(model, optimiser, words, mask, config, ddp)
             state["step"] += 1
             step = state["step"]
             record = {"split": "train", "step": step, **record}
@@ -512,6 +522,7 @@ def train(
                     **evaluate(model, val_set, loss_kind=config.loss),
                 }
                 val["seconds"] = time.perf_counter() - started
+                val = _on_main(lambda val=val: val)  # every rank decides on rank 0's numbers
                 _append(out, val)
                 bar.validation(step, record["loss"], val)
                 if state["best_val"] is None or val["loss"] < state["best_val"]["loss"]:
@@ -540,7 +551,7 @@ def train(
         "best_val": state["best_val"],
         "test": None,
         "seconds": state["seconds"],
-        "out": None if out is None else str(out),
+        "out": None if run_dir is None else str(run_dir),
     }
     if test_set is not None:
         test = {"split": "test", "step": state["best_step"]}
@@ -619,7 +630,7 @@ def _resume(
     state: dict[str, Any],
 ) -> torch.Tensor:
     """Restore the run in ``out``; returns the best parameters so far."""
-    ckpt = load_checkpoint(out / "last.pt")
+    ckpt = _on_main(lambda: load_checkpoint(out / "last.pt"))
     saved = _plain(ckpt["config"])
     given = _plain(config.to_dict())
     changed = [k for k in _TRAJECTORY_FIELDS if saved.get(k) != given[k]]
@@ -638,10 +649,20 @@ def _resume(
     optimiser.load_state_dict(ckpt["optimiser"])
     _set_rng_state(ckpt["rng"])
     state.update(ckpt["state"])
-    records = read_metrics(out) if (out / "metrics.jsonl").exists() else []
-    kept = [r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
-    atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
+    if distributed.is_main():
+        records = read_metrics(out) if (out / "metrics.jsonl").exists() else []
+        kept = [
+            r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]
+        ]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
     if state["best_step"] is None:
         return model.theta.detach().clone()
-    return load_checkpoint(out / "best.pt")["model"]["theta"].to(model.theta.dtype)
+    best = _on_main(lambda: load_checkpoint(out / "best.pt"))["model"]["theta"]
+    return best.to(model.theta)
+
+
+def _on_main(fn: Callable[[], Any]) -> Any:
+    """``fn()``; data-parallel: run on rank 0 only, result shared (qrnn_tn.distributed)."""
+    group = distributed.current()
+    return fn() if group is None else group.on_main(fn)

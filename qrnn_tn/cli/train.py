@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ Train a QRNN cell on one of the paper's tasks (QRNN.md §7) with exact gradients
 cell spec file, or `default` for the task's default cell. The run directory (--out, default
 runs/TASK) receives config.json, metrics.jsonl, checkpoints last.pt / best.pt and
 summary.json; --resume continues a killed run exactly where its last checkpoint left it.
+--distributed trains data-parallel under torchrun (e.g. `torchrun --nproc-per-node 2
+--no-python qrnn-tn train default --task elman-xor --distributed`): each rank takes a shard of
+every batch, rank 0 writes the run directory.
 Tasks: elman-xor, elman-letters, memorise, dna, digits-pixel, mnist-pixel, mnist-reduced.
 """
 
@@ -58,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/TASK)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the torchrun process group (gloo on CPU, nccl on CUDA)",
+    )
     parser.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser(
@@ -144,7 +153,24 @@ def _spec(text: str, task: str) -> CellSpec:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Build data, model and config from the arguments and train; prints the outcome."""
+    """Build data, model and config from the arguments and train; prints the outcome.
+
+    With ``--distributed`` every rank runs this inside the torchrun process group
+    (:func:`qrnn_tn.distributed.session`); only rank 0 prints and writes files.
+    """
+    if not getattr(args, "distributed", False):
+        return _run_train(args, main_rank=True)
+    from qrnn_tn import distributed
+
+    try:
+        with distributed.session() as group:
+            return _run_train(args, main_rank=group.is_main)
+    except distributed.DistributedError as err:
+        print(f"qrnn-tn train: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
     from qrnn_tn.model import QRNN
     from qrnn_tn.simulate import DTYPE_NAMES
     from qrnn_tn.tasks import build_datasets, get_task
@@ -170,7 +196,8 @@ def run_train(args: argparse.Namespace) -> int:
         )
     model = QRNN(spec, backend=config.backend, dtype=DTYPE_NAMES[config.dtype], seed=config.seed)
     model.plan(data.train.length - 1, min(config.batch_size, len(data.train)))
-    print(
+    say = print if main_rank else (lambda *a, **k: None)
+    say(
         f"{config.task}: cell {spec.name or args.spec} (io {spec.io}, workspace "
         f"{spec.workspace}, stages {spec.stages}, {model.n_params} parameters); "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test sequences "
@@ -186,7 +213,7 @@ def run_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
-    print(_describe_summary(summary))
+    say(_describe_summary(summary))
     return 0
 
 

@@ -283,4 +283,3 @@ def test_cost_and_registration():
     wide = compile_program(_spec(2, 98, 1, 2, 2, {"local": 1}), steps=10)
     assert not prepare(wide, BackendOptions(extra={"max_bond": 32})).cost.exact
     assert "mps" in prepare(wide, BackendOptions()).cost.describe()
-
