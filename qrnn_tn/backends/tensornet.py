@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cotengra as ctg
 import torch
@@ -34,6 +35,7 @@ from qrnn_tn.backends.base import (
     register_backend,
 )
 from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
+from qrnn_tn.backends.tn_executor import run_on_executor
 from qrnn_tn.backends.tn_network import BATCH, NetworkSet, build_networks
 from qrnn_tn.backends.tn_plan import (
     PlannerOptions,
@@ -156,8 +158,14 @@ class TensorNetPlan:
         *,
         mode: str = "teacher",
         generator: torch.Generator | None = None,
+        executor: Any = None,
     ) -> RunResult:
-        """Per-step distributions of every sequence (``words``: ``[batch, steps + 1]``)."""
+        """Per-step distributions of every sequence (``words``: ``[batch, steps + 1]``).
+
+        ``executor``: a :class:`concurrent.futures.Executor` or ``dask.distributed.Client``
+        (anything with ``submit``); the slices of every step, and their gradients, are then
+        contracted there (:mod:`qrnn_tn.backends.tn_executor`). ``None``: in this process.
+        """
         program = self.program
         words = check_words(program, words, mode, "tensornet")
         params = check_params(program, params, "tensornet").to(self.dtype)
@@ -171,7 +179,10 @@ class TensorNetPlan:
             zip(plan.networks.networks, plan.contractions, strict=True)
         ):
             arrays = [values.value(leaf) for leaf in net.leaves]
-            mantissa, log_scale = contraction.run(arrays, grad)
+            if executor is None:
+                mantissa, log_scale = contraction.run(arrays, grad)
+            else:
+                mantissa, log_scale = run_on_executor(contraction, arrays, executor)
             unnorm = mantissa.reshape(batch, -1)
             norm = unnorm.sum(1)
             p = unnorm / norm[:, None]
