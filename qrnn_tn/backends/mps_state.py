@@ -19,6 +19,12 @@ from qrnn_tn.backends.mps_svd import split
 __all__ = ["BlockMPS"]
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """``x [B, …]`` divided by its norm per batch element."""
+    norm = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    return x / norm.reshape(-1, *([1] * (x.dim() - 1)))
+
+
 class BlockMPS:
     """Site tensors ``[B, Dl, 2, Dr]`` plus the normalised block; see the module doc.
 
@@ -100,8 +106,7 @@ class BlockMPS:
     def _truncate(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, c, discarded = split(m, self.max_bond, self.cutoff)
         self.discarded = self.discarded + discarded
-        c = c / c.square().sum(dim=(1, 2), keepdim=True).sqrt()
-        return u, c
+        return u, _unit(c)
 
     def _gauge_by_qr(self) -> bool:
         """Move a one-site block by QR instead of SVD (a pure gauge move: its outer bonds
@@ -114,7 +119,7 @@ class BlockMPS:
 
     def _qr(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, r = torch.linalg.qr(m)
-        return q, r / r.square().sum(dim=(1, 2), keepdim=True).sqrt()
+        return q, _unit(r)
 
     def _split_left(self) -> None:
         b, dl, p, dr = self.block.shape
@@ -200,13 +205,12 @@ class BlockMPS:
         self.cover(a, b)
         bd, left, right, dr = self._legs(target)
         view = self.block.reshape(bd, left, 2, right, dr)
-        zero, one = view[:, :, 0], view[:, :, 1]
-        c, s = cos[:, :, None], sin[:, :, None]
-        out = torch.stack((c * zero - s * one, s * zero + c * one), dim=2)
-        out = out.reshape(self.block.shape)
-        norm2 = out.square().sum(dim=(1, 2, 3))
-        self.block = out / norm2.sqrt()[:, None, None, None]
-        return norm2
+        signed_sin = torch.stack((-sin, sin), dim=1)[:, :, :, None]  # [L, 2, R, 1]
+        out = torch.addcmul(view * cos[:, None, :, None], view.flip(2), signed_sin)
+        out = out.reshape(self.block.shape[0], -1)
+        norm = torch.linalg.vector_norm(out, dim=1)
+        self.block = (out / norm[:, None]).reshape(self.block.shape)
+        return norm.square()
 
     def swap(self, pos: int) -> None:
         """Exchange the lanes on sites ``pos`` and ``pos + 1``."""
