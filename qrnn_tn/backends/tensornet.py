@@ -10,7 +10,10 @@ once for the whole batch (:mod:`qrnn_tn.backends.tn_contract`).
 Options read from ``BackendOptions.extra``: ``cache_dir`` (path cache; default
 ``$QRNN_TN_CACHE`` or ``~/.cache/qrnn-tn/paths``; ``None`` for memory only), ``search_time``
 (hyper-optimiser seconds per wide network, default 5), ``neuron_form`` (``"auto"``,
-``"hyper"``, ``"literal"``), ``max_slices`` (default 4096), ``checkpoint`` (default True).
+``"hyper"``, ``"literal"``), ``max_slices`` (default 4096), ``checkpoint`` (default True),
+``parallel`` (where the hyper-optimiser runs its trials: default ``False``, this process; a
+``dask.distributed.Client`` or an executor runs them there, see
+:class:`~qrnn_tn.backends.tn_plan.PlannerOptions`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class TensorNetPlan:
         self.planner = PlannerOptions(
             cache_dir=Path(cache) if cache is not None else None,
             search_time=float(extra.get("search_time", 5.0)),
+            parallel=extra.get("parallel", False),
         )
         self.neuron_form = extra.get("neuron_form", "auto")
         self.max_slices = int(extra.get("max_slices", 4096))
@@ -116,7 +120,7 @@ class TensorNetPlan:
         cost = tree_cost(tree)
         best = cost
         target = tree.max_size()
-        while cost.backward_elements * self.itemsize > budget:
+        while cost.backward_elements * self.itemsize > budget or cost.slices > self.max_slices:
             target //= 2
             if target < 16 or cost.slices > self.max_slices:
                 if best.slices > 1:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cotengra as ctg
 
@@ -69,12 +70,15 @@ class PlannerOptions:
     """How hard to search and where to keep the results.
 
     ``search_time`` is the hyper-optimiser budget in seconds per network (0 disables it);
-    ``cache_dir`` ``None`` keeps trees in memory only.
+    ``cache_dir`` ``None`` keeps trees in memory only. ``parallel`` is handed to cotengra's
+    ``HyperOptimizer``: ``False`` runs its trials in this process; a
+    ``dask.distributed.Client`` (or a ``concurrent.futures`` executor) runs them there.
     """
 
     cache_dir: Path | None = None
     search_time: float = 5.0
     seed: int = 0
+    parallel: Any = field(default=False, compare=False)
 
 
 def symbols(net: StepNetwork) -> tuple[list[tuple[str, ...]], tuple[str, ...], dict[str, int]]:
@@ -116,6 +120,22 @@ def _score(tree: ctg.ContractionTree) -> float:
     return tree.combo_cost(factor=256)
 
 
+def _in_symbols(
+    tree: ctg.ContractionTree,
+    inputs: list[tuple[str, ...]],
+    output: tuple[str, ...],
+    sizes: dict[str, int],
+) -> ctg.ContractionTree:
+    """``tree`` over the network's own index names.
+
+    ``array_contract_tree`` renames indices canonically; sliced indices found on such a tree
+    would be stored under the wrong names and a tree reloaded from the cache would differ.
+    """
+    if tuple(tuple(ix) for ix in tree.inputs) == tuple(inputs):
+        return tree
+    return ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=tree.get_ssa_path())
+
+
 def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     global _SEARCHES
     _SEARCHES += 1
@@ -131,10 +151,11 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
             minimize="write",
             max_time=options.search_time,
             max_repeats=10_000,
-            parallel=False,
+            parallel=options.parallel,
             progbar=False,
         )
         candidates.append(hyper.search(inputs, output, sizes))
+    candidates = [_in_symbols(t, inputs, output, sizes) for t in candidates]
     narrowest = min(t.contraction_width() for t in candidates)
     fit = [t for t in candidates if t.contraction_width() <= narrowest + WIDTH_SLACK]
     return min(fit, key=_score)
@@ -193,8 +214,11 @@ def slice_tree(
     data = _read(path) if path else None
     if data is not None:
         sliced = tree.copy()
+        # ``tree`` may itself be sliced (the budget loop slices step by step): the stored
+        # indices include its own, which must not be removed twice.
         for ix in data["sliced"]:
-            sliced.remove_ind_(ctg.get_symbol(ix))
+            if ctg.get_symbol(ix) not in sliced.sliced_inds:
+                sliced.remove_ind_(ctg.get_symbol(ix))
     else:
         _SEARCHES += 1
         sliced = tree.slice(target_size=target_size, allow_outer=False, seed=options.seed)
