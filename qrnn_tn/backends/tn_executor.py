@@ -13,7 +13,9 @@ returns the leaves' gradients, which are summed. Each slice is linear in every l
 sum of the slice gradients is the exact gradient.
 
 Workers receive only detached CPU tensors, the compiled :class:`Contraction` (picklable: a
-cotengra tree and its einsum steps) and the slice index. A failing slice (its future raising,
+cotengra tree and its einsum steps) and the slice index. On a dask cluster the contraction and
+the leaves are scattered once per pass and every slice task refers to them, so they cross the
+network once per worker rather than once per slice. A failing slice (its future raising,
 a dead worker, a refused submission) raises :class:`BackendError` naming the slice and the
 cause; remaining futures are cancelled, never partially summed.
 """
@@ -71,11 +73,29 @@ def slice_vjp(
     return [next(grads) if a.requires_grad else None for a in leaves]
 
 
+def _is_dask(executor: Any) -> bool:
+    return type(executor).__module__.split(".")[0] == "distributed"
+
+
 def _submit(executor: Any, fn, *args):
     """``executor.submit``; dask clients get ``pure=False`` (no hashing of the tensors)."""
-    if type(executor).__module__.split(".")[0] == "distributed":
+    if _is_dask(executor):
         return executor.submit(fn, *args, pure=False)
     return executor.submit(fn, *args)
+
+
+def _shared(executor: Any, what: str, *objects) -> tuple:
+    """``objects`` stored once on a dask cluster (futures its tasks resolve), else as given."""
+    if not _is_dask(executor):
+        return objects
+    try:
+        return tuple(executor.scatter(list(objects), hash=False))
+    except Exception as err:
+        cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise BackendError(
+            f"tensornet: could not send the contraction and leaves ({what}) to the dask "
+            f"cluster: {cause}"
+        ) from err
 
 
 def _gather(executor: Any, fn, per_slice: list[tuple], what: str) -> list:
@@ -132,9 +152,8 @@ class _SliceSum(torch.autograd.Function):
     def forward(ctx, contraction, executor, *arrays):
         leaves = [a.detach().cpu() for a in arrays]
         n = contraction.tree.nslices
-        results = _gather(
-            executor, slice_forward, [(contraction, leaves, i) for i in range(n)], "forward"
-        )
+        shared = _shared(executor, "forward", contraction, leaves)
+        results = _gather(executor, slice_forward, [(*shared, i) for i in range(n)], "forward")
         device = arrays[0].device if arrays else torch.device("cpu")
         results = [(m.to(device), s.to(device)) for m, s in results]
         total, top, _ = _combine(results)
@@ -152,9 +171,10 @@ class _SliceSum(torch.autograd.Function):
             return none + (None,) * len(needs)
         contraction = ctx.contraction
         g = grad_mantissa.detach().cpu()
-        per_slice = [
-            (contraction, ctx.leaves, needs, i, ctx.top, g) for i in range(contraction.tree.nslices)
-        ]
+        remote, leaves, top, g = _shared(
+            ctx.executor, "backward", contraction, ctx.leaves, ctx.top, g
+        )
+        per_slice = [(remote, leaves, needs, i, top, g) for i in range(contraction.tree.nslices)]
         results = _gather(ctx.executor, slice_vjp, per_slice, "backward")
         grads: list[torch.Tensor | None] = [None] * len(needs)
         for slice_grads in results:
