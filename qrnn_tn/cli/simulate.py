@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from compiler.spec import load_spec
-from qrnn_tn.backends import RunResult
+from compiler.unroll import Program
+from qrnn_tn.backends import BackendOptions, Plan, RunResult, get_backend
 from qrnn_tn.cli import UsageError
 from qrnn_tn.cli.params import program_params
-from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
+from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan, parse_dtype
 
 __all__ = ["register", "run"]
 
@@ -29,12 +30,22 @@ with # are skipped), all of one length, run as a batch. Parameters come from --p
 array in canonical slot order, or an object keyed by slot name) or are drawn from the spec's
 [init] with --seed (default 0). With --json a single sequence gives "probs" [steps][2^io] and
 "target_prob" [steps]; a file gives one more leading axis, the batch.
+
+--scheduler tcp://HOST:8786 runs the tensor-network backend on a dask cluster (started with
+`dask scheduler` and `dask worker tcp://HOST:8786`, in this environment): the path search's
+trials and every slice of every step are computed by the workers. --memory-budget bounds a
+plan's memory; for the tensor network a smaller budget means more slices, that is more tasks
+for the workers to share.
 """
 
 #: Tokens are separated by one comma (spaces around it allowed) or by spaces.
 _SEPARATOR = re.compile(r"\s*,\s*|\s+")
 #: Distributions wider than this print their most likely words only.
 _MAX_COLUMNS = 16
+#: Binary units accepted by --memory-budget.
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gib": 2**30, "t": 2**40, "tib": 2**40}
+_INSTALL_DASK = "pip install 'dask[distributed]'"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,27 +71,147 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
     )
     parser.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float64")
+    parser.add_argument(
+        "--memory-budget",
+        type=parse_size,
+        metavar="SIZE",
+        help="memory a run may use, in bytes or with a unit (512MiB, 2GiB; default: the "
+        "memory available); the tensor network slices its steps to fit it",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask scheduler (tcp://HOST:8786): search paths and contract the tensor "
+        "network's slices on its workers (tensornet backend; needs dask[distributed])",
+    )
+    parser.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up if the scheduler, or its first worker, does not answer within this "
+        "time (default 10)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
+def parse_size(text: str) -> int:
+    """Bytes from ``text``: an integer, or a number with a binary unit (``512MiB``, ``2G``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; give bytes or a number with a unit such as 512MiB or 2GiB"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
 def run(args: argparse.Namespace) -> int:
     """Simulate and print; user errors raise :class:`UsageError` (or the layer's error)."""
+    if args.scheduler is not None and args.backend not in ("auto", "tensornet"):
+        raise UsageError(
+            f"--scheduler runs the tensornet backend on a dask cluster; it does not apply to "
+            f"--backend {args.backend} (leave --backend out, or give --backend tensornet)"
+        )
+    if not args.scheduler_timeout > 0:
+        raise UsageError(f"--scheduler-timeout {args.scheduler_timeout:g}: must be > 0 seconds")
     spec = load_spec(Path(args.spec))
     sequences, batched = _read_words(args.words)
     tokens = _check_words(sequences, spec.io)
     program = load_program(spec, tokens.shape[1] - 1)
     params = program_params(program, args.params, args.seed)
-    plan, reason = make_plan(program, args.backend, args.dtype, tokens.shape[0])
-    with torch.no_grad():
-        result = plan.run(params, tokens)
-    report = _report(result, plan.cost.backend, reason, args.dtype, batched)
+    simulate = _run_local if args.scheduler is None else _run_on_cluster
+    result, report = simulate(args, program, params, tokens, batched)
     if args.json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(_text(result, report, spec.io))
     return 0
+
+
+def _run_local(
+    args: argparse.Namespace,
+    program: Program,
+    params: torch.Tensor,
+    tokens: torch.Tensor,
+    batched: bool,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Plan on ``--backend`` and run in this process."""
+    plan, reason = make_plan(program, args.backend, args.dtype, tokens.shape[0], args.memory_budget)
+    with torch.no_grad():
+        result = plan.run(params, tokens)
+    return result, _report(result, plan.cost.backend, reason, args.dtype, batched)
+
+
+def _run_on_cluster(
+    args: argparse.Namespace,
+    program: Program,
+    params: torch.Tensor,
+    tokens: torch.Tensor,
+    batched: bool,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Plan (path search on the cluster) and run the tensor network on ``--scheduler``."""
+    with _connect(args.scheduler, args.scheduler_timeout) as client:
+        workers = len(client.scheduler_info()["workers"])
+        plan = _cluster_plan(program, args, tokens.shape[0], client)
+        slices = plan.cost.details["slices per step"]
+        if max(slices) == 1:
+            print(
+                "qrnn-tn simulate: note: no step of this plan is sliced, so each step is one "
+                "task on one worker; a smaller --memory-budget splits steps into slices that "
+                "the workers share",
+                file=sys.stderr,
+            )
+        with torch.no_grad():
+            result = plan.run(params, tokens, executor=client)
+    reason = (
+        f"backend tensornet (--scheduler {args.scheduler}: path search and slices on "
+        f"{workers} dask worker(s))"
+    )
+    report = _report(result, "tensornet", reason, args.dtype, batched)
+    report["scheduler"] = args.scheduler
+    report["slices_per_step"] = slices
+    return result, report
+
+
+def _cluster_plan(program: Program, args: argparse.Namespace, batch: int, client: Any) -> Plan:
+    """The tensornet plan whose hyper-optimiser trials run on ``client``."""
+    options = BackendOptions(
+        dtype=parse_dtype(args.dtype),
+        memory_budget=args.memory_budget,
+        batch_size=batch,
+        extra={"parallel": client},
+    )
+    return get_backend("tensornet")(program, options)
+
+
+def _connect(address: str, timeout: float) -> Any:
+    """A ``dask.distributed.Client`` on ``address`` with at least one worker, or UsageError."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError(
+            f"--scheduler needs dask.distributed, which is not installed: {_INSTALL_DASK}"
+        ) from None
+    try:
+        client = Client(address, timeout=timeout)
+    except Exception as err:
+        cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise UsageError(
+            f"--scheduler {address}: could not connect within {timeout:g} s ({cause}). Check "
+            "the address (tcp://HOST:8786) and that `dask scheduler` is running there"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except Exception:
+        client.close()
+        raise UsageError(
+            f"--scheduler {address}: the scheduler has no workers after {timeout:g} s; start "
+            f"some with `dask worker {address}` (in this environment)"
+        ) from None
+    return client
 
 
 def _read_words(text: str) -> tuple[list[list[str]], bool]:
