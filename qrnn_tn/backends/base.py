@@ -227,11 +227,13 @@ def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
     return _BACKENDS[name].prepare
 
 
-def _quick_cost(name: str, program: Program, options: BackendOptions) -> Cost:
+def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[Cost, Plan | None]:
+    """The backend's quick estimate, or its prepared plan's cost (with the plan, for reuse)."""
     entry = _BACKENDS[name]
     if entry.estimate is not None:
-        return entry.estimate(program, options)
-    return entry.prepare(program, options).cost
+        return entry.estimate(program, options), None
+    plan = entry.prepare(program, options)
+    return plan.cost, plan
 
 
 def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
@@ -243,10 +245,11 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     """
     budget = options.budget()
     candidates: list[tuple[float, str, Cost]] = []
+    prepared: dict[str, Plan] = {}
     refused: list[str] = []
     for name in backend_names():
         try:
-            cost = _quick_cost(name, program, options)
+            cost, plan = _quick_cost(name, program, options)
         except BackendError as err:
             refused.append(f"{name}: {err}")
             continue
@@ -257,6 +260,8 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
             refused.append(f"{name}: estimated {format_bytes(cost.peak_bytes_backward)}")
             continue
         candidates.append((cost.flops, name, cost))
+        if plan is not None:
+            prepared[name] = plan
     if not candidates:
         raise BackendError(
             f"no exact backend fits the memory budget of {format_bytes(budget)}: "
@@ -265,7 +270,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
         )
     candidates.sort(key=lambda c: c[0])
     flops, name, cost = candidates[0]
-    plan = get_backend(name)(program, options)
+    plan = prepared[name] if name in prepared else get_backend(name)(program, options)
     others = ", ".join(f"{n} {f:.2e}" for f, n, _ in candidates[1:]) or "none"
     reason = (
         f"chose {name}: predicted {flops:.2e} flops, peak "

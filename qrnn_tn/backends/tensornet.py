@@ -39,7 +39,13 @@ from qrnn_tn.backends.base import (
 )
 from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
 from qrnn_tn.backends.tn_executor import run_on_executor
-from qrnn_tn.backends.tn_network import BATCH, NetworkSet, build_networks
+from qrnn_tn.backends.tn_network import (
+    BATCH,
+    NetworkSet,
+    StepNetwork,
+    build_networks,
+    iter_networks,
+)
 from qrnn_tn.backends.tn_plan import (
     PlannerOptions,
     TreeCost,
@@ -153,7 +159,9 @@ class TensorNetPlan:
     def cost(self) -> Cost:
         """Predicted cost for ``options.batch_size`` (no tensor work)."""
         plan = self._plan(self.options.batch_size)
-        return _summarise_cost(self.program, plan.networks, plan.costs, self.itemsize)
+        networks = plan.networks
+        last = networks.networks[-1]
+        return _summarise_cost(self.program, last, networks.batch, plan.costs, self.itemsize)
 
     def run(
         self,
@@ -201,11 +209,12 @@ class TensorNetPlan:
 
 
 def _summarise_cost(
-    program: Program, networks: NetworkSet, costs: list[TreeCost], itemsize: int
+    program: Program, last: StepNetwork, batch: int, costs: list[TreeCost], itemsize: int
 ) -> Cost:
-    """One :class:`Cost` from the per-step tree costs plus the leaves and outputs."""
-    leaves = sum(2 ** len(leaf.inds) for leaf in networks.networks[-1].leaves)
-    base = (leaves + networks.batch * program.steps) * itemsize
+    """One :class:`Cost` from the per-step tree costs plus the leaves (of the last step's
+    network, which holds every other) and the outputs."""
+    leaves = sum(2 ** len(leaf.inds) for leaf in last.leaves)
+    base = (leaves + batch * program.steps) * itemsize
     forward = max(c.forward_elements for c in costs) * itemsize + base
     backward = max(c.backward_elements for c in costs) * itemsize + 2 * base
     return Cost(
@@ -217,7 +226,7 @@ def _summarise_cost(
         details={
             "widths per step": [round(c.width, 1) for c in costs],
             "slices per step": [c.slices for c in costs],
-            "tensors (last step)": len(networks.networks[-1].leaves),
+            "tensors (last step)": len(last.leaves),
         },
     )
 
@@ -231,15 +240,25 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
     if options.dtype not in _REAL:
         raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
     itemsize = torch.finfo(_REAL[options.dtype]).bits // 8
-    networks = build_networks(program, options.batch_size, options.extra.get("neuron_form", "auto"))
-    try:
-        costs = [tree_cost(sweep_tree(net)) for net in networks.networks]
-    except OverflowError:
-        raise BackendError(
-            "the lane-sweep contraction of this program exceeds 2^1024 operations "
-            "(too many steps of a densely connected cell for a tensor network)"
-        ) from None
-    return _summarise_cost(program, networks, costs, itemsize)
+    form = options.extra.get("neuron_form", "auto")
+    budget = options.budget()
+    costs = []
+    for step, net in enumerate(iter_networks(program, options.batch_size, form)):
+        try:
+            cost = tree_cost(sweep_tree(net))
+        except OverflowError:
+            raise BackendError(
+                "the lane-sweep contraction of this program exceeds 2^1024 operations "
+                "(too many steps of a densely connected cell for a tensor network)"
+            ) from None
+        need = cost.forward_elements * itemsize
+        if need > budget:  # later steps contain this one: no need to cost them
+            raise BackendError(
+                f"step {step}'s lane-sweep contraction needs {format_bytes(need)} unsliced, "
+                f"over the memory budget of {format_bytes(budget)}"
+            )
+        costs.append(cost)
+    return _summarise_cost(program, net, options.batch_size, costs, itemsize)
 
 
 def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:

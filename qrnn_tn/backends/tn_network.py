@@ -26,13 +26,21 @@ Neurons can be replaced by their literal ancilla circuit (QRNN.md §2) when that
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from compiler.ir import Gate, Neuron, Operation, WordBit
 from compiler.lower import literal_neuron
 from compiler.unroll import Program
 
-__all__ = ["Leaf", "StepNetwork", "NetworkSet", "build_networks", "NEURON_FORMS"]
+__all__ = [
+    "Leaf",
+    "StepNetwork",
+    "NetworkSet",
+    "build_networks",
+    "iter_networks",
+    "NEURON_FORMS",
+]
 
 #: How neurons become tensors: one diagonal hyperedge tensor, the ancilla circuit, or the
 #: smaller of the two per neuron.
@@ -244,6 +252,24 @@ class _Builder:
         return StepNetwork(step=step, leaves=leaves, output=output, size_dict=size_dict)
 
 
+def _start(program: Program, batch: int, neuron_form: str) -> _Builder:
+    if neuron_form not in NEURON_FORMS:
+        raise ValueError(f"neuron_form {neuron_form!r}; accepted: {', '.join(NEURON_FORMS)}")
+    builder = _Builder(program, batch, neuron_form)
+    for q in range(program.dag.n_qubits):
+        builder.start(q)
+    return builder
+
+
+def _snapshots(builder: _Builder, program: Program) -> Iterator[StepNetwork]:
+    io_lanes = tuple(range(program.io))
+    for position, op in enumerate(program.ops):
+        if op.kind == "readout":
+            yield builder.snapshot(op.step, io_lanes)
+        else:
+            builder.apply(position, op)
+
+
 def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") -> NetworkSet:
     """The readout networks of every step of ``program`` for ``batch`` sequences.
 
@@ -252,16 +278,18 @@ def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") 
     ValueError
         If ``neuron_form`` is not one of :data:`NEURON_FORMS`.
     """
-    if neuron_form not in NEURON_FORMS:
-        raise ValueError(f"neuron_form {neuron_form!r}; accepted: {', '.join(NEURON_FORMS)}")
-    builder = _Builder(program, batch, neuron_form)
-    for q in range(program.dag.n_qubits):
-        builder.start(q)
-    io_lanes = tuple(range(program.io))
-    networks = []
-    for position, op in enumerate(program.ops):
-        if op.kind == "readout":
-            networks.append(builder.snapshot(op.step, io_lanes))
-        else:
-            builder.apply(position, op)
-    return NetworkSet(networks=tuple(networks), neurons=tuple(builder.neurons), batch=batch)
+    builder = _start(program, batch, neuron_form)
+    networks = tuple(_snapshots(builder, program))
+    return NetworkSet(networks=networks, neurons=tuple(builder.neurons), batch=batch)
+
+
+def iter_networks(
+    program: Program, batch: int = 1, neuron_form: str = "auto"
+) -> Iterator[StepNetwork]:
+    """The readout networks one step at a time, built as they are asked for.
+
+    Each holds every earlier step, so building all of a long sequence costs time quadratic
+    in its length; a caller that stops at the first step too large to contract pays only
+    for the steps up to it.
+    """
+    return _snapshots(_start(program, batch, neuron_form), program)
