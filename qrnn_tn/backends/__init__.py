@@ -9,6 +9,7 @@ from __future__ import annotations
 from qrnn_tn.backends.base import (
     BackendError,
     BackendOptions,
+    Candidate,
     Cost,
     Plan,
     RunResult,
@@ -16,12 +17,14 @@ from qrnn_tn.backends.base import (
     backend_names,
     choose,
     get_backend,
+    rank_backends,
     register_backend,
 )
 
 __all__ = [
     "BackendError",
     "BackendOptions",
+    "Candidate",
     "Cost",
     "Plan",
     "RunResult",
@@ -29,6 +32,7 @@ __all__ = [
     "backend_names",
     "choose",
     "get_backend",
+    "rank_backends",
     "register_backend",
 ]
 

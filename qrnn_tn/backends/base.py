@@ -31,6 +31,8 @@ __all__ = [
     "get_backend",
     "backend_names",
     "choose",
+    "Candidate",
+    "rank_backends",
 ]
 
 
@@ -236,16 +238,24 @@ def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[C
     return plan.cost, plan
 
 
-def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
-    """Pick the cheapest exact backend that fits the memory budget, and prepare it.
+@dataclass(frozen=True)
+class Candidate:
+    """A backend that can run a program exactly within the budget, with its predicted cost;
+    ``plan`` is set when costing it already prepared it (reused by :func:`choose`)."""
 
-    Costs come from each backend's quick estimate where it has one, so only the chosen
-    backend pays for its planning. Returns the plan and a sentence saying what was chosen
-    and why. Raises :class:`BackendError` naming every candidate's estimate when none fits.
+    name: str
+    cost: Cost
+    plan: Plan | None = None
+
+
+def rank_backends(program: Program, options: BackendOptions) -> tuple[list[Candidate], list[str]]:
+    """The exact backends that fit the memory budget, cheapest predicted flops first, and a
+    reason for each one ruled out.
+
+    Costs come from each backend's quick estimate where it has one (no path search).
     """
     budget = options.budget()
-    candidates: list[tuple[float, str, Cost]] = []
-    prepared: dict[str, Plan] = {}
+    candidates: list[Candidate] = []
     refused: list[str] = []
     for name in backend_names():
         try:
@@ -255,26 +265,35 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
             continue
         if not cost.exact:
             refused.append(f"{name}: not exact with these options")
-            continue
-        if cost.peak_bytes_backward > budget:
+        elif cost.peak_bytes_backward > budget:
             refused.append(f"{name}: estimated {format_bytes(cost.peak_bytes_backward)}")
-            continue
-        candidates.append((cost.flops, name, cost))
-        if plan is not None:
-            prepared[name] = plan
+        else:
+            candidates.append(Candidate(name, cost, plan))
+    candidates.sort(key=lambda c: c.cost.flops)
+    return candidates, refused
+
+
+def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
+    """Pick the cheapest exact backend that fits the memory budget, and prepare it.
+
+    The ranking is :func:`rank_backends`', so only the chosen backend pays for its planning.
+    Returns the plan and a sentence saying what was chosen and why. Raises
+    :class:`BackendError` naming every candidate's estimate when none fits.
+    """
+    candidates, refused = rank_backends(program, options)
     if not candidates:
         raise BackendError(
-            f"no exact backend fits the memory budget of {format_bytes(budget)}: "
+            f"no exact backend fits the memory budget of {format_bytes(options.budget())}: "
             + "; ".join(refused)
             + ". Use fewer steps, a smaller batch, a larger budget or an approximate backend."
         )
-    candidates.sort(key=lambda c: c[0])
-    flops, name, cost = candidates[0]
-    plan = prepared[name] if name in prepared else get_backend(name)(program, options)
-    others = ", ".join(f"{n} {f:.2e}" for f, n, _ in candidates[1:]) or "none"
+    best = candidates[0]
+    plan = best.plan if best.plan is not None else get_backend(best.name)(program, options)
+    others = ", ".join(f"{c.name} {c.cost.flops:.2e}" for c in candidates[1:]) or "none"
     reason = (
-        f"chose {name}: predicted {flops:.2e} flops, peak "
-        f"{format_bytes(cost.peak_bytes_backward)} with gradients (other candidates: {others})"
+        f"chose {best.name}: predicted {best.cost.flops:.2e} flops, peak "
+        f"{format_bytes(best.cost.peak_bytes_backward)} with gradients "
+        f"(other candidates: {others})"
     )
     if refused:
         reason += f"; ruled out: {'; '.join(refused)}"

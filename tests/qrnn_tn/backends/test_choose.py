@@ -1,9 +1,18 @@
 """backend="auto": quick estimates, the cheapest exact backend, clear refusals."""
 
+import re
+
 import pytest
 
 from compiler.unroll import compile_program
-from qrnn_tn.backends import BackendError, BackendOptions, choose, get_backend, tensornet
+from qrnn_tn.backends import (
+    BackendError,
+    BackendOptions,
+    choose,
+    get_backend,
+    rank_backends,
+    tensornet,
+)
 
 
 def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
@@ -41,3 +50,15 @@ def test_nothing_fits_names_every_backend():
     message = str(info.value)
     assert "statevector" in message and "tensornet" in message
     assert "fewer steps" in message
+
+
+def test_ranking_is_cheapest_first_and_stops_costing_a_network_over_budget():
+    program = compile_program("examples/dna.toml", steps=200)
+    candidates, refused = rank_backends(program, BackendOptions(batch_size=4))
+    flops = [c.cost.flops for c in candidates]
+    assert flops == sorted(flops) and candidates[0].name == "statevector"
+    (why,) = [r for r in refused if r.startswith("tensornet")]
+    assert "over the memory budget" in why
+    assert int(re.search(r"step (\d+)'s", why).group(1)) < 3  # stopped early, not at step 199
+    plan, _ = choose(program, BackendOptions(batch_size=4))
+    assert plan.cost.backend == candidates[0].name
