@@ -19,6 +19,7 @@ from qrnn_tn.data import (
     DataError,
     SequenceDataset,
     digits_pixel_dataset,
+    digits_reduced_datasets,
     dna,
     elman_letters,
     elman_xor,
@@ -110,12 +111,33 @@ def _digits(digits: Any, val_fraction: float) -> tuple[int, ...]:
     return out
 
 
-def _digits_pixel(seed: int, digits: Any, size: int, val_fraction: float) -> TaskData:
+def _digits_pixel(
+    seed: int, digits: Any, size: int, threshold: float, val_fraction: float
+) -> TaskData:
     classes = _digits(digits, val_fraction)
-    train = digits_pixel_dataset(classes, "train", seed=seed, size=size)
-    test = digits_pixel_dataset(classes, "test", seed=seed, size=size)
+    if not isinstance(size, int) or not 1 <= size <= 8:
+        raise DataError(f"task option size={size!r}; must be an integer in 1..8 (8: no downscale)")
+    train, test = (
+        digits_pixel_dataset(classes, split, seed=seed, size=size, threshold=threshold)
+        for split in ("train", "test")
+    )
     fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
     return TaskData(train=fit, val=val, test=test)
+
+
+def _digits_reduced(
+    seed: int, digits: Any, val_fraction: float, n_components: int, bits: int, method: str
+) -> TaskData:
+    classes = _digits(digits, val_fraction)
+    train, val, test = digits_reduced_datasets(
+        classes,
+        val_fraction=val_fraction,
+        n_components=n_components,
+        bits=bits,
+        method=method,
+        seed=seed,
+    )
+    return TaskData(train=train, val=val, test=test)
 
 
 def _mnist_dir(data_dir: str | None) -> str:
@@ -218,9 +240,9 @@ TASKS: dict[str, Task] = {
         Task(
             "dna",
             "long-range memory: recall the marked base at the last step",
-            _cell(3, 5, 1, 3, "dna"),
+            _cell(3, 3, 0, 2, "dna"),
             {
-                "lr": 0.01,
+                "lr": 0.05,
                 "batch_size": 16,
                 "steps": 1000,
                 "eval_every": 50,
@@ -234,8 +256,23 @@ TASKS: dict[str, Task] = {
             "sklearn digits, downscaled, pixel by pixel, two scanlines; scored on the label",
             _cell(2, 4, 1, 2, "digits-pixel"),
             {"lr": 0.02, "batch_size": 16, "epochs": 20, "eval_every": 28},
-            {"digits": "0,1", "size": 4, "val_fraction": 0.2},
+            {"digits": "0,1", "size": 4, "threshold": 8.0, "val_fraction": 0.2},
             _digits_pixel,
+        ),
+        Task(
+            "digits-reduced",
+            "sklearn digits reduced by PCA and t-SNE/UMAP, coordinates fed bit by bit, "
+            "then the label",
+            _cell(2, 6, 2, 3, "digits-reduced"),
+            {"lr": 0.01, "batch_size": 256, "epochs": 100, "eval_every": 20},
+            {
+                "digits": "0,1,2,3,4,5,6,7,8,9",
+                "val_fraction": 0.2,
+                "n_components": 2,
+                "bits": 4,
+                "method": "tsne",
+            },
+            _digits_reduced,
         ),
         Task(
             "mnist-pixel",

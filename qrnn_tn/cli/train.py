@@ -21,7 +21,8 @@ summary.json; --resume continues a killed run exactly where its last checkpoint 
 --distributed trains data-parallel under torchrun (e.g. `torchrun --nproc-per-node 2
 --no-python qrnn-tn train default --task elman-xor --distributed`): each rank takes a shard of
 every batch, rank 0 writes the run directory.
-Tasks: elman-xor, elman-letters, memorise, dna, digits-pixel, mnist-pixel, mnist-reduced.
+Tasks: elman-xor, elman-letters, memorise, dna, digits-pixel, digits-reduced, mnist-pixel,
+mnist-reduced.
 """
 
 

@@ -10,7 +10,7 @@ from qrnn_tn.data.base import (
     encode_label,
     label_tokens_needed,
 )
-from qrnn_tn.data.digits import digits_pixel_dataset, digits_split
+from qrnn_tn.data.digits import digits_pixel_dataset, digits_reduced_datasets, digits_split
 from qrnn_tn.data.elman import (
     DNA_BASES,
     LETTER_PAD,
@@ -46,6 +46,7 @@ __all__ = [
     "crop_center",
     "decode_label",
     "digits_pixel_dataset",
+    "digits_reduced_datasets",
     "digits_split",
     "dna",
     "downscale",

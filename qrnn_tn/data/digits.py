@@ -1,8 +1,13 @@
-"""sklearn's bundled 8x8 digits as a small, offline stand-in for MNIST pixel by pixel."""
+"""sklearn's bundled 8x8 digits: a small, offline stand-in for MNIST (QRNN.md §7).
+
+Two pipelines: pixel by pixel (:func:`digits_pixel_dataset`, as for MNIST) and
+dimensionality reduction (:func:`digits_reduced_datasets`, PCA → t-SNE/UMAP → bits).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -11,8 +16,9 @@ from sklearn.model_selection import train_test_split
 
 from qrnn_tn.data.base import DataError, SequenceDataset
 from qrnn_tn.data.pixels import binarise, downscale, pixel_sequences, select_classes
+from qrnn_tn.data.reduce import Method, reduced_dataset
 
-__all__ = ["digits_split", "digits_pixel_dataset"]
+__all__ = ["digits_split", "digits_pixel_dataset", "digits_reduced_datasets"]
 
 
 def digits_split(
@@ -57,3 +63,50 @@ def digits_pixel_dataset(
         images = downscale(images, size)
     name = f"digits-pixels-{'v'.join(map(str, digits))}-{split}"
     return pixel_sequences(binarise(images, threshold), labels, digits, io, name=name)
+
+
+def digits_reduced_datasets(
+    digits: Sequence[int] = tuple(range(10)),
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.25,
+    n_components: int = 2,
+    bits: int = 4,
+    method: Method = "tsne",
+    seed: int = 0,
+) -> tuple[SequenceDataset, SequenceDataset, SequenceDataset]:
+    """Train, validation and test sets of the digits reduced to ``bits``-bit coordinates.
+
+    The test split is that of :func:`digits_split`; a stratified ``val_fraction`` of the
+    training split (fixed by ``seed``) is held out *before* the encoder is fitted, so the
+    validation points are placed like the test points (out of sample). See
+    :func:`~qrnn_tn.data.reduce.reduced_dataset` for the encoding; ``io = n_components``.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    images, labels = digits_split(digits, "train", test_fraction, seed)
+    test_images, test_labels = digits_split(digits, "test", test_fraction, seed)
+    fit, val = train_test_split(
+        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
+    )
+    fit, val = np.sort(fit), np.sort(val)
+    train, held_out = reduced_dataset(
+        images[fit],
+        labels[fit],
+        digits,
+        n_components=n_components,
+        bits=bits,
+        method=method,
+        test=(
+            np.concatenate([images[val], test_images]),
+            np.concatenate([labels[val], test_labels]),
+        ),
+        seed=seed,
+    )
+    tag = f"digits-{train.name.removesuffix('-train')}"
+    n_val = len(val)
+    return (
+        replace(train, name=f"{tag}-train"),
+        replace(held_out.subset(np.arange(n_val)), name=f"{tag}-val"),
+        replace(held_out.subset(np.arange(n_val, len(held_out))), name=f"{tag}-test"),
+    )

@@ -1,0 +1,106 @@
+"""The task registry: defaults, dataset builders, options and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qrnn_tn.data import DataError, digits_split
+from qrnn_tn.tasks import TASKS, build_datasets, default_config, default_spec
+
+
+def splits(data):
+    return data.train, data.val, data.test
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_has_a_valid_cell_and_config(name):
+    spec = default_spec(name)
+    config = default_config(name)
+    config.validate()
+    assert spec.n_parameters() > 0 and config.task == name
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return build_datasets("digits-pixel", 0, digits="3,6")
+
+
+def test_digits_pixel_defaults_read_the_full_image(pixels):
+    _, test_labels = digits_split((3, 6), "test")
+    size = TASKS["digits-pixel"].options["size"]
+    assert pixels.test.words.shape == (len(test_labels), size * size + 1)
+    assert pixels.train.io == default_spec("digits-pixel").io == 2
+    assert pixels.test.labels.tolist() == [int(d == 6) for d in test_labels]
+    assert len(pixels.train) + len(pixels.val) == len(digits_split((3, 6), "train")[1])
+
+
+def test_digits_pixel_is_deterministic_and_threshold_matters(pixels):
+    again = build_datasets("digits-pixel", 0, digits="3,6")
+    for a, b in zip(splits(pixels), splits(again), strict=True):
+        assert np.array_equal(a.words, b.words)
+    other = build_datasets("digits-pixel", 0, digits="3,6", threshold=2.0)
+    assert other.test.words[:, :-1].sum() > pixels.test.words[:, :-1].sum()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"size": 9}, "size=9"),
+        ({"size": 2.5}, "size=2.5"),
+        ({"digits": "3,x"}, "digits="),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"colour": "red"}, "no option"),
+    ],
+)
+def test_digits_pixel_bad_options(options, match):
+    with pytest.raises(DataError, match=match):
+        build_datasets("digits-pixel", 0, **options)
+
+
+@pytest.fixture(scope="module")
+def reduced():
+    return build_datasets("digits-reduced", 0, digits="0,1", bits=3)
+
+
+def test_digits_reduced_splits_shapes_and_labels(reduced):
+    bits = 3
+    train_labels = digits_split((0, 1), "train")[1]
+    test_labels = digits_split((0, 1), "test")[1]
+    assert len(reduced.train) + len(reduced.val) == len(train_labels)
+    assert len(reduced.val) == round(0.2 * len(train_labels))
+    assert reduced.test.labels.tolist() == test_labels.tolist()  # class index = digit here
+    for ds in splits(reduced):
+        assert ds.io == default_spec("digits-reduced").io == 2
+        assert ds.words.shape == (len(ds), bits + 1) and ds.n_label_steps == 1
+        assert ds.mask.sum() == len(ds) and ds.mask[:, -1].all()
+        assert set(np.unique(ds.labels)) == {0, 1}
+    assert len({ds.name for ds in splits(reduced)}) == 3
+
+
+def test_digits_reduced_is_deterministic_given_the_seed(reduced):
+    again = build_datasets("digits-reduced", 0, digits="0,1", bits=3)
+    for a, b in zip(splits(reduced), splits(again), strict=True):
+        assert np.array_equal(a.words, b.words) and np.array_equal(a.labels, b.labels)
+
+
+def test_digits_reduced_defaults_are_ten_classes_in_two_label_tokens():
+    options = TASKS["digits-reduced"].options
+    assert options["digits"] == "0,1,2,3,4,5,6,7,8,9"
+    assert options["n_components"] == default_spec("digits-reduced").io
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"method": "pca"}, "method"),
+        ({"bits": 0}, "bits"),
+        ({"n_components": 0}, "n_components"),
+        ({"val_fraction": 0.0}, "val_fraction"),
+        ({"digits": "1,1"}, "repeats"),
+        ({"data_dir": "x"}, "no option"),
+    ],
+)
+def test_digits_reduced_bad_options(options, match):
+    with pytest.raises(DataError, match=match):
+        build_datasets("digits-reduced", 0, **options)
