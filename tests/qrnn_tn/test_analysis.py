@@ -6,9 +6,12 @@ import json
 import math
 
 import pytest
+import torch
 
 from benchmarks import reproduce
 from qrnn_tn import analysis
+from qrnn_tn.model import QRNN, step_losses
+from qrnn_tn.tasks import build_datasets, default_spec
 
 SMALL_CELL = {"cell": {"io": 3, "workspace": 1, "stages": 1}, "neuron": {"degree": 2}}
 
@@ -39,11 +42,16 @@ def test_long_sequence_study_writes_json_png_and_resumes(tmp_path, monkeypatch) 
     data = json.loads((tmp_path / "long_sequence.json").read_text())
     assert data == json.loads(json.dumps(first))
     assert len(data["runs"]) == 6
-    assert (tmp_path / "long_sequence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("long_sequence.png", "long_sequence_loss.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for model in analysis.MODELS:
         rows = data["summary"][model]
         assert [r["length"] for r in rows] == [4, 6]
         assert all(1 <= r["min"] <= r["median"] <= r["max"] <= 5 for r in rows)
+        assert [r["length"] for r in data["loss_summary"][model]] == [4, 6]
+    for run in data["runs"]:
+        assert run["settings"]["lr"] == analysis.LEARNING_RATES[run["model"]]
+        assert run["best_val_loss"] <= run["val_loss"]
     assert data["parameters"]["rnn"] == data["parameters"]["lstm"] == 888
 
     calls = []
@@ -52,6 +60,35 @@ def test_long_sequence_study_writes_json_png_and_resumes(tmp_path, monkeypatch) 
     second = analysis.long_sequence_study(**kwargs)
     assert calls == []
     assert second["runs"] == first["runs"]
+
+
+def test_one_learning_rate_applies_to_every_model(tmp_path) -> None:
+    data = analysis.long_sequence_study(
+        [4], 1, max_steps=2, out_dir=tmp_path, progress=False, cell=SMALL_CELL, lr=0.02,
+        n_train=4, n_val=4, eval_every=2,
+    )  # fmt: skip
+    assert {run["settings"]["lr"] for run in data["runs"]} == {0.02}
+
+
+def test_default_dna_cell_can_store_and_recall_the_marked_base() -> None:
+    # Input neurons hold the workspace (eta = 0) except on the mark, where h0, h1 flip to the
+    # base bits (eta = pi/2); output neurons copy h0, h1 onto the base lanes, a little
+    # softened so the unscored intermediate tokens keep a nonzero probability.
+    spec = default_spec("dna")
+    assert (spec.io, spec.workspace, spec.stages, spec.neuron.degree) == (3, 3, 0, 2)
+    model = QRNN(spec, init=torch.zeros(spec.n_parameters()))
+    index = {name: i for i, name in enumerate(model.slot_names)}
+    theta = torch.zeros(model.n_params, dtype=torch.float64)
+    soft = 0.6
+    for name, i in index.items():
+        if name.endswith(".[]"):
+            theta[i] = -math.pi / 2 + (soft / 2 if name.startswith("out.") else 0.0)
+    theta[index["in.h0.[0,1]"]] = theta[index["in.h1.[0,2]"]] = math.pi
+    theta[index["out.o1.[3]"]] = theta[index["out.o2.[4]"]] = math.pi - soft
+    words = torch.from_numpy(build_datasets("dna", 0, length=10, n_train=1, n_val=32).val.words)
+    with torch.no_grad():
+        last = step_losses(QRNN(spec, init=theta)(words), words)[:, -1]
+    assert float(last.max()) < 1e-5
 
 
 def test_gradient_study_gives_finite_norms(tmp_path) -> None:
