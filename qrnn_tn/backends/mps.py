@@ -11,6 +11,10 @@ RY layers, input writes, projections and resets are applied in program order; tr
 ``max_window``       widest neuron window contracted directly (default 10); wider ones are
                      gathered by swaps.
 ``checkpoint_steps`` steps per :func:`torch.utils.checkpoint` block (default 1; 0 disables).
+``checkpoint_outer`` steps per outer block of a second level (default ``"auto"``: ``⌈√T⌉``
+                     for sequences longer than :data:`TWO_LEVEL_STEPS`, else none; 0: none).
+                     Backward then keeps about ``T / outer + outer`` states instead of ``T``,
+                     for one more forward pass.
 
 The run returns :class:`MPSRunResult`, a :class:`RunResult` plus the discarded weight per
 step. Truncation error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
@@ -24,7 +28,9 @@ from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -44,7 +50,11 @@ from qrnn_tn.backends.mps_compile import Compiled, compile_mps
 from qrnn_tn.backends.mps_cost import mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
 
-__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff"]
+__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff", "TWO_LEVEL_STEPS"]
+
+#: Sequences longer than this get two checkpoint levels by default.
+TWO_LEVEL_STEPS = 16
+_OPTIONS = ("max_bond", "cutoff", "max_window", "checkpoint_steps", "checkpoint_outer")
 
 
 @dataclass
@@ -108,11 +118,10 @@ class MPSPlan:
 
     def __init__(self, program: Program, options: BackendOptions) -> None:
         extra = options.extra
-        unknown = set(extra) - {"max_bond", "cutoff", "max_window", "checkpoint_steps"}
+        unknown = set(extra) - set(_OPTIONS)
         if unknown:
             raise BackendError(
-                f"unknown MPS options {sorted(unknown)}; accepted: max_bond, cutoff, "
-                "max_window, checkpoint_steps"
+                f"unknown MPS options {sorted(unknown)}; accepted: {', '.join(_OPTIONS)}"
             )
         self.program = program
         self.options = options
@@ -122,6 +131,9 @@ class MPSPlan:
             raise BackendError(f"max_bond must be a positive integer or None; got {self.max_bond}")
         self.cutoff = float(extra.get("cutoff", default_cutoff(self.dtype)))
         self.checkpoint_steps = int(extra.get("checkpoint_steps", 1))
+        self.checkpoint_outer = _outer_block(
+            extra.get("checkpoint_outer", "auto"), self.checkpoint_steps, program.steps
+        )
         try:
             self.compiled = compile_mps(program, int(extra.get("max_window", 10)))
         except ValueError as err:
@@ -139,6 +151,7 @@ class MPSPlan:
                 exact=self.cutoff <= default_cutoff(self.dtype),
                 itemsize=torch.finfo(self.dtype).bits // 8,
                 checkpoint_steps=self.checkpoint_steps,
+                checkpoint_outer=self.checkpoint_outer,
             )
         return self._cost
 
@@ -169,19 +182,15 @@ class MPSPlan:
             program.n_lanes, program.io, batch, self.dtype, device, self.max_bond, self.cutoff
         )
         flat = [state.block, *(site for site in state.sites if site is not None)]
-        outputs = []
-        block = self.checkpoint_steps if self.checkpoint_steps > 0 else program.steps
-        use_checkpoint = self.checkpoint_steps > 0 and params.requires_grad
-        use_checkpoint = use_checkpoint and torch.is_grad_enabled()
-        for first in range(0, program.steps, block):
-            args = (range(first, min(first + block, program.steps)), uniforms, words)
-            if use_checkpoint:
-                out = checkpoint(self._run_steps, *args, *flat, *tables.flat, use_reentrant=False)
-            else:
-                out = self._run_steps(*args, *flat, *tables.flat)
-            words, flat = out[0], out[1:-3]
-            outputs.append(out[-3:])
-        probs, log_norm, discarded = (torch.cat(x, dim=1) for x in zip(*outputs, strict=True))
+        steps = range(program.steps)
+        checkpointed = self.checkpoint_steps > 0 and params.requires_grad
+        checkpointed = checkpointed and torch.is_grad_enabled()
+        inner = self.checkpoint_steps if self.checkpoint_steps > 0 else program.steps
+        run = partial(self._chunks, size=inner, run=self._run_steps, checkpointed=checkpointed)
+        if checkpointed and self.checkpoint_outer:
+            run = partial(self._chunks, size=self.checkpoint_outer, run=run, checkpointed=True)
+        out = run(steps, uniforms, words, *flat, *tables.flat)
+        words, (probs, log_norm, discarded) = out[0], out[-3:]
         return MPSRunResult(
             probs=probs,
             target_prob=probs.gather(2, words[:, 1:, None])[..., 0],
@@ -189,6 +198,23 @@ class MPSPlan:
             words=words,
             discarded=discarded,
         )
+
+    def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
+        """Run ``steps`` in chunks of ``size`` steps through ``run`` (under a checkpoint each
+        when ``checkpointed``); arguments and returns as :meth:`_run_steps`."""
+        n_state = self.program.n_lanes - self.program.io + 1
+        flat, tables = tensors[:n_state], tensors[n_state:]
+        outputs = []
+        for first in range(steps.start, steps.stop, size):
+            args = (range(first, min(first + size, steps.stop)), uniforms, words)
+            if checkpointed:
+                out = checkpoint(run, *args, *flat, *tables, use_reentrant=False)
+            else:
+                out = run(*args, *flat, *tables)
+            words, flat = out[0], out[1:-3]
+            outputs.append(out[-3:])
+        joined = (torch.cat(x, dim=1) for x in zip(*outputs, strict=True))
+        return (words, *flat, *joined)
 
     def _run_steps(self, steps: range, uniforms, words, *tensors):
         """Run ``steps`` from a state whose block is the i/o lanes (a checkpointable function).
@@ -242,6 +268,20 @@ class MPSPlan:
             torch.stack(log_norm, dim=1),
             torch.stack(discarded, dim=1),
         )
+
+
+def _outer_block(option, inner: int, steps: int) -> int:
+    """Steps per outer checkpoint block (a multiple of ``inner``; 0 for one level)."""
+    if option == "auto":
+        if inner <= 0 or steps <= TWO_LEVEL_STEPS:
+            return 0
+        option = max(math.ceil(math.sqrt(steps) / inner), 1) * inner
+    if not isinstance(option, int) or option < 0 or (option and inner > 0 and option % inner):
+        raise BackendError(
+            f"checkpoint_outer must be 'auto', 0 or a positive multiple of checkpoint_steps "
+            f"({inner}); got {option!r}"
+        )
+    return option
 
 
 def _sample(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

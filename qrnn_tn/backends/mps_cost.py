@@ -33,6 +33,7 @@ def mps_cost(
     exact: bool,
     itemsize: int,
     checkpoint_steps: int,
+    checkpoint_outer: int = 0,
 ) -> Cost:
     """Predicted :class:`Cost` of one forward (and forward+backward) run of ``batch``."""
     n, steps = program.n_lanes, program.steps
@@ -54,8 +55,13 @@ def mps_cost(
     act_step += moves * 6 * d * d
     block = d * d * 2.0**wide
     state = chain + block
-    boundaries = steps // max(checkpoint_steps, 1) if checkpoint_steps > 0 else 0
-    per_block = steps if checkpoint_steps <= 0 else checkpoint_steps
+    if checkpoint_steps <= 0:
+        boundaries, per_block = 0, steps
+    elif checkpoint_outer > 0:  # outer block starts, plus the inner starts of one outer block
+        boundaries = math.ceil(steps / checkpoint_outer) + checkpoint_outer // checkpoint_steps
+        per_block = checkpoint_steps
+    else:
+        boundaries, per_block = math.ceil(steps / checkpoint_steps), checkpoint_steps
     forward = batch * itemsize * (state + block * 4)
     backward = batch * itemsize * (boundaries * state + per_block * act_step + state)
     fully_exact = exact and (max_bond is None or max_bond >= 2 ** (n // 2))
@@ -72,5 +78,6 @@ def mps_cost(
             "widest window": wide,
             "swaps per step": compiled.swaps / steps,
             "checkpoint steps": checkpoint_steps,
+            "checkpoint outer": checkpoint_outer,
         },
     )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
-from qrnn_tn.backends.base import BackendOptions, backend_names
+from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
 from qrnn_tn.backends.mps import MPSRunResult, prepare
 from qrnn_tn.backends.mps_svd import split
 from tests.reference import dense_run
@@ -239,8 +239,10 @@ def test_sample_mode_and_checkpointing_agree():
     params = torch.tensor(rng.normal(0, 1.0, program.n_params), requires_grad=True)
     words = torch.zeros(3, 5, dtype=torch.long)
     results = []
-    for steps in (0, 1, 3):
-        plan = prepare(program, BackendOptions(extra={"checkpoint_steps": steps}))
+    levels = [(0, 0), (1, 0), (3, 0), (1, 2), (2, 4)]  # (steps per block, per outer block)
+    for inner, outer in levels:
+        extra = {"checkpoint_steps": inner, "checkpoint_outer": outer}
+        plan = prepare(program, BackendOptions(extra=extra))
         gen = torch.Generator().manual_seed(7)
         result = plan.run(params, words, mode="sample", generator=gen)
         (grad,) = torch.autograd.grad(result.log_norm.sum(), params)
@@ -253,19 +255,27 @@ def test_sample_mode_and_checkpointing_agree():
     np.testing.assert_allclose(results[0][1].numpy(), reference, atol=1e-10)
 
 
+def test_checkpoint_options_are_checked():
+    program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=40)
+    assert prepare(program, BackendOptions()).checkpoint_outer == 7  # ⌈√40⌉ by default
+    extra = {"checkpoint_steps": 2, "checkpoint_outer": 3}
+    with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
+        prepare(program, BackendOptions(extra=extra))
+
+
 def test_wide_local_cell_runs():
-    """64 lanes, r = 1, bond 4, batch 2: 10 steps forward, 3 steps forward+backward."""
+    """64 lanes, r = 1, bond 4, batch 2: 100 steps forward, 3 steps forward+backward."""
     rng = np.random.default_rng(0)
     plan_for = {}
-    for steps in (10, 3):
+    for steps in (100, 3):
         program = compile_program(_spec(2, 62, 1, 2, 2, {"local": 1}), steps=steps)
         plan_for[steps] = prepare(program, BackendOptions(extra={"max_bond": 4}))
-    params = torch.tensor(rng.normal(0, 1.0, plan_for[10].program.n_params))
-    words = torch.as_tensor(rng.integers(0, 4, (2, 11)))
+    params = torch.tensor(rng.normal(0, 1.0, plan_for[100].program.n_params))
+    words = torch.as_tensor(rng.integers(0, 4, (2, 101)))
     with torch.no_grad():
-        result = plan_for[10].run(params, words)
-    assert result.discarded.shape == (2, 10) and float(result.discarded.sum()) > 0
-    torch.testing.assert_close(result.probs.sum(-1), torch.ones(2, 10, dtype=torch.float64))
+        result = plan_for[100].run(params, words)
+    assert result.discarded.shape == (2, 100) and float(result.discarded.sum()) > 0
+    torch.testing.assert_close(result.probs.sum(-1), torch.ones(2, 100, dtype=torch.float64))
     theta = params.clone().requires_grad_(True)
     plan_for[3].run(theta, words[:, :4]).log_norm.sum().backward()
     assert torch.isfinite(theta.grad).all()
