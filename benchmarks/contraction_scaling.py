@@ -22,23 +22,27 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 CELLS = {
     "local1": {"local": 1},
     "local2": {"local": 2},
     "all": "all",
 }
 FULL = {
-    "local1": ([8, 16, 32, 64, 100, 128], [1, 2, 3, 4, 8]),
-    "local2": ([8, 16, 32, 64, 100], [1, 2, 3]),
+    "local1": ([8, 12, 16, 20, 22, 32, 64, 100, 128], [1, 2, 3, 4, 8]),
+    "local2": ([8, 12, 16, 20, 22, 32, 64, 100], [1, 2, 3]),
     "all": ([6, 8, 10, 12, 14], [1, 2, 3]),
 }
 QUICK = {
-    "local1": ([8, 32, 100], [1, 2]),
+    "local1": ([8, 16, 32, 100], [1, 2]),
     "local2": ([8, 16], [1, 2]),
     "all": ([6, 8], [1, 2]),
 }
 #: Predicted widths above which the baseline is not attempted (it would not fit).
 BASELINE_MAX_WIDTH = 26
+#: Largest register the statevector is timed on (its cost is still predicted beyond).
+STATEVECTOR_MAX_QUBITS = 22
 
 
 def spec_for(cell: str, qubits: int) -> dict:
@@ -121,11 +125,10 @@ def _warm_up() -> None:
 
 def run_point(point: dict) -> dict:
     """Measure one (cell, qubits, steps) point; runs inside the capped subprocess."""
-    import numpy as np
     import torch
 
     from compiler.unroll import compile_program
-    from qrnn_tn.backends.base import BackendOptions, get_backend
+    from qrnn_tn.backends.base import BackendOptions, get_backend, rank_backends
     from qrnn_tn.backends.tensornet import prepare
     from qrnn_tn.backends.tn_plan import clear_memory_cache, search_count
 
@@ -172,14 +175,18 @@ def run_point(point: dict) -> dict:
             return retained
 
         out["baseline_retained_bytes"], out["baseline_fwd_bwd_s"] = _timed(base)
-    if point["statevector"]:
-        sv = get_backend("statevector")(program, BackendOptions(dtype=torch.float64))
+    auto_options = BackendOptions(dtype=torch.float64, memory_budget=point["mem_cap"])
+    candidates, _ = rank_backends(program, auto_options)
+    out["auto"] = candidates[0].name if candidates else None
+    out["predicted_flops"] = {c.name: c.cost.flops for c in candidates}
+    timed = {"tensornet"} | ({"statevector"} if point["statevector"] else set())
+    for name in sorted(({out["auto"]} | timed) - {None, "tensornet"}):
+        other = get_backend(name)(program, auto_options)
 
-        def sv_run():
-            _loss(sv.run(params, words).probs, words).backward()
+        def other_run(plan=other):
+            _loss(plan.run(params, words).probs, words).backward()
 
-        _, out["statevector_fwd_bwd_s"] = _timed(sv_run)
-        out["statevector_flops"] = sv.cost.flops
+        _, out[f"{name}_fwd_bwd_s"] = _timed(other_run)
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
 
@@ -223,7 +230,7 @@ def sweep(grid: dict, args) -> list[dict]:
                     "mem_cap": args.mem_cap,
                     "search_time": 2.0 if args.quick else 5.0,
                     "baseline": steps <= 2 and (cell == "local1" or qubits <= 10),
-                    "statevector": _has_statevector() and qubits <= 16,
+                    "statevector": _has_statevector() and qubits <= STATEVECTOR_MAX_QUBITS,
                 }
                 res = _child(point, args.timeout)
                 print(json.dumps(res), flush=True)
@@ -250,6 +257,115 @@ def headline(results: list[dict]) -> None:
             f"{r['peak_backward'] / 2**20:.1f} MiB",
             flush=True,
         )
+
+
+def _times(r: dict) -> dict[str, float]:
+    """Measured fwd+bwd seconds per backend at one point."""
+    times = {"tensornet": r["fwd_bwd_s"]}
+    for name in ("statevector", "mps"):
+        if f"{name}_fwd_bwd_s" in r:
+            times[name] = r[f"{name}_fwd_bwd_s"]
+    return times
+
+
+def _from(qubits: list[int], wins: list[bool]) -> int | None:
+    """The smallest qubit count from which the tensor network wins at every larger point."""
+    first = None
+    for q, win in zip(qubits, wins, strict=True):
+        first = (first or q) if win else None
+    return first
+
+
+def crossover(results: list[dict]) -> list[dict]:
+    """Per cell and step count: where the tensor network starts beating the statevector,
+    measured (fwd+bwd seconds) and predicted (the quick cost estimates ``backend="auto"``
+    ranks by), and how often ``auto`` picked the faster of the backends timed at a point."""
+    ok = [r for r in results if "error" not in r]
+    rows = []
+    for cell, steps in sorted({(r["cell"], r["steps"]) for r in ok}):
+        pts = sorted((r for r in ok if (r["cell"], r["steps"]) == (cell, steps)), key=_qubits)
+        both = [r for r in pts if "statevector_fwd_bwd_s" in r]
+        judged = [r for r in pts if r.get("auto") in _times(r) and len(_times(r)) > 1]
+        right = [r for r in judged if _times(r)[r["auto"]] <= min(_times(r).values())]
+        rows.append(
+            {
+                "cell": cell,
+                "steps": steps,
+                "measured_from": _from(
+                    [r["qubits"] for r in both],
+                    [r["fwd_bwd_s"] < r["statevector_fwd_bwd_s"] for r in both],
+                ),
+                "measured_up_to": max((r["qubits"] for r in both), default=None),
+                "predicted_from": _from(
+                    [r["qubits"] for r in pts], [_predicted_tn_wins(r) for r in pts]
+                ),
+                "auto_faster": len(right),
+                "auto_judged": len(judged),
+                "auto_misses": [
+                    {"qubits": r["qubits"], "auto": r["auto"], "times": _times(r)}
+                    for r in judged
+                    if r not in right
+                ],
+            }
+        )
+    return rows
+
+
+def _qubits(r: dict) -> int:
+    return r["qubits"]
+
+
+def _predicted_tn_wins(r: dict) -> bool:
+    """Whether the quick estimates that ``backend="auto"`` ranks by put the tensor network
+    ahead of the statevector (a backend missing from them does not fit the budget)."""
+    flops = r.get("predicted_flops", {})
+    if "tensornet" not in flops:
+        return False
+    return "statevector" not in flops or flops["tensornet"] < flops["statevector"]
+
+
+def plot_crossover(results: list[dict], out: Path) -> None:
+    """Statevector time over tensor-network time vs qubits: measured and predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if "error" not in r and r["cell"] != "all"]
+    cells = sorted({r["cell"] for r in ok})
+    fig, axes = plt.subplots(1, max(len(cells), 1), figsize=(5.5 * max(len(cells), 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, cell in zip(axes, cells, strict=False):
+        for steps in sorted({r["steps"] for r in ok if r["cell"] == cell}):
+            pts = sorted((r for r in ok if (r["cell"], r["steps"]) == (cell, steps)), key=_qubits)
+            timed = [r for r in pts if "statevector_fwd_bwd_s" in r]
+            line = ax.semilogy(
+                [r["qubits"] for r in timed],
+                [r["statevector_fwd_bwd_s"] / r["fwd_bwd_s"] for r in timed],
+                "o-",
+                label=f"T={steps} measured",
+            )[0]
+            priced = [r for r in pts if {"statevector", "tensornet"} <= set(r["predicted_flops"])]
+            ax.semilogy(
+                [r["qubits"] for r in priced],
+                [
+                    r["predicted_flops"]["statevector"] / r["predicted_flops"]["tensornet"]
+                    for r in priced
+                ],
+                "--",
+                color=line.get_color(),
+                label=f"T={steps} predicted (estimated flops)",
+            )
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set(
+            xlabel="qubits",
+            ylabel="statevector / tensor network",
+            title=f"{cell}: above 1 the tensor network is cheaper",
+        )
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "contraction_crossover.png", dpi=120)
+    plt.close(fig)
 
 
 def plot(results: list[dict], out: Path) -> None:
@@ -306,10 +422,24 @@ def main(argv: list[str] | None = None) -> int:
     args.timeout = args.timeout or (60.0 if args.quick else 600.0)
     results = sweep(QUICK if args.quick else FULL, args)
     headline(results)
+    crossings = crossover(results)
+    for c in crossings:
+        print(
+            f"crossover {c['cell']:7s} T={c['steps']}: tensor network faster from "
+            f"n={c['measured_from']} (statevector timed up to n={c['measured_up_to']}), "
+            f"predicted from n={c['predicted_from']}; auto picked the faster backend at "
+            f"{c['auto_faster']}/{c['auto_judged']} points"
+            + (f"; misses: {c['auto_misses']}" if c["auto_misses"] else "")
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    data = {"points": results, "crossover": crossings}
+    (args.out / "scaling.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
     plot(results, args.out)
-    print(f"wrote {args.out / 'scaling.json'} and {args.out / 'contraction_scaling.png'}")
+    plot_crossover(results, args.out)
+    print(
+        f"wrote {args.out / 'scaling.json'}, {args.out / 'contraction_scaling.png'} and "
+        f"{args.out / 'contraction_crossover.png'}"
+    )
     return 0
 
 

@@ -25,6 +25,8 @@ from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendOptions
 from qrnn_tn.backends.mps import prepare
+from qrnn_tn.backends.statevector import prepare as prepare_statevector
+from qrnn_tn.simulate import init_params
 
 
 def local_spec(lanes: int, radius: int = 1, io: int = 2) -> dict:
@@ -35,17 +37,28 @@ def local_spec(lanes: int, radius: int = 1, io: int = 2) -> dict:
     }
 
 
-def _inputs(program, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+#: Parameter initialisations: ``"normal"`` draws every slot from N(0, 1) (bonds saturate
+#: within a few steps); ``"paper"`` is the spec's default (QRNN.md §5), what training uses.
+INITS = ("normal", "paper")
+
+
+def _inputs(
+    program, batch: int, seed: int = 0, init: str = "normal"
+) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(seed)
     params = torch.tensor(rng.normal(0, 1.0, program.n_params))
+    if init == "paper":
+        params = init_params(program, program.spec, torch.Generator().manual_seed(seed))
     words = torch.as_tensor(rng.integers(0, 2**program.io, (batch, program.n_tokens)))
     return params, words
 
 
-def time_mps(lanes: int, steps: int, bond: int, batch: int, backward: bool = True) -> dict:
+def time_mps(
+    lanes: int, steps: int, bond: int, batch: int, backward: bool = True, init: str = "normal"
+) -> dict:
     """Seconds per step (forward; forward+backward) and the discarded weight."""
     program = compile_program(local_spec(lanes), steps=steps)
-    params, words = _inputs(program, batch)
+    params, words = _inputs(program, batch, init=init)
     plan = prepare(program, BackendOptions(batch_size=batch, extra={"max_bond": bond}))
     with torch.no_grad():
         start = time.perf_counter()
@@ -56,6 +69,7 @@ def time_mps(lanes: int, steps: int, bond: int, batch: int, backward: bool = Tru
         "steps": steps,
         "bond": bond,
         "batch": batch,
+        "init": init,
         "forward_s_per_step": forward / steps,
         "discarded_per_step": float(result.discarded.mean()),
         "predicted_flops": plan.cost.flops,
@@ -167,12 +181,12 @@ def _window_operator(op, params: np.ndarray, a: int, w: int) -> np.ndarray:
     return out
 
 
-def headline(quick: bool) -> dict:
+def headline(quick: bool, init: str) -> dict:
     """n = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype."""
     steps = 3 if quick else 4
-    row = time_mps(100, steps, 32, 32)
+    row = time_mps(100, steps, 32, 32, init=init)
     program = compile_program(local_spec(100), steps=steps)
-    params, words = _inputs(program, 32)
+    params, words = _inputs(program, 32, init=init)
     sequences = 1 if quick else 2
     start = time.perf_counter()
     for word in words[:sequences].numpy():
@@ -210,6 +224,44 @@ def exactness(bonds: list[int]) -> list[dict]:
             }
         )
     return rows
+
+
+def error_study(cases: list[tuple[int, int]], bonds: list[int], batch: int = 2) -> list[dict]:
+    """Error of the capped MPS against the statevector (exact) on r = 1 cells.
+
+    For each ``(lanes, steps)`` case and each initialisation: the largest probability error
+    over all steps, the relative 2-norm error of the gradient of the summed log-likelihood,
+    and the largest total discarded weight of a sequence, per bond cap.
+    """
+    rows = []
+    for lanes, steps in cases:
+        program = compile_program(local_spec(lanes), steps=steps)
+        for init in INITS:
+            params, words = _inputs(program, batch, seed=1, init=init)
+            exact_plan = prepare_statevector(program, BackendOptions(batch_size=batch))
+            exact = _probs_and_grad(exact_plan, params, words)
+            for bond in bonds:
+                plan = prepare(program, BackendOptions(batch_size=batch, extra={"max_bond": bond}))
+                probs, grad, result = _probs_and_grad(plan, params, words)
+                rows.append(
+                    {
+                        "lanes": lanes,
+                        "steps": steps,
+                        "init": init,
+                        "bond": bond,
+                        "prob_error": float((probs - exact[0]).abs().max()),
+                        "grad_rel_error": float((grad - exact[1]).norm() / exact[1].norm()),
+                        "discarded_total": float(result.discarded.sum(dim=1).max()),
+                    }
+                )
+    return rows
+
+
+def _probs_and_grad(plan, params: torch.Tensor, words: torch.Tensor):
+    theta = params.clone().requires_grad_(True)
+    result = plan.run(theta, words)
+    (grad,) = torch.autograd.grad(torch.log(result.target_prob).sum(), theta)
+    return result.probs.detach(), grad, result
 
 
 def peak_memory(lanes: int, steps: int, bond: int, batch: int) -> dict:
@@ -250,6 +302,35 @@ def plot(results: dict, path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_errors(rows: list[dict], path: Path) -> None:
+    """Probability and gradient error vs bond cap, one line per cell, length and init."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    cases = sorted({(r["lanes"], r["steps"], r["init"]) for r in rows})
+    for lanes, steps, init in cases:
+        mine = [r for r in rows if (r["lanes"], r["steps"], r["init"]) == (lanes, steps, init)]
+        bonds = [r["bond"] for r in mine]
+        style = "o-" if init == "paper" else "s--"
+        label = f"{lanes} lanes, {steps} steps, {init} init"
+        for ax, key in zip(axes, ("prob_error", "grad_rel_error"), strict=True):
+            floor = 1e-17  # exact zeros drawn at the floor of the log axis
+            ax.plot(bonds, [max(r[key], floor) for r in mine], style, label=label)
+    for ax, title in zip(axes, ("max |p - p_exact|", "|g - g_exact| / |g_exact|"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("bond cap")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -278,7 +359,12 @@ def main(argv: list[str] | None = None) -> None:
         ],
         "by_steps": [time_mps(16, t, 16, batch) for t in ([10, 20] if q else [10, 50, 100, 200])],
         "exactness": exactness([2, 4, 8] if q else [2, 4, 8, 16]),
-        "headline": headline(q),
+        "errors": error_study(
+            [(16, 20)] if q else [(16, 20), (16, 50), (20, 50), (24, 20)],
+            [8, 32] if q else [8, 16, 32, 64, 128],
+        ),
+        "headline": headline(q, "normal"),
+        "headline_paper_init": headline(q, "paper"),
     }
     if not q:
         results["memory_64x100"] = peak_memory(64, 100, 32, 32)
@@ -287,14 +373,29 @@ def main(argv: list[str] | None = None) -> None:
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(args.out / "mps.json")
     plot(results, args.out / "mps.png")
-    print(json.dumps(results["headline"], indent=2))
-    h = results["headline"]
-    print(
-        f"headline (n=100, bond 32, batch 32, {args.threads} thread(s), same run): forward "
-        f"{h['forward_s_per_step']:.3f} s/step vs naive {h['naive_s_per_step']:.3f} s/step "
-        f"= {h['speedup_vs_naive']:.1f}x; fwd+bwd / forward = {h['fwd_bwd_over_forward']:.2f}x"
-    )
+    plot_errors(results["errors"], args.out / "mps_error.png")
+    for key in ("headline", "headline_paper_init"):
+        h = results[key]
+        print(
+            f"{key} (n=100, bond 32, batch 32, {h['init']} init, {args.threads} thread(s), "
+            f"same run): forward {h['forward_s_per_step']:.3f} s/step vs naive "
+            f"{h['naive_s_per_step']:.3f} s/step = {h['speedup_vs_naive']:.1f}x; "
+            f"fwd+bwd / forward = {h['fwd_bwd_over_forward']:.2f}x"
+        )
     print(json.dumps(results["exactness"], indent=2))
+    for r in results["errors"]:
+        print(
+            f"errors: {r['lanes']} lanes, {r['steps']} steps, {r['init']} init, bond "
+            f"{r['bond']}: prob {r['prob_error']:.1e}, grad {r['grad_rel_error']:.1e}, "
+            f"discarded {r['discarded_total']:.1e}"
+        )
+    if "memory_64x100" in results:
+        m = results["memory_64x100"]
+        print(
+            f"64 lanes x 100 steps, bond 32, batch 32: fwd+bwd peak RSS "
+            f"{m['peak_rss_bytes'] / 2**30:.2f} GiB, discarded per step "
+            f"{m['discarded_per_step']:.1e}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"rss peak of this process: {peak:.2f} GB")
 
