@@ -333,11 +333,46 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def report(results: dict, threads: int) -> None:
+    """Print the headline ratios, the error table and the memory run, where measured."""
+    for key in ("headline", "headline_paper_init"):
+        if key not in results:
+            continue
+        h = results[key]
+        print(
+            f"{key} (n=100, bond 32, batch 32, {h['init']} init, {threads} thread(s), "
+            f"same run): forward {h['forward_s_per_step']:.3f} s/step vs naive "
+            f"{h['naive_s_per_step']:.3f} s/step = {h['speedup_vs_naive']:.1f}x; "
+            f"fwd+bwd / forward = {h['fwd_bwd_over_forward']:.2f}x"
+        )
+    if "exactness" in results:
+        print(json.dumps(results["exactness"], indent=2))
+    for r in results.get("errors", []):
+        print(
+            f"errors: {r['lanes']} lanes, {r['steps']} steps, {r['init']} init, bond "
+            f"{r['bond']}: prob {r['prob_error']:.1e}, grad {r['grad_rel_error']:.1e}, "
+            f"discarded {r['discarded_total']:.1e}"
+        )
+    if "memory_64x100" in results:
+        m = results["memory_64x100"]
+        print(
+            f"64 lanes x 100 steps, bond 32, batch 32: fwd+bwd peak RSS "
+            f"{m['peak_rss_bytes'] / 2**30:.2f} GiB (predicted "
+            f"{m['predicted_peak_bytes_backward'] / 2**30:.2f} GiB), discarded per step "
+            f"{m['discarded_per_step']:.1e}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid (~2 minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--parts",
+        help="comma-separated subset: by_lanes, by_bond, by_steps, exactness, errors, headline, "
+        "headline_paper_init, memory_64x100 (default: all; --quick leaves out the memory run)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:  # the naive prototype's numpy BLAS gets the same thread count as torch
@@ -348,54 +383,41 @@ def main(argv: list[str] | None = None) -> None:
         pass
     q = args.quick
     batch = 8 if q else 32
-    results = {
-        "threads": args.threads,
-        "quick": q,
-        "by_lanes": [
+    parts = {
+        "by_lanes": lambda: [
             time_mps(n, 2 if q else 5, 16, batch) for n in [16, 32, 64] + ([] if q else [128])
         ],
-        "by_bond": [
+        "by_bond": lambda: [
             time_mps(32, 2 if q else 5, d, batch) for d in ([8, 32] if q else [8, 16, 32, 64, 128])
         ],
-        "by_steps": [time_mps(16, t, 16, batch) for t in ([10, 20] if q else [10, 50, 100, 200])],
-        "exactness": exactness([2, 4, 8] if q else [2, 4, 8, 16]),
-        "errors": error_study(
+        "by_steps": lambda: [
+            time_mps(16, t, 16, batch) for t in ([10, 20] if q else [10, 50, 100, 200])
+        ],
+        "exactness": lambda: exactness([2, 4, 8] if q else [2, 4, 8, 16]),
+        "errors": lambda: error_study(
             [(16, 20)] if q else [(16, 20), (16, 50), (20, 50), (24, 20)],
             [8, 32] if q else [8, 16, 32, 64, 128],
         ),
-        "headline": headline(q, "normal"),
-        "headline_paper_init": headline(q, "paper"),
+        "headline": lambda: headline(q, "normal"),
+        "headline_paper_init": lambda: headline(q, "paper"),
+        "memory_64x100": lambda: peak_memory(64, 100, 32, 32),
     }
-    if not q:
-        results["memory_64x100"] = peak_memory(64, 100, 32, 32)
+    chosen = (
+        args.parts.split(",") if args.parts else [p for p in parts if p != "memory_64x100" or not q]
+    )
+    unknown = sorted(set(chosen) - set(parts))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(parts)}")
+    results = {"threads": args.threads, "quick": q} | {name: parts[name]() for name in chosen}
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "mps.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(args.out / "mps.json")
-    plot(results, args.out / "mps.png")
-    plot_errors(results["errors"], args.out / "mps_error.png")
-    for key in ("headline", "headline_paper_init"):
-        h = results[key]
-        print(
-            f"{key} (n=100, bond 32, batch 32, {h['init']} init, {args.threads} thread(s), "
-            f"same run): forward {h['forward_s_per_step']:.3f} s/step vs naive "
-            f"{h['naive_s_per_step']:.3f} s/step = {h['speedup_vs_naive']:.1f}x; "
-            f"fwd+bwd / forward = {h['fwd_bwd_over_forward']:.2f}x"
-        )
-    print(json.dumps(results["exactness"], indent=2))
-    for r in results["errors"]:
-        print(
-            f"errors: {r['lanes']} lanes, {r['steps']} steps, {r['init']} init, bond "
-            f"{r['bond']}: prob {r['prob_error']:.1e}, grad {r['grad_rel_error']:.1e}, "
-            f"discarded {r['discarded_total']:.1e}"
-        )
-    if "memory_64x100" in results:
-        m = results["memory_64x100"]
-        print(
-            f"64 lanes x 100 steps, bond 32, batch 32: fwd+bwd peak RSS "
-            f"{m['peak_rss_bytes'] / 2**30:.2f} GiB, discarded per step "
-            f"{m['discarded_per_step']:.1e}"
-        )
+    if {"by_lanes", "by_bond", "by_steps"} <= results.keys():
+        plot(results, args.out / "mps.png")
+    if "errors" in results:
+        plot_errors(results["errors"], args.out / "mps_error.png")
+    report(results, args.threads)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"rss peak of this process: {peak:.2f} GB")
 
