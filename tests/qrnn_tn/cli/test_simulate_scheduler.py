@@ -105,6 +105,16 @@ def test_unreachable_scheduler_is_a_usage_error(spec_path, capsys):
     assert "dask scheduler" in err and "Traceback" not in err
 
 
+def test_scheduler_without_workers_is_a_usage_error(spec_path, capsys):
+    with LocalCluster(
+        n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=":0"
+    ) as empty:
+        argv = ["--scheduler", empty.scheduler_address, "--scheduler-timeout", "1"]
+        code, out, err = _run(capsys, spec_path, "--words", WORDS, *argv)
+    assert code == 2 and not out
+    assert "the scheduler has no workers after 1 s" in err and "dask worker" in err
+
+
 def test_scheduler_with_another_backend_is_a_usage_error(spec_path, capsys):
     code, _, err = _run(
         capsys,
