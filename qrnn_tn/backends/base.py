@@ -248,43 +248,68 @@ class Candidate:
     plan: Plan | None = None
 
 
-def rank_backends(program: Program, options: BackendOptions) -> tuple[list[Candidate], list[str]]:
-    """The exact backends that fit the memory budget, cheapest predicted flops first, and a
-    reason for each one ruled out.
+def rank_backends(
+    program: Program, options: BackendOptions
+) -> tuple[list[Candidate], dict[str, str]]:
+    """The exact backends that fit the memory budget, cheapest predicted flops first, and
+    the reason each other backend was ruled out.
 
     Costs come from each backend's quick estimate where it has one (no path search).
     """
     budget = options.budget()
     candidates: list[Candidate] = []
-    refused: list[str] = []
+    refused: dict[str, str] = {}
     for name in backend_names():
         try:
             cost, plan = _quick_cost(name, program, options)
         except BackendError as err:
-            refused.append(f"{name}: {err}")
+            refused[name] = str(err)
             continue
         if not cost.exact:
-            refused.append(f"{name}: not exact with these options")
+            refused[name] = "not exact with these options"
         elif cost.peak_bytes_backward > budget:
-            refused.append(f"{name}: estimated {format_bytes(cost.peak_bytes_backward)}")
+            refused[name] = f"estimated {format_bytes(cost.peak_bytes_backward)}"
         else:
             candidates.append(Candidate(name, cost, plan))
     candidates.sort(key=lambda c: c.cost.flops)
     return candidates, refused
 
 
+def _planned_past_estimate(
+    program: Program, options: BackendOptions, refused: dict[str, str]
+) -> Candidate | None:
+    """A backend whose quick estimate was over the budget may fit once planned (the tensor
+    network slices to the budget, and its search beats the estimate's tree): the first
+    that does."""
+    for name in backend_names():
+        if _BACKENDS[name].estimate is None or not refused.get(name, "").startswith("estimated"):
+            continue
+        try:
+            plan = _BACKENDS[name].prepare(program, options)
+        except BackendError as err:
+            refused[name] += f"; planned: {err}"
+            continue
+        if plan.cost.exact and plan.cost.peak_bytes_backward <= options.budget():
+            return Candidate(name, plan.cost, plan)
+    return None
+
+
 def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     """Pick the cheapest exact backend that fits the memory budget, and prepare it.
 
     The ranking is :func:`rank_backends`', so only the chosen backend pays for its planning.
-    Returns the plan and a sentence saying what was chosen and why. Raises
-    :class:`BackendError` naming every candidate's estimate when none fits.
+    When no quick estimate fits, backends whose estimate is only an upper bound are planned
+    in full before giving up. Returns the plan and a sentence saying what was chosen and
+    why. Raises :class:`BackendError` naming every candidate's estimate when none fits.
     """
     candidates, refused = rank_backends(program, options)
+    planned = None if candidates else _planned_past_estimate(program, options, refused)
+    if planned is not None:
+        candidates = [planned]
     if not candidates:
         raise BackendError(
             f"no exact backend fits the memory budget of {format_bytes(options.budget())}: "
-            + "; ".join(refused)
+            + "; ".join(f"{name}: {why}" for name, why in refused.items())
             + ". Use fewer steps, a smaller batch, a larger budget or an approximate backend."
         )
     best = candidates[0]
@@ -295,6 +320,8 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
         f"{format_bytes(best.cost.peak_bytes_backward)} with gradients "
         f"(other candidates: {others})"
     )
+    if planned is not None:
+        reason += " after planning it in full: its quick estimate was over the budget"
     if refused:
-        reason += f"; ruled out: {'; '.join(refused)}"
+        reason += "; ruled out: " + "; ".join(f"{n}: {why}" for n, why in refused.items())
     return plan, reason

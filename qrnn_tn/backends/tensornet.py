@@ -254,8 +254,8 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
         need = cost.forward_elements * itemsize
         if need > budget:  # later steps contain this one: no need to cost them
             raise BackendError(
-                f"step {step}'s lane-sweep contraction needs {format_bytes(need)} unsliced, "
-                f"over the memory budget of {format_bytes(budget)}"
+                f"estimated {format_bytes(need)} unsliced for step {step}'s lane-sweep "
+                f"contraction, over the memory budget of {format_bytes(budget)}"
             )
         costs.append(cost)
     return _summarise_cost(program, net, options.batch_size, costs, itemsize)

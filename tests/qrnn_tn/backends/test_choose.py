@@ -57,8 +57,20 @@ def test_ranking_is_cheapest_first_and_stops_costing_a_network_over_budget():
     candidates, refused = rank_backends(program, BackendOptions(batch_size=4))
     flops = [c.cost.flops for c in candidates]
     assert flops == sorted(flops) and candidates[0].name == "statevector"
-    (why,) = [r for r in refused if r.startswith("tensornet")]
+    why = refused["tensornet"]
     assert "over the memory budget" in why
-    assert int(re.search(r"step (\d+)'s", why).group(1)) < 3  # stopped early, not at step 199
+    assert int(re.search(r"for step (\d+)'s", why).group(1)) < 3  # stopped early, not at step 199
     plan, _ = choose(program, BackendOptions(batch_size=4))
     assert plan.cost.backend == candidates[0].name
+
+
+def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp_path):
+    spec = {"cell": {"io": 2, "workspace": 22}, "neuron": {"topology": {"local": 1}}}
+    program = compile_program(spec, steps=3)
+    extra = {"cache_dir": tmp_path, "search_time": 1.0}
+    options = BackendOptions(memory_budget=2**26, extra=extra)
+    candidates, refused = rank_backends(program, options)
+    assert not candidates and refused["tensornet"].startswith("estimated")
+    plan, reason = choose(program, options)
+    assert plan.cost.backend == "tensornet" and "planning it in full" in reason
+    assert plan.cost.peak_bytes_backward <= 2**26
