@@ -121,13 +121,18 @@ def make_plan(
     dtype: str | torch.dtype = torch.float64,
     batch: int = 1,
     memory_budget: int | None = None,
+    extra: dict | None = None,
 ) -> tuple[Plan, str]:
-    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`).
+    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`);
+    ``extra`` holds backend-specific options (:attr:`BackendOptions.extra`).
 
     Returns the plan and a sentence saying which backend runs it and why.
     """
     options = BackendOptions(
-        dtype=parse_dtype(dtype), memory_budget=memory_budget, batch_size=batch
+        dtype=parse_dtype(dtype),
+        memory_budget=memory_budget,
+        batch_size=batch,
+        extra=dict(extra or {}),
     )
     if backend == "auto":
         return choose(program, options)

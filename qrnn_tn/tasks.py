@@ -261,7 +261,7 @@ TASKS: dict[str, Task] = {
             "digits-pixel",
             "sklearn digits (optionally downscaled) pixel by pixel, two scanlines; scored on "
             "the label",
-            # offset 1.2 < π/2 and a small lr: the 64-step landscape is sharp (issue 8)
+            # offset 1.2 < π/2 and a small lr: the loss over 64 steps is sharp (README)
             _cell(2, 6, 1, 2, "digits-pixel", offset=1.2),
             {"lr": 0.002, "batch_size": 256, "steps": 400, "eval_every": 20},
             {"digits": "0,1", "size": 8, "threshold": 8.0, "val_fraction": 0.2},

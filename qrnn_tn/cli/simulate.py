@@ -14,10 +14,10 @@ import torch
 
 from compiler.spec import load_spec
 from compiler.unroll import Program
-from qrnn_tn.backends import BackendOptions, Plan, RunResult, get_backend
+from qrnn_tn.backends import RunResult
 from qrnn_tn.cli import UsageError
 from qrnn_tn.cli.params import program_params
-from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan, parse_dtype
+from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
 
 __all__ = ["register", "run"]
 
@@ -155,7 +155,14 @@ def _run_on_cluster(
     """Plan (path search on the cluster) and run the tensor network on ``--scheduler``."""
     with _connect(args.scheduler, args.scheduler_timeout) as client:
         workers = len(client.scheduler_info()["workers"])
-        plan = _cluster_plan(program, args, tokens.shape[0], client)
+        plan, _ = make_plan(
+            program,
+            "tensornet",
+            args.dtype,
+            tokens.shape[0],
+            args.memory_budget,
+            extra={"parallel": client},
+        )
         slices = plan.cost.details["slices per step"]
         if max(slices) == 1:
             print(
@@ -174,17 +181,6 @@ def _run_on_cluster(
     report["scheduler"] = args.scheduler
     report["slices_per_step"] = slices
     return result, report
-
-
-def _cluster_plan(program: Program, args: argparse.Namespace, batch: int, client: Any) -> Plan:
-    """The tensornet plan whose hyper-optimiser trials run on ``client``."""
-    options = BackendOptions(
-        dtype=parse_dtype(args.dtype),
-        memory_budget=args.memory_budget,
-        batch_size=batch,
-        extra={"parallel": client},
-    )
-    return get_backend("tensornet")(program, options)
 
 
 def _connect(address: str, timeout: float) -> Any:
