@@ -267,8 +267,7 @@ def _probs_and_grad(plan, params: torch.Tensor, words: torch.Tensor):
 #: glibc's mmap threshold for the memory run. By default glibc raises it (up to 32 MiB) each
 #: time a large block is freed, after which the many block-sized tensors of a backward pass
 #: come from the heap and fragment it; fixing it at 64 KiB keeps them mmapped and returned
-#: on free (measured at 64 lanes, 12 steps, bond 32, batch 32: 1.98 GiB peak RSS against
-#: 3.26 GiB). Users set the same ``MALLOC_MMAP_THRESHOLD_`` environment variable.
+#: on free. Users set the same ``MALLOC_MMAP_THRESHOLD_`` environment variable.
 MALLOC_MMAP_THRESHOLD = 65536
 
 
