@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from qrnn_tn.data import DataError
-from qrnn_tn.model import QRNN
 from qrnn_tn.tasks import MNIST_DIR_ENV, TASKS, build_datasets, default_config, default_spec
-from qrnn_tn.train import atomic_write, train
+from qrnn_tn.train import atomic_write, build_model, train
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def run_task(run: Run, data_dir: str | None) -> dict[str, Any]:
         where = options["data_dir"]
         return {**row, "skipped": f"MNIST IDX files not found: put them in {where} ({err})"}
     config = default_config(name, steps=run.steps)
-    model = QRNN(spec, backend=config.backend, seed=config.seed)
+    model = build_model(spec, config)
     started = time.perf_counter()
     summary = train(model, data.train, data.val, config, data.test, progress=False)
     return {

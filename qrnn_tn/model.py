@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,15 @@ from torch import nn
 from compiler.lower import build_slots
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
-from qrnn_tn.backends import BackendOptions, Plan, RunResult, choose, get_backend
+from qrnn_tn.backends import (
+    BackendOptions,
+    Plan,
+    RunResult,
+    backend_names,
+    check_extra,
+    choose,
+    get_backend,
+)
 from qrnn_tn.simulate import init_params
 
 __all__ = ["QRNN", "LOSS_KINDS", "step_losses", "sequence_loss", "real_dtype"]
@@ -93,6 +101,10 @@ class QRNN(nn.Module):
         Source of the initial parameters.
     memory_budget
         Bytes allowed to a plan (default: the available memory).
+    backend_options
+        Backend-specific options (:attr:`~qrnn_tn.backends.BackendOptions.extra`), e.g.
+        ``{"max_bond": 32}`` for ``backend="mps"``; with ``"auto"`` each backend receives
+        the keys it reads.
 
     Attributes
     ----------
@@ -110,16 +122,19 @@ class QRNN(nn.Module):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         memory_budget: int | None = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.spec = load_spec(spec)
         self.backend = backend
         self.dtype = dtype
         self.memory_budget = memory_budget
+        self.backend_options = dict(backend_options or {})
         slots = build_slots(self.spec)
         self.slot_names: tuple[str, ...] = tuple(s.name for s in slots)
         if backend != "auto":
             get_backend(backend)  # fail now, with the list of backends, not at the first run
+        check_extra(self.backend_options, backend_names() if backend == "auto" else [backend])
         if init is None:
             if generator is None and seed is not None:
                 generator = torch.Generator().manual_seed(seed)
@@ -185,6 +200,7 @@ class QRNN(nn.Module):
             device=self.theta.device,
             memory_budget=self.memory_budget,
             batch_size=batch,
+            extra=self.backend_options,
         )
         program = self.program(steps)
         if self.backend == "auto":

@@ -46,6 +46,7 @@ __all__ = [
     "atomic_write",
     "load_checkpoint",
     "load_run",
+    "build_model",
     "read_metrics",
 ]
 
@@ -62,6 +63,7 @@ _TRAJECTORY_FIELDS = (
     "eval_every",
     "loss",
     "backend",
+    "backend_options",
     "dtype",
     "task_options",
 )
@@ -84,7 +86,8 @@ class TrainConfig:
     validation accuracy at least this) is met. ``clip`` bounds the gradient norm (not
     applied with L-BFGS, whose line search needs the true gradient). ``out`` is the run
     directory (``None``: keep nothing on disk). ``task_options`` records how the datasets
-    were built (see :mod:`qrnn_tn.tasks`).
+    were built (see :mod:`qrnn_tn.tasks`); ``backend_options`` go to the backend (e.g.
+    ``{"max_bond": 32}`` with ``backend="mps"``).
     """
 
     task: str = ""
@@ -101,6 +104,7 @@ class TrainConfig:
     out: str | None = None
     loss: str = "nll"
     backend: str = "auto"
+    backend_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     task_options: dict[str, Any] = field(default_factory=dict)
 
@@ -220,14 +224,22 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[QRNN, Tra
     ckpt = load_checkpoint(run_dir / f"{which}.pt")
     config = TrainConfig.from_dict(ckpt["config"])
     spec = load_spec(ckpt["spec"])
-    model = QRNN(
+    model = build_model(spec, config, init=np.zeros(spec.n_parameters()))
+    model.load_state_dict(ckpt["model"])
+    return model, config
+
+
+def build_model(spec: Any, config: TrainConfig, init: Any = None) -> QRNN:
+    """The :class:`QRNN` a run of ``config`` trains: its backend, backend options and dtype,
+    initialised from ``config.seed`` (or from ``init``)."""
+    return QRNN(
         spec,
         backend=config.backend,
         dtype=DTYPE_NAMES[config.dtype],
-        init=np.zeros(spec.n_parameters()),
+        init=init,
+        seed=config.seed,
+        backend_options=config.backend_options,
     )
-    model.load_state_dict(ckpt["model"])
-    return model, config
 
 
 def _rng_state() -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -201,6 +201,7 @@ Estimator = Callable[[Program, BackendOptions], Cost]
 class _Registered:
     prepare: Callable[[Program, BackendOptions], Plan]
     estimate: Estimator | None
+    options: tuple[str, ...]
 
 
 _BACKENDS: dict[str, _Registered] = {}
@@ -210,28 +211,53 @@ def register_backend(
     name: str,
     prepare: Callable[[Program, BackendOptions], Plan],
     estimate: Estimator | None = None,
+    options: Sequence[str] = (),
 ) -> None:
     """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``).
 
     ``estimate`` gives a quick upper bound on the cost without the work of ``prepare``
-    (e.g. without a path search); :func:`choose` uses it when given.
+    (e.g. without a path search); :func:`choose` uses it when given. ``options`` names the
+    keys of :attr:`BackendOptions.extra` the backend reads; any other key is refused.
     """
-    _BACKENDS[name] = _Registered(prepare, estimate)
+    _BACKENDS[name] = _Registered(prepare, estimate, tuple(options))
 
 
 def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def check_extra(extra: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Raise :class:`BackendError` for a key of ``extra`` that none of ``names`` reads
+    (a misspelt option would otherwise be silently ignored)."""
+    unknown = sorted(set(extra) - {key for name in names for key in _BACKENDS[name].options})
+    if unknown:
+        accepted = "; ".join(f"{n}: {', '.join(_BACKENDS[n].options) or 'none'}" for n in names)
+        raise BackendError(f"unknown backend option(s) {', '.join(unknown)}; accepted: {accepted}")
+
+
+def _own_options(name: str, options: BackendOptions) -> BackendOptions:
+    """``options`` with only the ``extra`` keys backend ``name`` reads (for ``choose``)."""
+    keys = _BACKENDS[name].options
+    return replace(options, extra={k: v for k, v in options.extra.items() if k in keys})
+
+
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
+    """The backend's ``prepare(program, options)``; it refuses ``extra`` keys it does not read."""
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
-    return _BACKENDS[name].prepare
+    prepare = _BACKENDS[name].prepare
+
+    def checked(program: Program, options: BackendOptions) -> Plan:
+        check_extra(options.extra, [name])
+        return prepare(program, options)
+
+    return checked
 
 
 def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[Cost, Plan | None]:
     """The backend's quick estimate, or its prepared plan's cost (with the plan, for reuse)."""
     entry = _BACKENDS[name]
+    options = _own_options(name, options)
     if entry.estimate is not None:
         return entry.estimate(program, options), None
     plan = entry.prepare(program, options)
@@ -254,8 +280,10 @@ def rank_backends(
     """The exact backends that fit the memory budget, cheapest predicted flops first, and
     the reason each other backend was ruled out.
 
-    Costs come from each backend's quick estimate where it has one (no path search).
+    Costs come from each backend's quick estimate where it has one (no path search). Each
+    backend receives the ``extra`` keys it reads; a key no backend reads is an error.
     """
+    check_extra(options.extra, backend_names())
     budget = options.budget()
     candidates: list[Candidate] = []
     refused: dict[str, str] = {}
@@ -285,7 +313,7 @@ def _planned_past_estimate(
         if _BACKENDS[name].estimate is None or not refused.get(name, "").startswith("estimated"):
             continue
         try:
-            plan = _BACKENDS[name].prepare(program, options)
+            plan = _BACKENDS[name].prepare(program, _own_options(name, options))
         except BackendError as err:
             refused[name] += f"; planned: {err}"
             continue
@@ -313,7 +341,9 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
             + ". Use fewer steps, a smaller batch, a larger budget or an approximate backend."
         )
     best = candidates[0]
-    plan = best.plan if best.plan is not None else get_backend(best.name)(program, options)
+    plan = best.plan
+    if plan is None:
+        plan = _BACKENDS[best.name].prepare(program, _own_options(best.name, options))
     others = ", ".join(f"{c.name} {c.cost.flops:.2e}" for c in candidates[1:]) or "none"
     reason = (
         f"chose {best.name}: predicted {best.cost.flops:.2e} flops, peak "

@@ -118,11 +118,6 @@ class MPSPlan:
 
     def __init__(self, program: Program, options: BackendOptions) -> None:
         extra = options.extra
-        unknown = set(extra) - set(_OPTIONS)
-        if unknown:
-            raise BackendError(
-                f"unknown MPS options {sorted(unknown)}; accepted: {', '.join(_OPTIONS)}"
-            )
         self.program = program
         self.options = options
         self.dtype = _real(options.dtype)
@@ -296,4 +291,4 @@ def prepare(program: Program, options: BackendOptions) -> MPSPlan:
     return MPSPlan(program, options)
 
 
-register_backend("mps", prepare)
+register_backend("mps", prepare, options=_OPTIONS)

@@ -1400,4 +1400,4 @@ def prepare(program: Program, options: BackendOptions) -> StatevectorPlan:
     return StatevectorPlan(program, options)
 
 
-register_backend("statevector", prepare)
+register_backend("statevector", prepare, options=("gradient", "segment", "cache_tables", "fuse"))

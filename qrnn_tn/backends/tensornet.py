@@ -266,4 +266,9 @@ def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:
     return TensorNetPlan(program, options)
 
 
-register_backend("tensornet", prepare, estimate)
+register_backend(
+    "tensornet",
+    prepare,
+    estimate,
+    options=("cache_dir", "search_time", "parallel", "neuron_form", "max_slices", "checkpoint"),
+)

@@ -8,17 +8,34 @@ layer errors below) exit with status 2 and a one-paragraph message on stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from compiler.ir import CompileError
 from compiler.spec import SpecError
 
-__all__ = ["main", "UsageError"]
+__all__ = ["main", "UsageError", "parse_key_values"]
 
 
 class UsageError(ValueError):
     """A command-line argument is wrong; the message says how to fix it."""
+
+
+def parse_key_values(texts: Sequence[str], flag: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments of a repeatable ``flag`` as a dict; each value is read as
+    JSON where it parses (``8``, ``0.5``, ``null``, ``[3, 6]``) and kept as text otherwise."""
+    options: dict[str, Any] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {text!r}: write KEY=VALUE, e.g. {flag} {example}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

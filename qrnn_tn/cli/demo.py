@@ -44,10 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Train, evaluate and plot; exit status 1 if the test accuracy misses the target."""
     from compiler.spec import load_spec
-    from qrnn_tn.model import QRNN
     from qrnn_tn.plots import plot_run
     from qrnn_tn.tasks import build_datasets, default_config, default_spec, task_options
-    from qrnn_tn.train import train
+    from qrnn_tn.train import build_model, train
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -58,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = default_config("elman-xor", out=str(out), seed=args.seed, target_accuracy=DEMO_TARGET)
     config.task_options = task_options("elman-xor")
     data = build_datasets("elman-xor", seed=args.seed, **config.task_options)
-    model = QRNN(spec, backend=config.backend, seed=args.seed)
+    model = build_model(spec, config)
     model.plan(data.train.length - 1, config.batch_size)
     print(
         f"Elman XOR: sequences of bit triples a b (a xor b); only the xor bits are "

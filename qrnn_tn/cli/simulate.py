@@ -15,7 +15,7 @@ import torch
 from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn.backends import RunResult
-from qrnn_tn.cli import UsageError
+from qrnn_tn.cli import UsageError, parse_key_values
 from qrnn_tn.cli.params import program_params
 from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
 
@@ -69,6 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
+    )
+    parser.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
+        "repeatable",
     )
     parser.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float64")
     parser.add_argument(
@@ -131,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    return parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
+
+
 def _run_local(
     args: argparse.Namespace,
     program: Program,
@@ -139,7 +151,9 @@ def _run_local(
     batched: bool,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Plan on ``--backend`` and run in this process."""
-    plan, reason = make_plan(program, args.backend, args.dtype, tokens.shape[0], args.memory_budget)
+    plan, reason = make_plan(
+        program, args.backend, args.dtype, tokens.shape[0], args.memory_budget, _extra(args)
+    )
     with torch.no_grad():
         result = plan.run(params, tokens)
     return result, _report(result, plan.cost.backend, reason, args.dtype, batched)
@@ -161,7 +175,7 @@ def _run_on_cluster(
             args.dtype,
             tokens.shape[0],
             args.memory_budget,
-            extra={"parallel": client},
+            extra={**_extra(args), "parallel": client},
         )
         slices = plan.cost.details["slices per step"]
         if max(slices) == 1:
@@ -257,13 +271,16 @@ def _check_words(sequences: list[list[str]], io: int) -> torch.Tensor:
 def _report(
     result: RunResult, backend: str, reason: str, dtype: str, batched: bool
 ) -> dict[str, Any]:
-    """The JSON report; without ``batched`` the batch axis (of one) is dropped."""
+    """The JSON report; without ``batched`` the batch axis (of one) is dropped. A truncating
+    backend's discarded weight per step is reported as ``discarded``."""
 
     def unbatch(x: torch.Tensor) -> Any:
         values = x.detach().cpu()
         values = (values if values.dtype == torch.int64 else values.double()).tolist()
         return values if batched else values[0]
 
+    discarded = getattr(result, "discarded", None)
+    extra = {} if discarded is None else {"discarded": unbatch(discarded)}
     return {
         "backend": backend,
         "reason": reason,
@@ -274,6 +291,7 @@ def _report(
         "target_prob": unbatch(result.target_prob),
         "log_likelihood": unbatch(result.target_prob.log().sum(1)),
         "log_norm": unbatch(result.log_norm),
+        **extra,
     }
 
 
@@ -303,4 +321,7 @@ def _text(result: RunResult, report: dict[str, Any], io: int) -> str:
             )
         loglik = sum(math.log(p) if p > 0 else -math.inf for p in target[b])
         lines.append(f"  log-likelihood of the sequence: {loglik:.6g}")
+        if "discarded" in report:
+            per_step = report["discarded"] if batch > 1 else [report["discarded"]]
+            lines.append(f"  weight discarded by truncation: {sum(per_step[b]):.3g}")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.spec import CellSpec, load_spec
-from qrnn_tn.cli import UsageError
+from qrnn_tn.cli import UsageError, parse_key_values
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimiser", choices=("adam", "sgd", "rmsprop", "lbfgs"))
     parser.add_argument("--loss", choices=("nll", "paper"), help="training loss (default nll)")
     parser.add_argument("--backend", metavar="NAME", help="backend name or `auto` (default)")
+    parser.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
+        "repeatable",
+    )
     parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
     parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
     parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
@@ -89,18 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=run_plot)
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"--option {text!r}: write KEY=VALUE, e.g. --option n_triples=6")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def _task_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = dict(_parse_option(o) for o in args.option)
+    options = parse_key_values(args.option, "--option", "n_triples=6")
     if args.digits is not None:
         options["digits"] = args.digits
     if args.data_dir is not None:
@@ -129,6 +127,8 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         "steps": args.steps,
         "epochs": args.epochs,
         "out": args.out or f"runs/{args.task}",
+        "backend_options": parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
+        or None,
     }
     options = _task_options(args)
     if saved is None:
@@ -172,10 +172,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
-    from qrnn_tn.model import QRNN
-    from qrnn_tn.simulate import DTYPE_NAMES
     from qrnn_tn.tasks import build_datasets, get_task
-    from qrnn_tn.train import train
+    from qrnn_tn.train import build_model, train
 
     get_task(args.task)
     out = Path(args.out or f"runs/{args.task}")
@@ -195,7 +193,7 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
             f"task {config.task} has {data.train.io}-bit tokens but {args.spec} has "
             f"cell.io = {spec.io}; use a spec with io = {data.train.io} (or `default`)"
         )
-    model = QRNN(spec, backend=config.backend, dtype=DTYPE_NAMES[config.dtype], seed=config.seed)
+    model = build_model(spec, config)
     model.plan(data.train.length - 1, min(config.batch_size, len(data.train)))
     say = print if main_rank else (lambda *a, **k: None)
     say(

@@ -74,3 +74,27 @@ def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp
     plan, reason = choose(program, options)
     assert plan.cost.backend == "tensornet" and "planning it in full" in reason
     assert plan.cost.peak_bytes_backward <= 2**26
+
+
+def test_each_backend_gets_only_its_own_options(tmp_path):
+    """auto passes ``max_bond`` to the MPS backend only (which, capped below the exact bond,
+    is no longer a candidate) and the cache directory to the tensor network only."""
+    program = compile_program("examples/dna.toml", steps=4)
+    extra = {"cache_dir": tmp_path, "max_bond": 2}
+    candidates, refused = rank_backends(program, BackendOptions(extra=extra))
+    assert "statevector" in {c.name for c in candidates}
+    assert refused["mps"] == "not exact with these options"
+    assert "option" not in refused.get("tensornet", "")
+    assert get_backend("mps")(program, BackendOptions(extra={"max_bond": 2})).max_bond == 2
+
+
+@pytest.mark.parametrize("backend", ["auto", "statevector", "mps", "tensornet"])
+def test_a_misspelt_option_is_refused_with_the_accepted_ones(backend):
+    program = compile_program("examples/dna.toml", steps=2)
+    options = BackendOptions(extra={"max_bnd": 8})
+    first_listed = "mps" if backend == "auto" else backend  # auto lists every backend's keys
+    with pytest.raises(BackendError, match=f"option.*max_bnd.*accepted: {first_listed}: "):
+        if backend == "auto":
+            choose(program, options)
+        else:
+            get_backend(backend)(program, options)

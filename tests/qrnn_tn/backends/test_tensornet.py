@@ -139,8 +139,12 @@ def test_agrees_with_statevector_values_and_gradients():
     spec = {"cell": {"io": 2, "workspace": 4, "stages": 2}, "neuron": {"degree": 2, "order": 2}}
     program, theta, words = _case(spec, 3, batch=2, seed=11)
     results = []
+    options = {
+        "tensornet": _options(batch=2, cache_dir=None),
+        "statevector": BackendOptions(batch_size=2),
+    }
     for name in ("tensornet", "statevector"):
-        plan = get_backend(name)(program, _options(batch=2, cache_dir=None))
+        plan = get_backend(name)(program, options[name])
         params = torch.tensor(theta, requires_grad=True)
         probs = plan.run(params, torch.tensor(words)).probs
         torch.log(probs).sum().backward()

@@ -145,3 +145,18 @@ def test_bad_spec_and_backend_exit_2(spec_path, tmp_path, capsys):
     assert code == 2 and "does not exist" in err
     code, _, err = _run(capsys, spec_path, "--words", "0,1", "--backend", "nope")
     assert code == 2 and "unknown backend" in err
+
+
+def test_backend_options_reach_the_backend(spec_path, capsys):
+    """``max_bond=1`` makes the MPS truncate (its discarded weight is reported); a bond as
+    large as the exact one reproduces the dense reference; a misspelt option exits 2."""
+    words = ["--words", "3,1,0,2", "--seed", "5", "--backend", "mps"]
+    program, params = _seeded([3, 1, 0, 2], seed=5)
+    expect = dense_run(program.dag, params, [3, 1, 0, 2])
+    exact = _json(capsys, spec_path, *words, "--backend-option", "max_bond=4")
+    np.testing.assert_allclose(exact["probs"], expect, rtol=0, atol=1e-10)
+    assert max(exact["discarded"]) < 1e-20
+    capped = _json(capsys, spec_path, *words, "--backend-option", "max_bond=1")
+    assert max(capped["discarded"]) > 1e-8
+    code, _, err = _run(capsys, spec_path, *words, "--backend-option", "max_bnd=1")
+    assert code == 2 and "unknown backend option(s) max_bnd; accepted: mps: max_bond" in err

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from qrnn_tn.cli import demo as demo_module
 from qrnn_tn.cli import main
-from qrnn_tn.train import read_metrics
+from qrnn_tn.train import load_run, read_metrics
 
 TINY = """\
 name = "tiny-xor"
@@ -103,3 +104,26 @@ def test_demo_trains_to_the_target_and_names_its_plots(tmp_path, capsys, monkeyp
     for name in ("curves", "distributions", "samples"):
         assert f"{name}.png" in text
         assert (tmp_path / "demo" / f"{name}.png").is_file()
+
+
+def test_backend_options_are_part_of_the_run(tmp_path, capsys):
+    """``--backend-option`` reaches the backend, is saved with the config, comes back with
+    the model of the run, and a resume may not change it."""
+    out = tmp_path / "run"
+    argv = ["train", "default", "--task", "elman-xor", "--out", str(out), "--quiet",
+            "--backend", "mps", "--backend-option", "max_bond=2", "--batch-size", "3",
+            "--eval-every", "3", *SMALL_DATA]  # fmt: skip
+    code, text, err = run(capsys, *argv, "--steps", "3")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["config"]["backend_options"] == {
+        "max_bond": 2
+    }
+    model, _ = load_run(out)
+    words = torch.zeros(2, 4, dtype=torch.int64)
+    assert model.plan(3, 2).max_bond == 2 and model(words).shape == (2, 3, 2)
+    code, _, err = run(capsys, *argv, "--resume", "--backend-option", "max_bond=4")
+    assert code == 2 and "backend_options: saved" in err
+    argv[argv.index("max_bond=2")] = "max_bnd=2"
+    argv[argv.index(str(out))] = str(tmp_path / "misspelt")
+    code, _, err = run(capsys, *argv, "--steps", "1")
+    assert code == 2 and "unknown backend option(s) max_bnd" in err
