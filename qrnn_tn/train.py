@@ -52,10 +52,13 @@ __all__ = [
 
 #: Optimisers by name (QRNN.md §6; L-BFGS as in the paper's MNIST 3 vs 6 run).
 OPTIMISERS = ("adam", "sgd", "rmsprop", "lbfgs")
+#: Learning-rate schedules by name: ``constant``, or ``cosine`` decay to zero over the run.
+LR_SCHEDULES = ("constant", "cosine")
 #: Config fields that shape the trajectory: a resumed run must not change them.
 _TRAJECTORY_FIELDS = (
     "task",
     "lr",
+    "lr_schedule",
     "optimiser",
     "batch_size",
     "clip",
@@ -87,11 +90,14 @@ class TrainConfig:
     applied with L-BFGS, whose line search needs the true gradient). ``out`` is the run
     directory (``None``: keep nothing on disk). ``task_options`` records how the datasets
     were built (see :mod:`qrnn_tn.tasks`); ``backend_options`` go to the backend (e.g.
-    ``{"max_bond": 32}`` with ``backend="mps"``).
+    ``{"max_bond": 32}`` with ``backend="mps"``). ``lr_schedule`` ``"cosine"`` lowers the
+    learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
+    of the step alone, so a resumed run follows it exactly).
     """
 
     task: str = ""
     lr: float = 0.01
+    lr_schedule: str = "constant"
     optimiser: str = "adam"
     batch_size: int = 16
     steps: int | None = None
@@ -112,6 +118,10 @@ class TrainConfig:
         """Raise :class:`TrainError` naming the first bad field and what is accepted."""
         if self.optimiser not in OPTIMISERS:
             raise TrainError(f"optimiser={self.optimiser!r}; accepted: {', '.join(OPTIMISERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainError(
+                f"lr_schedule={self.lr_schedule!r}; accepted: {', '.join(LR_SCHEDULES)}"
+            )
         if self.loss not in LOSS_KINDS:
             raise TrainError(f"loss={self.loss!r}; accepted: {', '.join(LOSS_KINDS)}")
         if self.dtype not in DTYPE_NAMES:
@@ -325,6 +335,13 @@ def _make_optimiser(config: TrainConfig, model: QRNN) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=config.lr, line_search_fn="strong_wolfe")
 
 
+def scheduled_lr(config: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total``."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    return config.lr
+
+
 def _batch(
     dataset: SequenceDataset, batch_size: int, seed: int, step: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -520,7 +537,10 @@ def train(
     try:
         while state["step"] < total and state["stopped"] is None:
             words, mask = _batch(train_set, config.batch_size, config.seed, state["step"])
-            record = _train_step(model, optimiser, words, mask, config, ddp)
+            lr = scheduled_lr(config, state["step"], total)
+            for param_group in optimiser.param_groups:
+                param_group["lr"] = lr
+            record = {**_train_step(model, optimiser, words, mask, config, ddp), "lr": lr}
             state["step"] += 1
             step = state["step"]
             record = {"split": "train", "step": step, **record}

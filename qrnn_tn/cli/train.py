@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--steps", type=int, metavar="N", help="optimiser steps")
     length.add_argument("--epochs", type=int, metavar="E", help="passes over the training set")
     parser.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        help="constant learning rate, or cosine decay to zero over the run (default: the task's)",
+    )
     parser.add_argument("--batch-size", type=int, metavar="B", help="sequences per step")
     parser.add_argument("--optimiser", choices=("adam", "sgd", "rmsprop", "lbfgs"))
     parser.add_argument("--loss", choices=("nll", "paper"), help="training loss (default nll)")
@@ -114,6 +119,7 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
 
     overrides = {
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "batch_size": args.batch_size,
         "optimiser": args.optimiser,
         "loss": args.loss,

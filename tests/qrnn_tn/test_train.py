@@ -88,7 +88,7 @@ def test_training_is_deterministic_and_writes_the_run_files(tmp_path):
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = dict(steps=12, eval_every=4)
+    cfg = dict(steps=12, eval_every=4, lr_schedule="cosine")
     whole = make_model()
     train(whole, xor_data(0), xor_data(1), config(tmp_path / "whole", **cfg), progress=False)
 
@@ -117,6 +117,8 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     torch.testing.assert_close(resumed.theta, whole.theta, rtol=0, atol=0)
     last = [load_checkpoint(d / "last.pt") for d in (killed, tmp_path / "whole")]
     torch.testing.assert_close(last[0]["model"]["theta"], last[1]["model"]["theta"], rtol=0, atol=0)
+    lrs = [r["lr"] for r in read_metrics(killed) if r["split"] == "train"]
+    assert lrs == pytest.approx([0.05 * (1 + np.cos(np.pi * t / 12)) / 2 for t in range(12)])
 
 
 def test_resume_can_extend_a_finished_run(tmp_path):
@@ -187,6 +189,7 @@ def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
     ("changes", "match"),
     [
         ({"optimiser": "adagrad"}, "optimiser"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
         ({"loss": "mse"}, "loss"),
         ({"steps": None}, "exactly one"),
         ({"epochs": 2}, "exactly one"),
