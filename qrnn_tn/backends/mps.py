@@ -10,7 +10,8 @@ RY layers, input writes, projections and resets are applied in program order; tr
                      float64, ``1e-7`` in float32, i.e. only numerical zeros).
 ``max_window``       widest neuron window contracted directly (default 10); wider ones are
                      gathered by swaps.
-``checkpoint_steps`` steps per :func:`torch.utils.checkpoint` block (default 1; 0 disables).
+``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
+                     default 1; 0 disables).
 ``checkpoint_outer`` steps per outer block of a second level (default ``"auto"``: ``⌈√T⌉``
                      for sequences longer than :data:`TWO_LEVEL_STEPS`, else none; 0: none).
                      Backward then keeps about ``T / outer + outer`` states instead of ``T``,
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import Program
@@ -49,6 +49,7 @@ from qrnn_tn.backends.base import (
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
 from qrnn_tn.backends.mps_cost import mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
+from qrnn_tn.backends.recompute import recompute
 
 __all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff", "TWO_LEVEL_STEPS"]
 
@@ -178,10 +179,11 @@ class MPSPlan:
         )
         flat = [state.block, *(site for site in state.sites if site is not None)]
         steps = range(program.steps)
-        checkpointed = self.checkpoint_steps > 0 and params.requires_grad
-        checkpointed = checkpointed and torch.is_grad_enabled()
+        differentiable = params.requires_grad and torch.is_grad_enabled()
+        checkpointed = differentiable and self.checkpoint_steps > 0
         inner = self.checkpoint_steps if self.checkpoint_steps > 0 else program.steps
-        run = partial(self._chunks, size=inner, run=self._run_steps, checkpointed=checkpointed)
+        steps_fn = partial(self._run_steps, differentiable=differentiable)
+        run = partial(self._chunks, size=inner, run=steps_fn, checkpointed=checkpointed)
         if checkpointed and self.checkpoint_outer:
             run = partial(self._chunks, size=self.checkpoint_outer, run=run, checkpointed=True)
         out = run(steps, uniforms, words, *flat, *tables.flat)
@@ -191,7 +193,7 @@ class MPSPlan:
             target_prob=probs.gather(2, words[:, 1:, None])[..., 0],
             log_norm=log_norm.sum(dim=1),
             words=words,
-            discarded=discarded,
+            discarded=discarded.detach(),  # a diagnostic: truncation is not differentiated
         )
 
     def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
@@ -203,7 +205,7 @@ class MPSPlan:
         for first in range(steps.start, steps.stop, size):
             args = (range(first, min(first + size, steps.stop)), uniforms, words)
             if checkpointed:
-                out = checkpoint(run, *args, *flat, *tables, use_reentrant=False)
+                out = recompute(run, *args, *flat, *tables)
             else:
                 out = run(*args, *flat, *tables)
             words, flat = out[0], out[1:-3]
@@ -211,17 +213,20 @@ class MPSPlan:
         joined = (torch.cat(x, dim=1) for x in zip(*outputs, strict=True))
         return (words, *flat, *joined)
 
-    def _run_steps(self, steps: range, uniforms, words, *tensors):
+    def _run_steps(self, steps: range, uniforms, words, *tensors, differentiable: bool):
         """Run ``steps`` from a state whose block is the i/o lanes (a checkpointable function).
 
         ``tensors`` are the block, the other sites in order, then the flat coefficient tables.
         Returns ``(words, block, *sites, probs, log_norm, discarded)``, the state again with
-        its block on the i/o lanes.
+        its block on the i/o lanes. ``differentiable`` picks the gradient-safe splits (the
+        same in a checkpoint's forward pass and its recomputation).
         """
         io, n = self.program.io, self.program.n_lanes
         block, sites = tensors[0], list(tensors[1 : n - io + 1])
         tables = _Tables.unflatten(self.compiled, tensors[n - io + 1 :])
-        state = BlockMPS([None] * io + sites, block, 0, io - 1, self.max_bond, self.cutoff)
+        state = BlockMPS(
+            [None] * io + sites, block, 0, io - 1, self.max_bond, self.cutoff, differentiable
+        )
         words = words.clone()
         probs, log_norm, discarded = [], [], []
         for step in steps:

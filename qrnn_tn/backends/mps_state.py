@@ -39,12 +39,14 @@ class BlockMPS:
         c1: int,
         max_bond: int | None,
         cutoff: float,
+        differentiable: bool = False,
     ) -> None:
         self.sites = sites
         self.block = block
         self.c0, self.c1 = c0, c1
         self.max_bond = max_bond
         self.cutoff = cutoff
+        self.differentiable = differentiable
         self.discarded = torch.zeros(block.shape[0], dtype=block.dtype, device=block.device)
 
     @classmethod
@@ -112,8 +114,10 @@ class BlockMPS:
         """Move a one-site block by QR instead of SVD (a pure gauge move: its outer bonds
         already respect the cap). Without gradients always; with gradients only in the
         capped float64 mode, whose splits keep singular values ≥ ``GRAM_FLOOR · s_max`` so
-        that ``R`` is well conditioned for the QR backward."""
-        if not (torch.is_grad_enabled() and self.block.requires_grad):
+        that ``R`` is well conditioned for the QR backward. The choice follows
+        ``differentiable``, not the grad mode, so a checkpointed run recomputes exactly the
+        tensors (and gauge) of its forward pass."""
+        if not self.differentiable:
             return True
         return self.max_bond is not None and self.block.dtype == torch.float64
 

@@ -4,8 +4,8 @@ Intermediates are rescaled by their largest entry (per sequence where they carry
 index) every few contractions; the factors are kept as a log-scale beside the mantissa, so
 products of hundreds of neuron amplitudes neither underflow nor overflow. The factors are
 detached: readouts are ratios, invariant to them, so gradients stay exact. Each slice is one
-``torch.utils.checkpoint`` region: the forward keeps only leaves and outputs, the backward
-recomputes one slice at a time.
+checkpoint region (:func:`~qrnn_tn.backends.recompute.recompute`): the forward keeps only
+leaves and outputs, the backward recomputes one slice at a time.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cotengra as ctg
 import torch
 from cotengra.contract import einsum as bmm_einsum
-from torch.utils.checkpoint import checkpoint
 
+from qrnn_tn.backends.recompute import recompute
 from qrnn_tn.backends.tn_plan import segment_plan
 
 __all__ = ["Contraction", "compile_contraction"]
@@ -94,7 +94,7 @@ class Contraction:
             return temps[self.root], scales[self.root]
         for seg in self.segments:
             ins = [temps.pop(k) for k in seg.inputs] + [scales.pop(k) for k in seg.inputs]
-            outs = checkpoint(self._segment, seg, *ins, use_reentrant=False)
+            outs = recompute(self._segment, seg, *ins)
             n = len(seg.outputs)
             temps.update(zip(seg.outputs, outs[:n], strict=True))
             scales.update(zip(seg.outputs, outs[n:], strict=True))
@@ -111,11 +111,11 @@ class Contraction:
         for i in range(self.tree.nslices):
             sliced = self.tree.slice_arrays(arrays, i) if self.tree.nslices > 1 else arrays
             if checkpointed and len(self.segments) > 1 and self.tree.nslices > 1:
-                results.append(checkpoint(self._segmented, *sliced, use_reentrant=False))
+                results.append(recompute(self._segmented, *sliced))
             elif checkpointed and len(self.segments) > 1:
                 results.append(self._segmented(*sliced))
             elif checkpointed:
-                results.append(checkpoint(self._core, *sliced, use_reentrant=False))
+                results.append(recompute(self._core, *sliced))
             else:
                 results.append(self._core(*sliced))
         if len(results) == 1:
