@@ -663,7 +663,8 @@ def _resume(
 ) -> torch.Tensor:
     """Restore the run in ``out``; returns the best parameters so far."""
     ckpt = _on_main(lambda: load_checkpoint(out / "last.pt"))
-    saved = _plain(ckpt["config"])
+    # a run saved before a field existed ran with its default
+    saved = {**_plain(TrainConfig().to_dict()), **_plain(ckpt["config"])}
     given = _plain(config.to_dict())
     changed = [k for k in _TRAJECTORY_FIELDS if saved.get(k) != given[k]]
     if changed:

@@ -16,7 +16,7 @@ from typing import Any
 from compiler.ir import CompileError
 from compiler.spec import SpecError
 
-__all__ = ["main", "UsageError", "parse_key_values"]
+__all__ = ["main", "UsageError", "add_backend_options", "backend_options", "parse_key_values"]
 
 
 class UsageError(ValueError):
@@ -36,6 +36,23 @@ def parse_key_values(texts: Sequence[str], flag: str, example: str) -> dict[str,
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """The repeatable ``--backend-option KEY=VALUE`` flag (read by :func:`backend_options`)."""
+    parser.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
+        "repeatable",
+    )
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--backend-option`` arguments as a dict."""
+    return parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -15,7 +15,7 @@ import torch
 from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn.backends import RunResult
-from qrnn_tn.cli import UsageError, parse_key_values
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options
 from qrnn_tn.cli.params import program_params
 from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
 
@@ -70,14 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
     )
-    parser.add_argument(
-        "--backend-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
-        "repeatable",
-    )
+    add_backend_options(parser)
     parser.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float64")
     parser.add_argument(
         "--memory-budget",
@@ -139,10 +132,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extra(args: argparse.Namespace) -> dict[str, Any]:
-    return parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
-
-
 def _run_local(
     args: argparse.Namespace,
     program: Program,
@@ -152,7 +141,12 @@ def _run_local(
 ) -> tuple[RunResult, dict[str, Any]]:
     """Plan on ``--backend`` and run in this process."""
     plan, reason = make_plan(
-        program, args.backend, args.dtype, tokens.shape[0], args.memory_budget, _extra(args)
+        program,
+        args.backend,
+        args.dtype,
+        tokens.shape[0],
+        args.memory_budget,
+        backend_options(args),
     )
     with torch.no_grad():
         result = plan.run(params, tokens)
@@ -175,7 +169,7 @@ def _run_on_cluster(
             args.dtype,
             tokens.shape[0],
             args.memory_budget,
-            extra={**_extra(args), "parallel": client},
+            extra={**backend_options(args), "parallel": client},
         )
         slices = plan.cost.details["slices per step"]
         if max(slices) == 1:

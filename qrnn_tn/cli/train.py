@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.spec import CellSpec, load_spec
-from qrnn_tn.cli import UsageError, parse_key_values
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -48,14 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimiser", choices=("adam", "sgd", "rmsprop", "lbfgs"))
     parser.add_argument("--loss", choices=("nll", "paper"), help="training loss (default nll)")
     parser.add_argument("--backend", metavar="NAME", help="backend name or `auto` (default)")
-    parser.add_argument(
-        "--backend-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
-        "repeatable",
-    )
+    add_backend_options(parser)
     parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
     parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
     parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
@@ -133,8 +126,7 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         "steps": args.steps,
         "epochs": args.epochs,
         "out": args.out or f"runs/{args.task}",
-        "backend_options": parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
-        or None,
+        "backend_options": backend_options(args) or None,
     }
     options = _task_options(args)
     if saved is None:

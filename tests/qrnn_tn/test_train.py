@@ -225,3 +225,14 @@ def test_single_precision_training_runs():
     model = QRNN(SPEC, backend="statevector", dtype=torch.complex64, seed=0)
     summary = train(model, xor_data(0), None, config(steps=2, dtype="complex64"), progress=False)
     assert model.theta.dtype == torch.float32 and np.isfinite(summary["best_val"]["loss"])
+
+
+def test_a_run_saved_before_a_config_field_existed_resumes_with_its_default(tmp_path):
+    run = tmp_path / "run"
+    train(make_model(), xor_data(0), None, config(run, steps=4), progress=False)
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    del ckpt["config"]["lr_schedule"], ckpt["config"]["backend_options"]
+    torch.save(ckpt, run / "last.pt")
+    summary = train(make_model(), xor_data(0), None, config(run, steps=6), resume=True,
+                    progress=False)  # fmt: skip
+    assert summary["steps"] == 6
