@@ -283,13 +283,20 @@ def evaluate(
     labelled set, the share of sequences whose most probable label under the exact joint
     label distribution is right (QRNN.md §3); otherwise the share of unmasked steps whose
     most probable word is the target. ``overhead`` is the mean of ``1 / p_t(w_{t+1})``
-    over all steps (the expected repetitions per projection on a device).
+    over all steps (the expected repetitions per projection on a device). A truncating
+    backend (MPS with a bond cap) adds ``discarded``: the largest weight one sequence of the
+    set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps` bounds the
+    error by it).
     """
     loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
+    discarded: dict[str, float] = {}
     for words, mask in dataset.batches(batch_size):
         device = model.theta.device
         words_t, mask_t = torch.from_numpy(words).to(device), torch.from_numpy(mask).to(device)
-        probs = model(words_t)
+        result = model.run(words_t)
+        probs = result.probs
+        for key, value in _truncation(result).items():
+            discarded[key] = max(value, discarded.get(key, 0.0))
         loss_sum += float(step_losses(probs, words_t, loss_kind)[mask_t].sum())
         n_scored += int(mask_t.sum())
         correct += int((probs.argmax(-1) == words_t[:, 1:])[mask_t].sum())
@@ -306,7 +313,16 @@ def evaluate(
         "accuracy": accuracy,
         "overhead": overhead_sum / n_steps,
         "sequences": len(dataset),
-    }
+    } | discarded
+
+
+def _truncation(result: Any) -> dict[str, float]:
+    """``{"discarded": w}`` for a truncating backend (MPS): the largest weight any sequence of
+    the batch lost to bond truncation over its steps; ``{}`` for the exact backends."""
+    discarded = getattr(result, "discarded", None)
+    if discarded is None:
+        return {}
+    return {"discarded": float(discarded.detach().sum(dim=-1).max())}
 
 
 def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> float:
@@ -371,7 +387,8 @@ def _train_step(
         optimiser.zero_grad()
         if ddp is not None:  # data-parallel hook: this rank's shard (qrnn_tn.distributed)
             return distributed.current().loss_backward(ddp, words, mask, config.loss, seen)
-        probs = model(words)
+        result = model.run(words)
+        probs = result.probs
         loss = step_losses(probs, words, config.loss)[mask].mean()
         loss.backward()
         if not seen:  # the first evaluation is the batch's state before the step
@@ -381,6 +398,7 @@ def _train_step(
             seen["accuracy"] = float((probs.argmax(-1) == words[:, 1:])[mask].double().mean())
             seen["overhead"] = float((1 / p_target.clamp_min(tiny)).mean())
             seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
+            seen.update(_truncation(result))
         return loss
 
     if config.optimiser == "lbfgs":
@@ -413,6 +431,8 @@ class _Progress:
         text = (
             f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} overhead {val['overhead']:.2f}"
         )
+        if "discarded" in val:
+            text += f" discarded {val['discarded']:.2g}"
         if self.bar is not None:
             self.bar.write(f"{self.name} step {step}: {text}", file=sys.stderr)
         elif self.enabled:

@@ -236,3 +236,18 @@ def test_a_run_saved_before_a_config_field_existed_resumes_with_its_default(tmp_
     summary = train(make_model(), xor_data(0), None, config(run, steps=6), resume=True,
                     progress=False)  # fmt: skip
     assert summary["steps"] == 6
+
+
+def test_a_truncating_backend_reports_its_discarded_weight_in_the_metrics(tmp_path):
+    data = xor_data(0, n=6)
+    init = np.random.default_rng(1).normal(0, 1.5, 22)
+    capped = QRNN(SPEC, backend="mps", backend_options={"max_bond": 1}, init=init)
+    direct = capped.run(torch.from_numpy(data.words)).discarded.sum(dim=1)
+    assert float(direct.max()) > 1e-3  # the cap truncates this cell
+    assert evaluate(capped, data)["discarded"] == pytest.approx(float(direct.max()))
+    cfg = config(tmp_path / "mps", backend="mps", backend_options={"max_bond": 1}, steps=2)
+    train(capped, data, data, cfg, progress=False)
+    records = read_metrics(tmp_path / "mps" / "metrics.jsonl")
+    assert all(r["discarded"] > 0 for r in records if r["split"] in ("train", "val"))
+    exact = QRNN(SPEC, backend="statevector", init=init)
+    assert "discarded" not in evaluate(exact, data)
