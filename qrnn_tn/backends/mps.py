@@ -198,13 +198,15 @@ class MPSPlan:
 
     def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
         """Run ``steps`` in chunks of ``size`` steps through ``run`` (under a checkpoint each
-        when ``checkpointed``); arguments and returns as :meth:`_run_steps`."""
+        but the last when ``checkpointed``: the backward pass would recompute the last chunk
+        at once, so its graph is kept instead); arguments and returns as :meth:`_run_steps`."""
         n_state = self.program.n_lanes - self.program.io + 1
         flat, tables = tensors[:n_state], tensors[n_state:]
         outputs = []
         for first in range(steps.start, steps.stop, size):
+            last = first + size >= steps.stop
             args = (range(first, min(first + size, steps.stop)), uniforms, words)
-            if checkpointed:
+            if checkpointed and not last:
                 out = recompute(run, *args, *flat, *tables)
             else:
                 out = run(*args, *flat, *tables)

@@ -293,3 +293,24 @@ def test_cost_and_registration():
     wide = compile_program(_spec(2, 98, 1, 2, 2, {"local": 1}), steps=10)
     assert not prepare(wide, BackendOptions(extra={"max_bond": 32})).cost.exact
     assert "mps" in prepare(wide, BackendOptions()).cost.describe()
+
+
+@pytest.mark.parametrize(("inner", "outer", "calls"), [(1, 0, 7), (2, 0, 3), (1, 2, 8)])
+def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, calls):
+    """4 steps: a forward runs every step once; the backward recomputes every block whose
+    graph the forward did not keep, i.e. all but the last at each level."""
+    program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=4)
+    params = torch.tensor(np.random.default_rng(0).normal(0, 1, program.n_params))
+    params.requires_grad_(True)
+    plan = prepare(
+        program, BackendOptions(extra={"checkpoint_steps": inner, "checkpoint_outer": outer})
+    )
+    seen = []
+    run_steps = plan._run_steps
+    monkeypatch.setattr(
+        plan,
+        "_run_steps",
+        lambda steps, *a, **k: seen.append(len(steps)) or run_steps(steps, *a, **k),
+    )
+    plan.run(params, torch.zeros(2, 5, dtype=torch.long)).log_norm.sum().backward()
+    assert len(seen) == calls and sum(seen) == calls * inner
