@@ -137,15 +137,25 @@ def _in_symbols(
 
 
 def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
+    """The best of the lane sweep, greedy trials and (when those are wide) a time-boxed
+    hyper-optimisation. Each candidate is rebuilt in this network's symbols once and its
+    width computed once: on all-to-all cells the trees have ~10^5 nodes, and cotengra's
+    per-node bookkeeping, not the search, dominated planning."""
     global _SEARCHES
     _SEARCHES += 1
     inputs, output, sizes = symbols(net)
+
+    def found(optimize) -> ctg.ContractionTree:
+        tree = ctg.array_contract_tree(inputs, output, sizes, optimize=optimize)
+        return _in_symbols(tree, inputs, output, sizes)
+
     candidates = [sweep_tree(net)] if len(inputs) > 1 else []
-    greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed)
-    candidates.append(ctg.array_contract_tree(inputs, output, sizes, optimize=greedy))
-    candidates.append(ctg.array_contract_tree(inputs, output, sizes, optimize="greedy"))
-    best_width = min(t.contraction_width() for t in candidates)
-    if best_width > HYPER_WIDTH and options.search_time > 0:
+    # in-process trials: a pool would split them into per-worker seeds, so the tree would
+    # depend on the machine's core count
+    greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed, parallel=False)
+    candidates += [found(greedy), found("greedy")]
+    widths = [t.contraction_width() for t in candidates]
+    if min(widths) > HYPER_WIDTH and options.search_time > 0:
         hyper = ctg.HyperOptimizer(
             methods=["greedy", "labels"],
             minimize="write",
@@ -154,10 +164,9 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
             parallel=options.parallel,
             progbar=False,
         )
-        candidates.append(hyper.search(inputs, output, sizes))
-    candidates = [_in_symbols(t, inputs, output, sizes) for t in candidates]
-    narrowest = min(t.contraction_width() for t in candidates)
-    fit = [t for t in candidates if t.contraction_width() <= narrowest + WIDTH_SLACK]
+        candidates.append(_in_symbols(hyper.search(inputs, output, sizes), inputs, output, sizes))
+        widths.append(candidates[-1].contraction_width())
+    fit = [t for t, w in zip(candidates, widths, strict=True) if w <= min(widths) + WIDTH_SLACK]
     return min(fit, key=_score)
 
 
