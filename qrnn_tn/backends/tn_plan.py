@@ -45,6 +45,12 @@ GREEDY_TRIALS = 8
 #: intermediate at every absorbed leaf); slicing in ``prepare`` still enforces the budget.
 WIDTH_SLACK = 3
 
+#: Networks up to this many tensors also get cotengra's pure-Python greedy path. On these
+#: networks of hyperedges it finds much narrower trees than cotengrust's greedy (local r = 1,
+#: n = 100, 2 steps: width 17 against 22, 0.3 s), but its time grows faster than the size
+#: (all-to-all, n = 12, 2 steps, 24 456 tensors: 89 s against 0.7 s).
+PYTHON_GREEDY_MAX_TENSORS = 8000
+
 _SEARCHES = 0
 _MEMO: dict[tuple[str, str], ctg.ContractionTree] = {}
 
@@ -136,6 +142,12 @@ def _in_symbols(
     return ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=tree.get_ssa_path())
 
 
+def _python_greedy(inputs, output, sizes, **_) -> list[tuple[int, int]]:
+    """cotengra's pure-Python greedy path (the ``"greedy"`` preset is cotengrust's when
+    installed)."""
+    return ctg.pathfinders.path_basic.optimize_greedy(inputs, output, sizes)
+
+
 def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     """The best of the lane sweep, greedy trials and (when those are wide) a time-boxed
     hyper-optimisation. Each candidate is rebuilt in this network's symbols once and its
@@ -153,7 +165,9 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     # in-process trials: a pool would split them into per-worker seeds, so the tree would
     # depend on the machine's core count
     greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed, parallel=False)
-    candidates += [found(greedy), found("greedy")]
+    candidates.append(found(greedy))
+    if len(inputs) <= PYTHON_GREEDY_MAX_TENSORS:
+        candidates.append(found(_python_greedy))
     widths = [t.contraction_width() for t in candidates]
     if min(widths) > HYPER_WIDTH and options.search_time > 0:
         hyper = ctg.HyperOptimizer(
