@@ -230,6 +230,7 @@ def _describe_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f}, "
             f"overhead {test['overhead']:.2f}"
+            + (f", discarded {test['discarded']:.2g}" if "discarded" in test else "")
         )
     return "\n".join(lines)
 
@@ -249,9 +250,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
         return 0
     for split, r in results.items():
+        truncated = f"  discarded {r['discarded']:.2g}" if "discarded" in r else ""
         print(
             f"{split:>4}: loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}  "
-            f"overhead {r['overhead']:.2f}  ({r['sequences']} sequences)"
+            f"overhead {r['overhead']:.2f}{truncated}  ({r['sequences']} sequences)"
         )
     return 0
 

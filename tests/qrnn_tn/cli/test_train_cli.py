@@ -115,6 +115,9 @@ def test_backend_options_are_part_of_the_run(tmp_path, capsys):
             "--eval-every", "3", *SMALL_DATA]  # fmt: skip
     code, text, err = run(capsys, *argv, "--steps", "3")
     assert code == 0, err
+    assert "discarded" in text.split("test:")[1]  # the capped MPS reports its truncation
+    code, text, err = run(capsys, "evaluate", str(out))
+    assert code == 0 and text.count("discarded") == 2, err
     assert json.loads((out / "config.json").read_text())["config"]["backend_options"] == {
         "max_bond": 2
     }
