@@ -45,11 +45,13 @@ GREEDY_TRIALS = 8
 #: intermediate at every absorbed leaf); slicing in ``prepare`` still enforces the budget.
 WIDTH_SLACK = 3
 
-#: Networks up to this many tensors also get cotengra's pure-Python greedy path. On these
-#: networks of hyperedges it finds much narrower trees than cotengrust's greedy (local r = 1,
-#: n = 100, 2 steps: width 17 against 22, 0.3 s), but its time grows faster than the size
-#: (all-to-all, n = 12, 2 steps, 24 456 tensors: 89 s against 0.7 s).
-PYTHON_GREEDY_MAX_TENSORS = 8000
+#: Networks up to this many tensors also get cotengra's pure-Python greedy path and, when
+#: wide, the hyper-optimiser. On these networks of hyperedges the Python greedy finds much
+#: narrower trees than cotengrust's (local r = 1, n = 100, 2 steps: width 17 against 22, in
+#: 0.3 s), but its time, and that of one hyper-optimiser trial (not interruptible, so the
+#: time box overran by minutes), grows faster than the size: all-to-all, n = 12, 2 steps,
+#: 24 456 tensors: 89 s for the greedy path, 56 s for a single hyper trial.
+PYTHON_SEARCH_MAX_TENSORS = 8000
 
 _SEARCHES = 0
 _MEMO: dict[tuple[str, str], ctg.ContractionTree] = {}
@@ -75,7 +77,8 @@ def default_cache_dir() -> Path:
 class PlannerOptions:
     """How hard to search and where to keep the results.
 
-    ``search_time`` is the hyper-optimiser budget in seconds per network (0 disables it);
+    ``search_time`` is the hyper-optimiser budget in seconds per network (0 disables it;
+    networks over :data:`PYTHON_SEARCH_MAX_TENSORS` tensors skip it);
     ``cache_dir`` ``None`` keeps trees in memory only. ``parallel`` is handed to cotengra's
     ``HyperOptimizer``: ``False`` runs its trials in this process; a
     ``dask.distributed.Client`` (or a ``concurrent.futures`` executor) runs them there.
@@ -166,10 +169,11 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     # depend on the machine's core count
     greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed, parallel=False)
     candidates.append(found(greedy))
-    if len(inputs) <= PYTHON_GREEDY_MAX_TENSORS:
+    small = len(inputs) <= PYTHON_SEARCH_MAX_TENSORS
+    if small:
         candidates.append(found(_python_greedy))
     widths = [t.contraction_width() for t in candidates]
-    if min(widths) > HYPER_WIDTH and options.search_time > 0:
+    if small and min(widths) > HYPER_WIDTH and options.search_time > 0:
         hyper = ctg.HyperOptimizer(
             methods=["greedy", "labels"],
             minimize="write",
