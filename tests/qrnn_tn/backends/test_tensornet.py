@@ -322,3 +322,38 @@ def test_memory_guard_message_names_a_sane_slice_count():
     message = str(info.value)
     assert "slic" in message
     assert not any(len(tok) > 12 and tok.isdigit() for tok in message.split())
+
+
+@pytest.mark.parametrize("limit", [0, 10_000])
+def test_large_networks_skip_the_python_searches(monkeypatch, limit):
+    """Above ``PYTHON_SEARCH_MAX_TENSORS`` only the sweep and cotengrust's greedy trials run
+    (the Python greedy and hyper trials overran the time box there); either way the plan
+    stays exact."""
+    import cotengra as ctg
+
+    import qrnn_tn.backends.tn_plan as tn_plan
+
+    monkeypatch.setattr(tn_plan, "PYTHON_SEARCH_MAX_TENSORS", limit)
+    monkeypatch.setattr(tn_plan, "HYPER_WIDTH", 0)
+    calls = {"greedy": 0, "hyper": 0}
+    greedy, hyper = tn_plan._python_greedy, ctg.HyperOptimizer
+
+    def counted_greedy(*args, **kwargs):
+        calls["greedy"] += 1
+        return greedy(*args, **kwargs)
+
+    def counted_hyper(*args, **kwargs):
+        calls["hyper"] += 1
+        return hyper(*args, **kwargs)
+
+    monkeypatch.setattr(tn_plan, "_python_greedy", counted_greedy)
+    monkeypatch.setattr(tn_plan.ctg, "HyperOptimizer", counted_hyper)
+    spec = {"cell": {"io": 1, "workspace": 3, "stages": 1}, "neuron": {"topology": "all"}}
+    program, theta, words = _case(spec, steps=2, batch=2, seed=3)
+    clear_memory_cache()
+    plan = prepare(program, _options(None, search_time=0.2))
+    expected = 0 if limit == 0 else program.steps
+    assert calls == {"greedy": expected, "hyper": expected}
+    probs = plan.run(torch.tensor(theta), torch.tensor(words)).probs.numpy()
+    for b in range(len(words)):
+        np.testing.assert_allclose(probs[b], dense_run(program.dag, theta, words[b]), atol=1e-10)
