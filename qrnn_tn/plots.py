@@ -54,7 +54,8 @@ def _word_labels(io: int) -> list[str] | None:
 
 
 def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Loss, accuracy and postselection overhead against the step (train and validation).
+    """Loss, accuracy and postselection overhead against the step (train and validation),
+    and the weight a bond cap discarded when the backend truncates (MPS).
 
     ``metrics`` is a run directory, a ``metrics.jsonl`` path or its records.
     """
@@ -64,14 +65,20 @@ def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | o
     }
     if not by_split["train"] and not by_split["val"]:
         raise ValueError("no train or val records to plot; has the run made a step yet?")
-    fig, axes = plt.subplots(1, 3, figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
-    panels = (
+    panels = [
         ("loss", "loss", "linear"),
         ("accuracy", "accuracy", "linear"),
         ("overhead", "postselection overhead (mean 1/p)", "log"),
+    ]
+    if any("discarded" in r for r in by_split["train"] + by_split["val"]):
+        # symlog: a cap that discarded nothing plots at zero instead of vanishing
+        panels.append(("discarded", "weight discarded by the bond cap", "symlog"))
+    width, height = CURVES_SIZE
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width * len(panels) / 3, height), dpi=DPI, layout="constrained"
     )
     for ax, (key, title, scale) in zip(axes, panels, strict=True):
-        train = by_split["train"]
+        train = [r for r in by_split["train"] if key in r]
         if train:
             ax.plot(
                 [r["step"] for r in train],
@@ -80,12 +87,12 @@ def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | o
                 alpha=0.5,
                 label="train batch",
             )
-        val = by_split["val"]
+        val = [r for r in by_split["val"] if key in r]
         if val:
             ax.plot([r["step"] for r in val], [r[key] for r in val], "o-", ms=3, label="validation")
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.set_yscale(scale)
+        ax.set_yscale(scale, **({"linthresh": 1e-15} if scale == "symlog" else {}))
         ax.grid(alpha=0.3)
     axes[1].set_ylim(-0.02, 1.02)
     axes[0].legend()

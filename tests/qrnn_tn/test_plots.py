@@ -44,6 +44,9 @@ def test_curves_from_records(tmp_path):
     assert_png(plot_curves(records, tmp_path / "curves.png"), CURVES_SIZE)
     with pytest.raises(ValueError, match="no train or val records"):
         plot_curves([], tmp_path / "empty.png")
+    truncated = [dict(r, discarded=0.0 if r["step"] < 5 else 1e-9) for r in records]
+    width, height = CURVES_SIZE
+    assert_png(plot_curves(truncated, tmp_path / "mps.png"), (width * 4 / 3, height))
 
 
 def test_distribution_heat_map(tmp_path, model):
