@@ -47,10 +47,11 @@ WIDTH_SLACK = 3
 
 #: Networks up to this many tensors also get cotengra's pure-Python greedy path and, when
 #: wide, the hyper-optimiser. On these networks of hyperedges the Python greedy finds much
-#: narrower trees than cotengrust's (local r = 1, n = 100, 2 steps: width 17 against 22, in
-#: 0.3 s), but its time, and that of one hyper-optimiser trial (not interruptible, so the
-#: time box overran by minutes), grows faster than the size: all-to-all, n = 12, 2 steps,
-#: 24 456 tensors: 89 s for the greedy path, 56 s for a single hyper trial.
+#: narrower trees than cotengrust's (the quick contraction benchmark's n = 100, 2-step point
+#: runs about 6× slower on cotengrust's tree), but its time, and that of one hyper-optimiser
+#: trial (not interruptible, so the time box overran by minutes), grows faster than the
+#: size: planning an all-to-all cell of 12 qubits over 2 steps (24 456 tensors) with them
+#: took 110 s against a 5 s box (README, "Benchmarks").
 PYTHON_SEARCH_MAX_TENSORS = 8000
 
 _SEARCHES = 0
