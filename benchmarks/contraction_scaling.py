@@ -5,9 +5,10 @@ and the all-to-all cell over qubit counts and steps. Each point runs in a fresh 
 under a memory cap (``resource.setrlimit``) and a timeout, and records: predicted width,
 flops and memory; cold and cached planning time; forward and forward+backward time; the bytes
 autograd retains after the forward; peak RSS. Beside it, measured on the same leaves, a
-baseline (one global quimb network, greedy path, plain autograd) and the statevector backend
-where installed and small enough. Writes ``scaling.json`` and PNG plots under ``DIR``
-(default ``benchmarks/results``).
+baseline (one global quimb network, cotengra's Python greedy path, plain autograd; not run
+where its predicted memory exceeds the cap) and the statevector backend where installed and
+small enough. A point that times out keeps what it measured before (``incomplete``). Writes
+``scaling.json`` and PNG plots under ``DIR`` (default ``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,6 @@ QUICK = {
     "local2": ([8, 16], [1, 2]),
     "all": ([6, 8], [1, 2]),
 }
-#: Predicted widths above which the baseline is not attempted (it would not fit).
-BASELINE_MAX_WIDTH = 26
 #: Largest register the statevector is timed on (its cost is still predicted beyond).
 STATEVECTOR_MAX_QUBITS = 22
 
@@ -75,8 +75,33 @@ def _retained_bytes(fn) -> tuple[object, int]:
     return out, sum(seen.values())
 
 
+def _baseline_optimizer():
+    """The baseline's path finder: cotengra's pure-Python greedy, as in the prototype the
+    issue measured (width 18 at n = 100, 2 steps). quimb's ``"greedy"`` preset now means
+    cotengrust's greedy, whose trees on these networks of hyperedges are several units wider;
+    a baseline on those would flatter qrnn-tn."""
+    import cotengra as ctg
+
+    return ctg.GreedyOptimizer(accel=False)
+
+
+def _baseline_retained_estimate(plan, batch: int) -> int:
+    """Bytes plain autograd would keep for the baseline: every intermediate of every step
+    (the loss spans all steps), from the baseline's own trees."""
+    import cotengra as ctg
+
+    from qrnn_tn.backends.tn_plan import symbols
+
+    total = 0
+    for net in plan._plan(batch).networks.networks:
+        inputs, output, sizes = symbols(net)
+        tree = ctg.array_contract_tree(inputs, output, sizes, optimize=_baseline_optimizer())
+        total += int(tree.total_write())
+    return total * plan.itemsize
+
+
 def _baseline(plan, params, words):
-    """All steps with one global quimb network each, greedy path, plain autograd."""
+    """All steps with one global quimb network each, Python greedy path, plain autograd."""
     import quimb.tensor as qtn
     import torch
 
@@ -95,7 +120,7 @@ def _baseline(plan, params, words):
                 for leaf, ix in zip(net.leaves, inputs, strict=True)
             ]
         )
-        out = tn.contract(output_inds=output, optimize="greedy")
+        out = tn.contract(output_inds=output, optimize=_baseline_optimizer())
         flat = out.data.reshape(words.shape[0], -1)
         probs.append(flat / flat.sum(1, keepdim=True))
     return torch.stack(probs, 1)
@@ -109,7 +134,8 @@ def _loss(probs, words):
 
 
 def _warm_up() -> None:
-    """One tiny differentiated run, so one-off autograd start-up is not timed."""
+    """One tiny differentiated run of qrnn-tn and of the baseline, so one-off start-up
+    (autograd, importing quimb) is not timed."""
     import torch
 
     from compiler.unroll import compile_program
@@ -121,6 +147,7 @@ def _warm_up() -> None:
     params = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
     words = torch.zeros(1, 2, dtype=torch.long)
     _loss(plan.run(params, words).probs, words).backward()
+    _loss(_baseline(plan, params, words), words).backward()
 
 
 def run_point(point: dict) -> dict:
@@ -128,7 +155,13 @@ def run_point(point: dict) -> dict:
     import torch
 
     from compiler.unroll import compile_program
-    from qrnn_tn.backends.base import BackendOptions, get_backend, rank_backends
+    from qrnn_tn.backends.base import (
+        BackendError,
+        BackendOptions,
+        choose,
+        get_backend,
+        rank_backends,
+    )
     from qrnn_tn.backends.tensornet import prepare
     from qrnn_tn.backends.tn_plan import clear_memory_cache, search_count
 
@@ -167,28 +200,44 @@ def run_point(point: dict) -> dict:
         return retained
 
     out["retained_bytes"], out["fwd_bwd_s"] = _timed(fwd_bwd)
-    if point["baseline"] and cost.width <= BASELINE_MAX_WIDTH:
+    _report(out)
+    out["tensornet_peak_rss"] = out["peak_rss"]  # before the baseline and other backends
+    if point["baseline"]:
+        need = _baseline_retained_estimate(plan, words.shape[0])
+        if need > point["mem_cap"]:
+            out["baseline_skipped"] = f"would keep {need / 2**30:.1f} GiB for backward"
+        else:
 
-        def base():
-            probs, retained = _retained_bytes(lambda: _baseline(plan, params, words))
-            _loss(probs, words).backward()
-            return retained
+            def base():
+                probs, retained = _retained_bytes(lambda: _baseline(plan, params, words))
+                _loss(probs, words).backward()
+                return retained
 
-        out["baseline_retained_bytes"], out["baseline_fwd_bwd_s"] = _timed(base)
-    auto_options = BackendOptions(dtype=torch.float64, memory_budget=point["mem_cap"])
+            out["baseline_retained_bytes"], out["baseline_fwd_bwd_s"] = _timed(base)
+            _report(out)
+    other_options = BackendOptions(dtype=torch.float64, memory_budget=point["mem_cap"])
+    auto_options = replace(other_options, extra={"cache_dir": None})
     candidates, _ = rank_backends(program, auto_options)
-    out["auto"] = candidates[0].name if candidates else None
     out["predicted_flops"] = {c.name: c.cost.flops for c in candidates}
+    try:
+        out["auto"] = choose(program, auto_options)[0].cost.backend
+    except BackendError:
+        out["auto"] = None
     timed = {"tensornet"} | ({"statevector"} if point["statevector"] else set())
     for name in sorted(({out["auto"]} | timed) - {None, "tensornet"}):
-        other = get_backend(name)(program, auto_options)
+        other = get_backend(name)(program, other_options)
 
         def other_run(plan=other):
             _loss(plan.run(params, words).probs, words).backward()
 
         _, out[f"{name}_fwd_bwd_s"] = _timed(other_run)
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
+
+
+def _report(out: dict) -> None:
+    """Print the results so far: a point that times out later keeps what it measured."""
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out), flush=True)
 
 
 def _child(point: dict, timeout: float) -> dict:
@@ -196,11 +245,23 @@ def _child(point: dict, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.contraction_scaling", "--point", json.dumps(point)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**point, "error": f"timeout after {timeout:.0f} s"}
+    except subprocess.TimeoutExpired as timeout_error:
+        partial = _last_report(timeout_error.stdout)
+        why = f"timeout after {timeout:.0f} s"
+        return {**partial, "incomplete": why} if partial else {**point, "error": why}
     if proc.returncode != 0:
-        return {**point, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        partial = _last_report(proc.stdout)
+        return {**partial, "incomplete": why} if partial else {**point, "error": why}
+    return _last_report(proc.stdout)
+
+
+def _last_report(stdout: str | bytes | None) -> dict | None:
+    """The last results line a point printed (see :func:`_report`), if any."""
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode(errors="replace")
+    lines = [line for line in (stdout or "").splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
 
 
 def _cap_memory(limit: int) -> None:
@@ -213,12 +274,15 @@ def _has_statevector() -> bool:
     return "statevector" in backend_names()
 
 
-def sweep(grid: dict, args) -> list[dict]:
-    """Run every point of ``grid`` in time order, skipping larger ones after a failure."""
+def sweep(rows: list[tuple[str, list[int], list[int]]], args) -> list[dict]:
+    """Run every point of each ``(cell, qubit counts, step counts)`` row in time order,
+    skipping larger ones after a failure (and the baseline at larger ones after it timed
+    out)."""
     results = []
     deadline = time.monotonic() + args.budget
-    for cell, (qubit_list, step_list) in grid.items():
+    for cell, qubit_list, step_list in rows:
         for steps in step_list:
+            baseline = steps <= 3 and cell == "local1"
             for qubits in qubit_list:
                 if time.monotonic() > deadline:
                     return results
@@ -229,7 +293,7 @@ def sweep(grid: dict, args) -> list[dict]:
                     "threads": args.threads,
                     "mem_cap": args.mem_cap,
                     "search_time": 2.0 if args.quick else 5.0,
-                    "baseline": steps <= 2 and (cell == "local1" or qubits <= 10),
+                    "baseline": baseline or (steps <= 3 and qubits <= 10),
                     "statevector": _has_statevector() and qubits <= STATEVECTOR_MAX_QUBITS,
                 }
                 res = _child(point, args.timeout)
@@ -237,6 +301,8 @@ def sweep(grid: dict, args) -> list[dict]:
                 results.append(res)
                 if "error" in res:
                     break
+                if "incomplete" in res and "baseline_fwd_bwd_s" not in res:
+                    baseline = False
     return results
 
 
@@ -244,6 +310,11 @@ def headline(results: list[dict]) -> None:
     """One line per point with a baseline: speed-up and retained-memory ratios."""
     print("headline: tensornet vs baseline (quimb + greedy + plain autograd), same leaves")
     for r in results:
+        if "baseline_skipped" in r:
+            print(
+                f"  {r['cell']:7s} n={r['qubits']:<4d} T={r['steps']}  fwd {r['forward_s']:.2f} s  "
+                f"fwd+bwd {r['fwd_bwd_s']:.2f} s; baseline not run: {r['baseline_skipped']}"
+            )
         if "error" in r or "baseline_fwd_bwd_s" not in r:
             continue
         speed = r["baseline_fwd_bwd_s"] / r["fwd_bwd_s"]
@@ -403,6 +474,20 @@ def plot(results: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def _only_rows(points: list[str], parser: argparse.ArgumentParser) -> list:
+    """Sweep rows of the ``--only`` points, one each (so a failure skips no other)."""
+    rows = []
+    for text in points:
+        try:
+            cell, qubits, steps = text.split(":")
+            rows.append((cell, [int(qubits)], [int(steps)]))
+        except ValueError:
+            parser.error(f"--only {text!r}: expected CELL:QUBITS:STEPS, e.g. local1:100:3")
+        if cell not in CELLS:
+            parser.error(f"--only {text!r}: unknown cell {cell!r}; one of {', '.join(CELLS)}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~2 minute subset")
@@ -411,16 +496,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per point")
     parser.add_argument("--mem-cap", type=int, default=8 * 2**30, help="bytes per point")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="CELL:QUBITS:STEPS",
+        help="run just this point (repeatable), e.g. local1:100:3; cells: " + ", ".join(CELLS),
+    )
     parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.point:
         point = json.loads(args.point)
         _cap_memory(int(point["mem_cap"] * 1.5))
-        print(json.dumps(run_point(point)))
+        _report(run_point(point))
         return 0
     args.budget = args.budget or (110.0 if args.quick else 3600.0)
     args.timeout = args.timeout or (60.0 if args.quick else 600.0)
-    results = sweep(QUICK if args.quick else FULL, args)
+    if args.only:
+        rows = _only_rows(args.only, parser)
+    else:
+        rows = [(cell, q, t) for cell, (q, t) in (QUICK if args.quick else FULL).items()]
+    results = sweep(rows, args)
     headline(results)
     crossings = crossover(results)
     for c in crossings:

@@ -115,7 +115,9 @@ class TensorNetPlan:
         for net in networks.networks:
             tree = find_tree(net, self.planner)
             sliced, cost = self._fit(net, tree, budget)
-            contractions.append(compile_contraction(sliced, ctg.get_symbol(BATCH), batch))
+            contractions.append(
+                compile_contraction(sliced, ctg.get_symbol(BATCH), batch, cost.segments)
+            )
             costs.append(cost)
         plan = _BatchPlan(networks, contractions, costs)
         self._plans[batch] = plan

@@ -17,7 +17,7 @@ import torch
 from cotengra.contract import einsum as bmm_einsum
 
 from qrnn_tn.backends.recompute import recompute
-from qrnn_tn.backends.tn_plan import segment_plan
+from qrnn_tn.backends.tn_plan import SegmentPlan, segment_plan
 
 __all__ = ["Contraction", "compile_contraction"]
 
@@ -152,8 +152,13 @@ def _rescale(
     return x / factor, log + torch.log(big.to(torch.float64)).expand_as(log)
 
 
-def compile_contraction(tree: ctg.ContractionTree, batch_symbol: str, batch: int) -> Contraction:
-    """Turn ``tree`` into einsum steps; decide where to rescale and where the batch axis is."""
+def compile_contraction(
+    tree: ctg.ContractionTree, batch_symbol: str, batch: int, segments: SegmentPlan | None = None
+) -> Contraction:
+    """Turn ``tree`` into einsum steps; decide where to rescale and where the batch axis is.
+
+    ``segments``: the tree's checkpoint segments when already known (``TreeCost.segments``).
+    """
     leaves = list(tree.gen_leaves())
     ssa = {leaf: i for i, leaf in enumerate(leaves)}
     absorbed = {i: 1 for i in range(len(leaves))}
@@ -181,7 +186,7 @@ def compile_contraction(tree: ctg.ContractionTree, batch_symbol: str, batch: int
         steps=tuple(steps),
         root=nxt - 1 if steps else 0,
         batch=batch,
-        segments=_segments(steps, segment_plan(tree).cuts),
+        segments=_segments(steps, (segments or segment_plan(tree)).cuts),
     )
 
 

@@ -18,7 +18,7 @@ SPEC = {
     "cell": {"io": 2, "workspace": 6, "stages": 1},
     "neuron": {"degree": 2, "order": 2, "topology": {"local": 1}},
 }
-#: Bytes: the 3-step plan slices its steps into [1, 8, 128] pieces (two rounds of slicing).
+#: Bytes: the 3-step plan slices its steps into [1, 8, 64] pieces (several rounds of slicing).
 SMALL_BUDGET = 20_000
 
 
@@ -103,8 +103,8 @@ def test_sliced_trees_reload_from_the_path_cache(case, tmp_path):
 
 def test_max_slices_is_never_exceeded(case):
     program = case[0]
-    extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 100}
+    extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 32}
     options = BackendOptions(dtype=torch.float64, memory_budget=SMALL_BUDGET, extra=extra)
     tn_plan.clear_memory_cache()
-    with pytest.raises(BackendError, match=r"within max_slices=100 \(it would take 2\^7\)"):
+    with pytest.raises(BackendError, match=r"within max_slices=32 \(it would take 2\^6\)"):
         prepare(program, options)

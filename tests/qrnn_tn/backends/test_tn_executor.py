@@ -32,7 +32,7 @@ def case():
     options = BackendOptions(
         dtype=torch.float64,
         batch_size=2,
-        memory_budget=60_000,
+        memory_budget=30_000,
         extra={"cache_dir": None, "search_time": 0.0},
     )
     plan = prepare(program, options)

@@ -25,7 +25,7 @@ topology = { local = 1 }
 """
 WORDS = "3,1,0,2"
 #: Bytes: small enough that the tensor network slices its steps.
-BUDGET = "30000"
+BUDGET = "20000"
 
 
 @pytest.fixture(scope="module")
