@@ -219,6 +219,7 @@ def run_point(point: dict) -> dict:
     auto_options = replace(other_options, extra={"cache_dir": None})
     candidates, _ = rank_backends(program, auto_options)
     out["predicted_flops"] = {c.name: c.cost.flops for c in candidates}
+    out["predicted_seconds"] = {c.name: c.cost.predicted_seconds for c in candidates}
     try:
         out["auto"] = choose(program, auto_options)[0].cost.backend
     except BackendError:
@@ -389,10 +390,15 @@ def _qubits(r: dict) -> int:
 def _predicted_tn_wins(r: dict) -> bool:
     """Whether the quick estimates that ``backend="auto"`` ranks by put the tensor network
     ahead of the statevector (a backend missing from them does not fit the budget)."""
-    flops = r.get("predicted_flops", {})
-    if "tensornet" not in flops:
+    seconds = _predicted(r)
+    if "tensornet" not in seconds:
         return False
-    return "statevector" not in flops or flops["tensornet"] < flops["statevector"]
+    return "statevector" not in seconds or seconds["tensornet"] < seconds["statevector"]
+
+
+def _predicted(r: dict) -> dict[str, float]:
+    """Seconds per backend by the time models ``backend="auto"`` ranks with."""
+    return r.get("predicted_seconds", {})
 
 
 def plot_crossover(results: list[dict], out: Path) -> None:
@@ -416,16 +422,13 @@ def plot_crossover(results: list[dict], out: Path) -> None:
                 "o-",
                 label=f"T={steps} measured",
             )[0]
-            priced = [r for r in pts if {"statevector", "tensornet"} <= set(r["predicted_flops"])]
+            priced = [r for r in pts if {"statevector", "tensornet"} <= set(_predicted(r))]
             ax.semilogy(
                 [r["qubits"] for r in priced],
-                [
-                    r["predicted_flops"]["statevector"] / r["predicted_flops"]["tensornet"]
-                    for r in priced
-                ],
+                [_predicted(r)["statevector"] / _predicted(r)["tensornet"] for r in priced],
                 "--",
                 color=line.get_color(),
-                label=f"T={steps} predicted (estimated flops)",
+                label=f"T={steps} predicted (estimated time)",
             )
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set(

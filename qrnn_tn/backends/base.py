@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+#: Seconds per flop for a backend with no time model of its own (:attr:`Cost.seconds`).
+DEFAULT_FLOP_SECONDS = 1e-9
+
+
 class BackendError(RuntimeError):
     """A backend cannot run a program as asked (too large, bad input, unsupported)."""
 
@@ -45,7 +49,12 @@ class Cost:
     """Predicted cost of a plan, computed without running it.
 
     ``width`` is log2 of the largest intermediate (elements); ``flops`` and the peak bytes
-    are for one full run of the batch the plan was costed for.
+    are for one full run of the batch the plan was costed for. ``seconds``: the backend's own
+    model of a forward+backward run on one CPU core (per-operation overhead plus time per
+    flop); backends without one are timed as :data:`DEFAULT_FLOP_SECONDS` per flop. Flops
+    alone mislead between backends: small tensor operations cost their launch, not their
+    flops, and a flop of a large matrix product is several times cheaper than one of the
+    statevector's memory-bound passes.
     """
 
     backend: str
@@ -55,6 +64,12 @@ class Cost:
     peak_bytes_backward: int
     exact: bool = True
     details: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+    @property
+    def predicted_seconds(self) -> float:
+        """``seconds``, or the flops at :data:`DEFAULT_FLOP_SECONDS` when not modelled."""
+        return self.seconds if self.seconds is not None else self.flops * DEFAULT_FLOP_SECONDS
 
     def describe(self) -> str:
         """A human-readable one-paragraph summary (as opt_einsum's PathInfo)."""
@@ -62,6 +77,7 @@ class Cost:
             f"backend: {self.backend} ({'exact' if self.exact else 'approximate'})",
             f"  largest intermediate: 2^{self.width:.1f} elements",
             f"  flops: {self.flops:.3e}",
+            f"  predicted time (fwd+bwd, one core): {self.predicted_seconds:.2g} s",
             f"  peak memory: forward {format_bytes(self.peak_bytes_forward)},"
             f" forward+backward {format_bytes(self.peak_bytes_backward)}",
         ]
@@ -277,8 +293,8 @@ class Candidate:
 def rank_backends(
     program: Program, options: BackendOptions
 ) -> tuple[list[Candidate], dict[str, str]]:
-    """The exact backends that fit the memory budget, cheapest predicted flops first, and
-    the reason each other backend was ruled out.
+    """The exact backends that fit the memory budget, fastest predicted first
+    (:attr:`Cost.predicted_seconds`), and the reason each other backend was ruled out.
 
     Costs come from each backend's quick estimate where it has one (no path search). Each
     backend receives the ``extra`` keys it reads; a key no backend reads is an error.
@@ -299,7 +315,7 @@ def rank_backends(
             refused[name] = f"estimated {format_bytes(cost.peak_bytes_backward)}"
         else:
             candidates.append(Candidate(name, cost, plan))
-    candidates.sort(key=lambda c: c.cost.flops)
+    candidates.sort(key=lambda c: c.cost.predicted_seconds)
     return candidates, refused
 
 
@@ -344,9 +360,12 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     plan = best.plan
     if plan is None:
         plan = _BACKENDS[best.name].prepare(program, _own_options(best.name, options))
-    others = ", ".join(f"{c.name} {c.cost.flops:.2e}" for c in candidates[1:]) or "none"
+    others = (
+        ", ".join(f"{c.name} {c.cost.predicted_seconds:.2g} s" for c in candidates[1:]) or "none"
+    )
     reason = (
-        f"chose {best.name}: predicted {best.cost.flops:.2e} flops, peak "
+        f"chose {best.name}: predicted {best.cost.predicted_seconds:.2g} s "
+        f"({best.cost.flops:.2e} flops), peak "
         f"{format_bytes(best.cost.peak_bytes_backward)} with gradients "
         f"(other candidates: {others})"
     )

@@ -12,10 +12,16 @@ from __future__ import annotations
 import math
 
 from compiler.unroll import Program
-from qrnn_tn.backends.base import Cost
+from qrnn_tn.backends.base import DEFAULT_FLOP_SECONDS, Cost
 from qrnn_tn.backends.mps_compile import Compiled
 
 __all__ = ["mps_cost", "bond_bound"]
+
+#: Time model (:attr:`Cost.seconds`): seconds per site operation (a neuron window or a
+#: move: several small torch calls and an SVD, forward and backward, of the order of 0.1 ms
+#: on one core however small the bond) on top of the flops at the default rate. Without it
+#: a few-qubit cell's bond-bounded flops look cheaper than the statevector's kernels.
+OPERATION_SECONDS = 150e-6
 
 
 def bond_bound(n: int, max_bond: int | None) -> float:
@@ -65,10 +71,13 @@ def mps_cost(
     forward = batch * itemsize * (state + block * 4)
     backward = batch * itemsize * (boundaries * state + per_block * act_step + state)
     fully_exact = exact and (max_bond is None or max_bond >= 2 ** (n // 2))
+    flops = batch * steps * flops_step
+    operations = steps * (per_step_neurons + moves)
     return Cost(
         backend="mps",
         width=math.log2(max(block, 1.0)),
-        flops=batch * steps * flops_step,
+        flops=flops,
+        seconds=operations * OPERATION_SECONDS + flops * DEFAULT_FLOP_SECONDS,
         peak_bytes_forward=int(min(forward, 2**62)),
         peak_bytes_backward=int(min(backward, 2**62)),
         exact=fully_exact,

@@ -1052,6 +1052,13 @@ def _segments(kernels: list, length: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+#: Time model of a forward+backward run (:attr:`Cost.seconds`): seconds per kernel of the
+#: program and per counted flop (its passes are memory-bound); fitted to the local r = 1
+#: points of ``python -m benchmarks.contraction_scaling --threads 1`` (8–22 qubits, 1–3
+#: steps: about 120 µs per kernel, 0.6–1.2 ns per flop once the state is large).
+RUN_KERNEL_SECONDS = 120e-6
+RUN_FLOP_SECONDS = 0.9e-9
+
 #: Fusion decision constants: time of one elementwise kernel (forward, replay and backward:
 #: per kernel and per amplitude) and of one matrix flop, and the largest block matrices.
 _KERNEL_SECONDS, _AMPLITUDE_SECONDS, _FLOP_SECONDS = 80e-6, 3.5e-9, 0.04e-9
@@ -1259,6 +1266,7 @@ class StatevectorPlan:
             backend="statevector",
             width=math.log2(largest / self.options.dtype.itemsize),
             flops=float(sum(flops)),
+            seconds=len(self._kernels) * RUN_KERNEL_SECONDS + sum(flops) * RUN_FLOP_SECONDS,
             peak_bytes_forward=int(forward),
             peak_bytes_backward=int(backward),
             details={

@@ -51,10 +51,12 @@ from qrnn_tn.backends.tn_plan import (
     TreeCost,
     default_cache_dir,
     find_tree,
+    greedy_estimate_tree,
     search_count,
     slice_tree,
     sweep_tree,
     tree_cost,
+    tree_score,
 )
 from qrnn_tn.backends.tn_values import LeafValues
 
@@ -163,7 +165,11 @@ class TensorNetPlan:
         plan = self._plan(self.options.batch_size)
         networks = plan.networks
         last = networks.networks[-1]
-        return _summarise_cost(self.program, last, networks.batch, plan.costs, self.itemsize)
+        pairs = zip(plan.contractions, plan.costs, strict=True)
+        contractions = sum(len(c.steps) * cost.slices for c, cost in pairs)
+        return _summarise_cost(
+            self.program, last, networks.batch, plan.costs, self.itemsize, contractions
+        )
 
     def run(
         self,
@@ -210,19 +216,36 @@ class TensorNetPlan:
         return RunResult(probs=out, target_prob=target, log_norm=log_norm, words=words)
 
 
+#: Time model of a forward+backward run (:attr:`Cost.seconds`): seconds per pairwise
+#: contraction (its forward, recomputation, backward and rescaling launches) and per flop of
+#: the tree's count; fitted to the local r = 1 points of ``python -m
+#: benchmarks.contraction_scaling --threads 1`` (8–22 qubits, 1–3 steps: about 100 µs per
+#: contraction at every size, 0.2 ns per flop once the flops dominate).
+CONTRACTION_SECONDS = 100e-6
+FLOP_SECONDS = 0.2e-9
+
+
 def _summarise_cost(
-    program: Program, last: StepNetwork, batch: int, costs: list[TreeCost], itemsize: int
+    program: Program,
+    last: StepNetwork,
+    batch: int,
+    costs: list[TreeCost],
+    itemsize: int,
+    contractions: int,
 ) -> Cost:
     """One :class:`Cost` from the per-step tree costs plus the leaves (of the last step's
-    network, which holds every other) and the outputs."""
+    network, which holds every other) and the outputs; ``contractions``: pairwise
+    contractions of one run, slices included."""
     leaves = sum(2 ** len(leaf.inds) for leaf in last.leaves)
     base = (leaves + batch * program.steps) * itemsize
     forward = max(c.forward_elements for c in costs) * itemsize + base
     backward = max(c.backward_elements for c in costs) * itemsize + 2 * base
+    flops = sum(c.flops for c in costs)
     return Cost(
         backend="tensornet",
         width=max(c.width for c in costs),
-        flops=sum(c.flops for c in costs),
+        flops=flops,
+        seconds=contractions * CONTRACTION_SECONDS + flops * FLOP_SECONDS,
         peak_bytes_forward=int(forward),
         peak_bytes_backward=int(backward),
         details={
@@ -234,33 +257,42 @@ def _summarise_cost(
 
 
 def estimate(program: Program, options: BackendOptions) -> Cost:
-    """A quick cost from the lane-sweep tree of every step: no search, no slicing.
+    """A quick cost for every step: no time-boxed search, no slicing.
 
-    The search in :func:`prepare` only ever picks a tree at least as good, so this is an
-    upper bound that :func:`qrnn_tn.backends.choose` can compare without paying for searches.
+    The lane-sweep tree decides whether a step fits the budget (cheap, so a long program
+    stops being costed at the first step over it); where it fits, the refined greedy tree
+    (:func:`~qrnn_tn.backends.tn_plan.greedy_estimate_tree`) replaces it when that scores
+    lower. The search in :func:`prepare` weighs both and keeps the lowest-scoring tree, so
+    this is close to an upper bound that :func:`qrnn_tn.backends.choose` can compare without
+    paying for the full search.
     """
     if options.dtype not in _REAL:
         raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
     itemsize = torch.finfo(_REAL[options.dtype]).bits // 8
     form = options.extra.get("neuron_form", "auto")
     budget = options.budget()
-    costs = []
+    costs, contractions = [], 0
     for step, net in enumerate(iter_networks(program, options.batch_size, form)):
+        contractions += len(net.leaves) - 1
         try:
-            cost = tree_cost(sweep_tree(net))
+            sweep = sweep_tree(net)
+            cost = tree_cost(sweep)
         except OverflowError:
             raise BackendError(
-                "the lane-sweep contraction of this program exceeds 2^1024 operations "
+                "the contraction of this program exceeds 2^1024 operations "
                 "(too many steps of a densely connected cell for a tensor network)"
             ) from None
         need = cost.forward_elements * itemsize
         if need > budget:  # later steps contain this one: no need to cost them
             raise BackendError(
-                f"estimated {format_bytes(need)} unsliced for step {step}'s lane-sweep "
-                f"contraction, over the memory budget of {format_bytes(budget)}"
+                f"estimated {format_bytes(need)} unsliced for step {step}'s contraction "
+                f"(quick estimate), over the memory budget of {format_bytes(budget)}"
             )
+        greedy = greedy_estimate_tree(net)
+        if greedy is not None and tree_score(greedy) < tree_score(sweep):
+            cost = tree_cost(greedy)
         costs.append(cost)
-    return _summarise_cost(program, net, options.batch_size, costs, itemsize)
+    return _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
 
 
 def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:

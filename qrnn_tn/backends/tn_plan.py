@@ -27,12 +27,14 @@ __all__ = [
     "TreeCost",
     "clear_memory_cache",
     "default_cache_dir",
+    "greedy_estimate_tree",
     "find_tree",
     "search_count",
     "segment_plan",
     "slice_tree",
     "sweep_tree",
     "tree_cost",
+    "tree_score",
 ]
 
 #: Widths above this trigger the time-boxed hyper-optimiser (when the budget allows).
@@ -45,10 +47,14 @@ GREEDY_TRIALS = 8
 #: intermediate at every absorbed leaf); slicing in ``prepare`` still enforces the budget.
 WIDTH_SLACK = 3
 
-#: Weight of an element written against a flop in a tree's score (:func:`_score`).
+#: Weight of an element written against a flop in a tree's score (:func:`tree_score`).
 WRITE_WEIGHT = 256
 #: Leaves per subtree that :func:`_refine` re-optimises exhaustively.
 RECONFIGURE_SUBTREE = 8
+
+#: Networks up to this many tensors get the refined Python greedy tree in quick estimates
+#: (:func:`greedy_estimate_tree`; about 0.3 s per step at 22 qubits, 3 steps).
+ESTIMATE_SEARCH_MAX_TENSORS = 1000
 
 #: Networks up to this many tensors also get cotengra's pure-Python greedy path, the
 #: subtree reconfiguration of the chosen tree (:func:`_refine`) and, when wide, the
@@ -126,7 +132,25 @@ def sweep_tree(net: StepNetwork) -> ctg.ContractionTree:
     return ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=_sweep_path(net))
 
 
-def _score(tree: ctg.ContractionTree) -> float:
+def greedy_estimate_tree(net: StepNetwork) -> ctg.ContractionTree | None:
+    """The refined Python greedy tree of a network of at most
+    :data:`ESTIMATE_SEARCH_MAX_TENSORS` tensors (else ``None``), for quick cost estimates:
+    no time-boxed search, yet far closer to the planned cost than the lane sweep (which
+    overestimated 3-step local cells 10–40-fold, enough for ``backend="auto"`` to pick a 3×
+    slower statevector)."""
+    inputs, output, sizes = symbols(net)
+    if len(inputs) < 2 or len(inputs) > ESTIMATE_SEARCH_MAX_TENSORS:
+        return None
+    greedy = _in_symbols(
+        ctg.array_contract_tree(inputs, output, sizes, optimize=_python_greedy),
+        inputs,
+        output,
+        sizes,
+    )
+    return _refine(greedy, greedy.contraction_width())
+
+
+def tree_score(tree: ctg.ContractionTree) -> float:
     """Flops plus :data:`WRITE_WEIGHT` × elements written (cotengra's combo cost).
 
     On CPU, writing the intermediates (permutes, copies) dominates the time of these networks
@@ -195,7 +219,7 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     fit = [t for t, w in zip(candidates, widths, strict=True) if w <= max_width]
     if small:
         fit = [_refine(t, max_width) for t in fit]
-    return min(fit, key=_score)
+    return min(fit, key=tree_score)
 
 
 def _refine(tree: ctg.ContractionTree, max_width: float) -> ctg.ContractionTree:
@@ -212,7 +236,7 @@ def _refine(tree: ctg.ContractionTree, max_width: float) -> ctg.ContractionTree:
     refined = tree.subtree_reconfigure(
         subtree_size=RECONFIGURE_SUBTREE, minimize=f"combo-{WRITE_WEIGHT}", seed=0, progbar=False
     )
-    if refined.contraction_width() <= max_width and _score(refined) < _score(tree):
+    if refined.contraction_width() <= max_width and tree_score(refined) < tree_score(tree):
         return refined
     return tree
 

@@ -390,6 +390,6 @@ def test_subtree_refinement_cuts_the_greedy_trees_cost():
         sizes,
     )
     refined = tn_plan._refine(greedy, greedy.contraction_width())
-    assert tn_plan._score(refined) < 0.5 * tn_plan._score(greedy)
+    assert tn_plan.tree_score(refined) < 0.5 * tn_plan.tree_score(greedy)
     assert refined.contraction_width() <= greedy.contraction_width()
     assert refined.inputs == greedy.inputs and refined.output == greedy.output
