@@ -184,6 +184,7 @@ def run_point(point: dict) -> dict:
         clear_memory_cache()
         plan, out["plan_warm_s"] = _timed(lambda: prepare(program, options))
     cost = plan.cost
+    out["greedy8_width"] = _best_greedy_width(plan._plan(1).networks.networks[-1])
     out.update(
         width=cost.width,
         flops=cost.flops,
@@ -233,6 +234,19 @@ def run_point(point: dict) -> dict:
 
         _, out[f"{name}_fwd_bwd_s"] = _timed(other_run)
     return out
+
+
+def _best_greedy_width(net) -> float:
+    """Width of the best of 8 randomised greedy trials on ``net`` (the issue's yardstick for
+    the planner's last-step tree)."""
+    import cotengra as ctg
+
+    from qrnn_tn.backends.tn_plan import symbols
+
+    inputs, output, sizes = symbols(net)
+    trials = ctg.RandomGreedyOptimizer(max_repeats=8, seed=0, parallel=False)
+    tree = ctg.array_contract_tree(inputs, output, sizes, optimize=trials)
+    return float(tree.contraction_width())
 
 
 def _report(out: dict) -> None:
@@ -313,15 +327,17 @@ def headline(results: list[dict]) -> None:
     for r in results:
         if "baseline_skipped" in r:
             print(
-                f"  {r['cell']:7s} n={r['qubits']:<4d} T={r['steps']}  fwd {r['forward_s']:.2f} s  "
-                f"fwd+bwd {r['fwd_bwd_s']:.2f} s; baseline not run: {r['baseline_skipped']}"
+                f"  {r['cell']:7s} n={r['qubits']:<4d} T={r['steps']}  width {r['width']:.0f} "
+                f"(best of 8 greedy trials {r['greedy8_width']:.0f})  fwd {r['forward_s']:.2f} "
+                f"s  fwd+bwd {r['fwd_bwd_s']:.2f} s; baseline not run: {r['baseline_skipped']}"
             )
         if "error" in r or "baseline_fwd_bwd_s" not in r:
             continue
         speed = r["baseline_fwd_bwd_s"] / r["fwd_bwd_s"]
         memory = r["baseline_retained_bytes"] / max(r["retained_bytes"], 1)
         print(
-            f"  {r['cell']:7s} n={r['qubits']:<4d} T={r['steps']}  fwd {r['forward_s']:.2f} s  "
+            f"  {r['cell']:7s} n={r['qubits']:<4d} T={r['steps']}  width {r['width']:.0f} "
+            f"(best of 8 greedy trials {r['greedy8_width']:.0f})  fwd {r['forward_s']:.2f} s  "
             f"fwd+bwd {r['fwd_bwd_s']:.2f} s vs {r['baseline_fwd_bwd_s']:.2f} s "
             f"(x{speed:.1f} faster)  retained {r['retained_bytes'] / 2**20:.1f} MiB vs "
             f"{r['baseline_retained_bytes'] / 2**20:.1f} MiB (x{memory:.1f} less); "
