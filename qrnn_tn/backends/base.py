@@ -54,7 +54,10 @@ class Cost:
     flop); backends without one are timed as :data:`DEFAULT_FLOP_SECONDS` per flop. Flops
     alone mislead between backends: small tensor operations cost their launch, not their
     flops, and a flop of a large matrix product is several times cheaper than one of the
-    statevector's memory-bound passes.
+    statevector's memory-bound passes. The models are fitted to single sequences on cells
+    the statevector does not fuse; they rank backends, and are only an order of magnitude
+    elsewhere (the statevector's fused blocks ran about ten times faster than predicted in a
+    ``qrnn-tn train`` of the paper's digits cell at batch 216).
     """
 
     backend: str
@@ -77,7 +80,7 @@ class Cost:
             f"backend: {self.backend} ({'exact' if self.exact else 'approximate'})",
             f"  largest intermediate: 2^{self.width:.1f} elements",
             f"  flops: {self.flops:.3e}",
-            f"  predicted time (fwd+bwd, one core): {self.predicted_seconds:.2g} s",
+            f"  predicted time (fwd+bwd, one core, rough): {self.predicted_seconds:.2g} s",
             f"  peak memory: forward {format_bytes(self.peak_bytes_forward)},"
             f" forward+backward {format_bytes(self.peak_bytes_backward)}",
         ]
@@ -364,8 +367,8 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
         ", ".join(f"{c.name} {c.cost.predicted_seconds:.2g} s" for c in candidates[1:]) or "none"
     )
     reason = (
-        f"chose {best.name}: predicted {best.cost.predicted_seconds:.2g} s "
-        f"({best.cost.flops:.2e} flops), peak "
+        f"chose {best.name}: predicted time {best.cost.predicted_seconds:.2g} s (a rough "
+        f"model that ranks backends; {best.cost.flops:.2e} flops), peak "
         f"{format_bytes(best.cost.peak_bytes_backward)} with gradients "
         f"(other candidates: {others})"
     )
