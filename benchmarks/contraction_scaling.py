@@ -323,7 +323,7 @@ def sweep(rows: list[tuple[str, list[int], list[int]]], args) -> list[dict]:
 
 def headline(results: list[dict]) -> None:
     """One line per point with a baseline: speed-up and retained-memory ratios."""
-    print("headline: tensornet vs baseline (quimb + greedy + plain autograd), same leaves")
+    print("headline: tensornet vs baseline (quimb + Python greedy + plain autograd), same leaves")
     for r in results:
         if "baseline_skipped" in r:
             print(

@@ -27,8 +27,8 @@ __all__ = [
     "TreeCost",
     "clear_memory_cache",
     "default_cache_dir",
-    "greedy_estimate_tree",
     "find_tree",
+    "greedy_estimate_tree",
     "search_count",
     "segment_plan",
     "slice_tree",
@@ -141,12 +141,7 @@ def greedy_estimate_tree(net: StepNetwork) -> ctg.ContractionTree | None:
     inputs, output, sizes = symbols(net)
     if len(inputs) < 2 or len(inputs) > ESTIMATE_SEARCH_MAX_TENSORS:
         return None
-    greedy = _in_symbols(
-        ctg.array_contract_tree(inputs, output, sizes, optimize=_python_greedy),
-        inputs,
-        output,
-        sizes,
-    )
+    greedy = _tree_of(_python_greedy, inputs, output, sizes)
     return _refine(greedy, greedy.contraction_width())
 
 
@@ -176,6 +171,12 @@ def _in_symbols(
     return ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=tree.get_ssa_path())
 
 
+def _tree_of(optimize, inputs, output, sizes) -> ctg.ContractionTree:
+    """The tree ``optimize`` finds, in the network's own index names (:func:`_in_symbols`)."""
+    tree = ctg.array_contract_tree(inputs, output, sizes, optimize=optimize)
+    return _in_symbols(tree, inputs, output, sizes)
+
+
 def _python_greedy(inputs, output, sizes, **_) -> list[tuple[int, int]]:
     """cotengra's pure-Python greedy path (the ``"greedy"`` preset is cotengrust's when
     installed)."""
@@ -192,8 +193,7 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     inputs, output, sizes = symbols(net)
 
     def found(optimize) -> ctg.ContractionTree:
-        tree = ctg.array_contract_tree(inputs, output, sizes, optimize=optimize)
-        return _in_symbols(tree, inputs, output, sizes)
+        return _tree_of(optimize, inputs, output, sizes)
 
     candidates = [sweep_tree(net)] if len(inputs) > 1 else []
     # in-process trials: a pool would split them into per-worker seeds, so the tree would
@@ -402,7 +402,7 @@ class TreeCost:
     slices: int
     forward_elements: int
     backward_elements: int
-    segments: SegmentPlan = SegmentPlan((), 0, 0)
+    segments: SegmentPlan
 
 
 def tree_cost(tree: ctg.ContractionTree) -> TreeCost:

@@ -102,10 +102,10 @@ def test_a_misspelt_option_is_refused_with_the_accepted_ones(backend):
 
 def test_small_cells_are_ranked_by_predicted_time_not_flops():
     """At 12 qubits, one step, the tensor network does 20x fewer flops than the statevector
-    but launches twice as many tensor operations, and runs slower (0.0096 s against 0.0071 s
+    but launches twice as many tensor operations, and runs slower (0.0089 s against 0.0076 s
     fwd+bwd in ``python -m benchmarks.contraction_scaling --threads 1``): the per-operation
     term of the time model must put the statevector first; at 22 qubits, three steps, the
-    tensor network's larger flop count is made of large products that run 3x faster."""
+    tensor network's larger flop count is made of large products that ran 6.9x faster."""
     from benchmarks.contraction_scaling import spec_for
 
     def ranked(qubits, steps):

@@ -372,8 +372,6 @@ def test_large_networks_skip_the_python_searches(monkeypatch, limit):
 def test_subtree_refinement_cuts_the_greedy_trees_cost():
     """The refinement pass must lower the score of the Python greedy tree on a local cell
     (it took the n = 100, 3-step tree from 2^26 to 2^23) and keep its leaves and output."""
-    import cotengra as ctg
-
     import qrnn_tn.backends.tn_plan as tn_plan
     from qrnn_tn.backends.tn_network import build_networks
 
@@ -383,12 +381,7 @@ def test_subtree_refinement_cuts_the_greedy_trees_cost():
     }
     net = build_networks(compile_program(spec, steps=3)).networks[-1]
     inputs, output, sizes = tn_plan.symbols(net)
-    greedy = tn_plan._in_symbols(
-        ctg.array_contract_tree(inputs, output, sizes, optimize=tn_plan._python_greedy),
-        inputs,
-        output,
-        sizes,
-    )
+    greedy = tn_plan._tree_of(tn_plan._python_greedy, inputs, output, sizes)
     refined = tn_plan._refine(greedy, greedy.contraction_width())
     assert tn_plan.tree_score(refined) < 0.5 * tn_plan.tree_score(greedy)
     assert refined.contraction_width() <= greedy.contraction_width()
