@@ -12,10 +12,12 @@ RY layers, input writes, projections and resets are applied in program order; tr
                      gathered by swaps.
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
                      default 1; 0 disables).
-``checkpoint_outer`` steps per outer block of a second level (default ``"auto"``: ``⌈√T⌉``
-                     for sequences longer than :data:`TWO_LEVEL_STEPS`, else none; 0: none).
-                     Backward then keeps about ``T / outer + outer`` states instead of ``T``,
-                     for one more forward pass.
+``checkpoint_outer`` steps per outer block of a second level (0: none). Backward then keeps
+                     about ``T / outer + outer`` states instead of ``T``, and every outer
+                     block but the last (the longest) runs forward once more. Default
+                     ``"auto"``: one level while its predicted backward memory fits
+                     ``memory_budget``; else the longest outer block that fits (the least
+                     recomputation); else ``⌈√T⌉`` (the least memory).
 
 The run returns :class:`MPSRunResult`, a :class:`RunResult` plus the discarded weight per
 step. Truncation error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
@@ -51,10 +53,8 @@ from qrnn_tn.backends.mps_cost import mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
 from qrnn_tn.backends.recompute import recompute
 
-__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff", "TWO_LEVEL_STEPS"]
+__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff"]
 
-#: Sequences longer than this get two checkpoint levels by default.
-TWO_LEVEL_STEPS = 16
 _OPTIONS = ("max_bond", "cutoff", "max_window", "checkpoint_steps", "checkpoint_outer")
 
 
@@ -127,29 +127,52 @@ class MPSPlan:
             raise BackendError(f"max_bond must be a positive integer or None; got {self.max_bond}")
         self.cutoff = float(extra.get("cutoff", default_cutoff(self.dtype)))
         self.checkpoint_steps = int(extra.get("checkpoint_steps", 1))
-        self.checkpoint_outer = _outer_block(
-            extra.get("checkpoint_outer", "auto"), self.checkpoint_steps, program.steps
-        )
         try:
             self.compiled = compile_mps(program, int(extra.get("max_window", 10)))
         except ValueError as err:
             raise BackendError(str(err)) from err
-        self._cost: Cost | None = None
+        self.checkpoint_outer = self._outer_block(extra.get("checkpoint_outer", "auto"))
+        self.cost = self._cost_at(self.checkpoint_outer)
 
-    @property
-    def cost(self) -> Cost:
-        if self._cost is None:
-            self._cost = mps_cost(
-                self.program,
-                self.compiled,
-                batch=self.options.batch_size,
-                max_bond=self.max_bond,
-                exact=self.cutoff <= default_cutoff(self.dtype),
-                itemsize=torch.finfo(self.dtype).bits // 8,
-                checkpoint_steps=self.checkpoint_steps,
-                checkpoint_outer=self.checkpoint_outer,
-            )
-        return self._cost
+    def _cost_at(self, checkpoint_outer: int) -> Cost:
+        return mps_cost(
+            self.program,
+            self.compiled,
+            batch=self.options.batch_size,
+            max_bond=self.max_bond,
+            exact=self.cutoff <= default_cutoff(self.dtype),
+            itemsize=torch.finfo(self.dtype).bits // 8,
+            checkpoint_steps=self.checkpoint_steps,
+            checkpoint_outer=checkpoint_outer,
+        )
+
+    def _outer_block(self, option) -> int:
+        """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one
+        level), resolving ``"auto"`` as the module doc says. The backward memory grows with
+        the outer block beyond ``√T``, so the longest block that fits is found by bisection."""
+        inner, steps = self.checkpoint_steps, self.program.steps
+        if option != "auto":
+            valid = isinstance(option, int) and option >= 0
+            if not valid or (option and inner > 0 and option % inner):
+                raise BackendError(
+                    f"checkpoint_outer must be 'auto', 0 or a positive multiple of "
+                    f"checkpoint_steps ({inner}); got {option!r}"
+                )
+            return option
+        budget = self.options.budget()
+        if inner <= 0 or self._cost_at(0).peak_bytes_backward <= budget:
+            return 0
+        low = max(math.ceil(math.sqrt(steps) / inner), 1)  # in units of inner blocks
+        high = max((steps - 1) // inner, low)
+        if self._cost_at(low * inner).peak_bytes_backward > budget:
+            return low * inner
+        while low < high:  # invariant: low fits
+            mid = (low + high + 1) // 2
+            if self._cost_at(mid * inner).peak_bytes_backward <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return low * inner
 
     def run(
         self,
@@ -199,13 +222,16 @@ class MPSPlan:
     def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
         """Run ``steps`` in chunks of ``size`` steps through ``run`` (under a checkpoint each
         but the last when ``checkpointed``: the backward pass would recompute the last chunk
-        at once, so its graph is kept instead); arguments and returns as :meth:`_run_steps`."""
+        at once, so its graph is kept instead); arguments and returns as :meth:`_run_steps`.
+        A shorter remainder chunk comes first, so the chunk not recomputed is a full one."""
         n_state = self.program.n_lanes - self.program.io + 1
         flat, tables = tensors[:n_state], tensors[n_state:]
         outputs = []
-        for first in range(steps.start, steps.stop, size):
-            last = first + size >= steps.stop
-            args = (range(first, min(first + size, steps.stop)), uniforms, words)
+        head = len(steps) % size or size
+        starts = [steps.start, *range(steps.start + head, steps.stop, size)]
+        for first, stop in zip(starts, [*starts[1:], steps.stop], strict=True):
+            last = stop == steps.stop
+            args = (range(first, stop), uniforms, words)
             if checkpointed and not last:
                 out = recompute(run, *args, *flat, *tables)
             else:
@@ -270,20 +296,6 @@ class MPSPlan:
             torch.stack(log_norm, dim=1),
             torch.stack(discarded, dim=1),
         )
-
-
-def _outer_block(option, inner: int, steps: int) -> int:
-    """Steps per outer checkpoint block (a multiple of ``inner``; 0 for one level)."""
-    if option == "auto":
-        if inner <= 0 or steps <= TWO_LEVEL_STEPS:
-            return 0
-        option = max(math.ceil(math.sqrt(steps) / inner), 1) * inner
-    if not isinstance(option, int) or option < 0 or (option and inner > 0 and option % inner):
-        raise BackendError(
-            f"checkpoint_outer must be 'auto', 0 or a positive multiple of checkpoint_steps "
-            f"({inner}); got {option!r}"
-        )
-    return option
 
 
 def _sample(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

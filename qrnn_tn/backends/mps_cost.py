@@ -55,7 +55,9 @@ def mps_cost(
     for w in compiled.windows[: math.ceil(per_step_neurons)]:
         m, k = 2 * d, 2.0 ** (w - 1) * d
         flops_step += 14 * m * k * min(m, k) + 2 * d * d * 2.0**w * d
-        act_step += (m * k + m * min(m, k) + min(m, k) * k) * 3
+        # kept for backward: the block twice (neuron and split inputs), the split-off C
+        # twice (renormalisation and the next absorption), the split's eigenvectors
+        act_step += 2 * m * k + 2 * d * k + m * min(m, k)
     moves = 2 * n * (program.spec.stages + 1) + compiled.swaps / steps
     flops_step += moves * 14 * (2 * d) * d * d
     act_step += moves * 6 * d * d

@@ -25,6 +25,50 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / norm.reshape(-1, *([1] * (x.dim() - 1)))
 
 
+def _rotate_target(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``[[c, -s], [s, c]]`` on axis 3 of ``v [B, X, L, 2, R, Z]``, ``c``/``s`` per ``[L, R]``."""
+    c, s = cos[:, :, None], sin[:, :, None]
+    v0, v1 = v[:, :, :, 0], v[:, :, :, 1]
+    y = torch.empty_like(v)
+    torch.mul(v0, c, out=y[:, :, :, 0]).addcmul_(v1, s, value=-1)
+    torch.mul(v1, c, out=y[:, :, :, 1]).addcmul_(v0, s)
+    return y
+
+
+class _Neuron(torch.autograd.Function):
+    """A neuron on a block viewed as ``v [B, X, L, 2, R, Z]`` (axis 3 the target), then
+    renormalised: returns ``y / ‖y‖`` and ``‖y‖² [B]`` for ``y = M v``.
+
+    Autograd would keep ``v``, its flipped copy and ``y`` (three blocks per neuron); this
+    keeps ``v`` alone and recomputes ``y`` in the backward, so a step's graph holds about
+    half the memory and the backward makes fewer passes over the block.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        y = _rotate_target(v, cos, sin)
+        norm = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1)
+        ctx.save_for_backward(v, cos, sin, norm)
+        return y.div_(norm.reshape(-1, 1, 1, 1, 1, 1)), norm.square()
+
+    @staticmethod
+    def backward(ctx, g_out: torch.Tensor, g_prob: torch.Tensor):
+        v, cos, sin, norm = ctx.saved_tensors
+        n = norm.reshape(-1, 1, 1, 1, 1, 1)
+        out = _rotate_target(v, cos, sin).div_(n)
+        inner = (out * g_out).reshape(out.shape[0], -1).sum(dim=1)
+        coef = (inner - 2 * g_prob * norm.square()).reshape(n.shape)
+        g_y = (g_out - out * coef).div_(n)
+        g_v = _rotate_target(g_y, cos, -sin) if ctx.needs_input_grad[0] else None
+        g_cos = g_sin = None
+        if ctx.needs_input_grad[1]:
+            g_cos = (v * g_y).sum(dim=(0, 1, 3, 5))
+        if ctx.needs_input_grad[2]:
+            v0, v1, g0, g1 = v[:, :, :, 0], v[:, :, :, 1], g_y[:, :, :, 0], g_y[:, :, :, 1]
+            g_sin = (v0 * g1 - v1 * g0).sum(dim=(0, 1, 4))
+        return g_v, g_cos, g_sin
+
+
 class BlockMPS:
     """Site tensors ``[B, Dl, 2, Dr]`` plus the normalised block; see the module doc.
 
@@ -207,14 +251,11 @@ class BlockMPS:
         sites (those left of the target, those right of it). The block is renormalised.
         """
         self.cover(a, b)
-        bd, left, right, dr = self._legs(target)
-        view = self.block.reshape(bd, left, 2, right, dr)
-        signed_sin = torch.stack((-sin, sin), dim=1)[:, :, :, None]  # [L, 2, R, 1]
-        out = torch.addcmul(view * cos[:, None, :, None], view.flip(2), signed_sin)
-        out = out.reshape(self.block.shape[0], -1)
-        norm = torch.linalg.vector_norm(out, dim=1)
-        self.block = (out / norm[:, None]).reshape(self.block.shape)
-        return norm.square()
+        _, left, right, dr = self._legs(target)
+        view = self.block.reshape(self.block.shape[0], -1, left, 2, right, dr)
+        out, prob = _Neuron.apply(view, cos, sin)
+        self.block = out.reshape(self.block.shape)
+        return prob
 
     def swap(self, pos: int) -> None:
         """Exchange the lanes on sites ``pos`` and ``pos + 1``."""

@@ -79,8 +79,10 @@ class _Split(torch.autograd.Function):
 class _GramSplit(torch.autograd.Function):
     """Truncated split through ``eigh(M Mᵀ)`` (rows ≤ columns): ``U`` = top eigenvectors,
     ``C = Uᵀ M``. Backward: eigenvector perturbation with the Lorentzian-guarded
-    ``1/(λ_k - λ_j)``; for gauge-invariant outputs the degenerate part cancels as in
-    :class:`_Split`."""
+    ``1/(λ_k - λ_j)``, for kept ``k`` and discarded ``j`` only. Kept-kept pairs rotate ``U``
+    inside its own span (``U -> U O``, ``C -> Oᵀ C``), which no MPS output sees: for such
+    outputs ``Uᵀ ∂L/∂U`` is symmetric, their term antisymmetric, and its contribution
+    ``g + gᵀ`` is exactly zero, so it is not computed."""
 
     @staticmethod
     def forward(ctx, m: torch.Tensor, max_bond: int, cutoff: float):
@@ -102,12 +104,14 @@ class _GramSplit(torch.autograd.Function):
     def backward(ctx, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor):
         m, lam, w = ctx.saved_tensors
         keep = ctx.keep
-        u = w[..., :keep]
+        u, rest = w[..., :keep], w[..., keep:]
         g_m = u @ g_c
+        if rest.shape[-1] == 0:  # nothing discarded: U is square and M = U C exactly
+            return g_m, None, None
         g_ut = g_u + m @ g_c.mT  # total gradient on U (C = Uᵀ M)
-        x = w.mT @ g_ut  # [B, r, k]
-        f = _lorentz(lam[:, None, :keep] - lam[:, :, None], broadening(m.dtype))
-        g_g = w @ (f * x) @ u.mT
+        x = rest.mT @ g_ut  # [B, r - k, k]
+        f = _lorentz(lam[:, None, :keep] - lam[:, keep:, None], broadening(m.dtype))
+        g_g = rest @ (f * x) @ u.mT
         return g_m + (g_g + g_g.mT) @ m, None, None
 
 

@@ -211,7 +211,7 @@ def test_product_state_gradient_equals_dense():
 
 def test_split_backward_matches_finite_differences():
     torch.manual_seed(0)
-    for m, n, bond in [(6, 9, None), (9, 6, None), (6, 9, 3)]:
+    for m, n, bond in [(6, 9, None), (9, 6, None), (6, 9, 3), (6, 9, 6)]:
         mat = torch.randn(2, m, n, dtype=torch.float64, requires_grad=True)
         weight = torch.randn(2, m, m, dtype=torch.float64)
 
@@ -257,10 +257,27 @@ def test_sample_mode_and_checkpointing_agree():
 
 def test_checkpoint_options_are_checked():
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=40)
-    assert prepare(program, BackendOptions()).checkpoint_outer == 7  # ⌈√40⌉ by default
-    extra = {"checkpoint_steps": 2, "checkpoint_outer": 3}
-    with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
-        prepare(program, BackendOptions(extra=extra))
+    for extra in ({"checkpoint_steps": 2, "checkpoint_outer": 3}, {"checkpoint_outer": "x"}):
+        with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
+            prepare(program, BackendOptions(extra=extra))
+
+
+def test_auto_checkpoint_outer_recomputes_least_within_the_budget():
+    """One level when it fits; else the longest outer block whose predicted backward memory
+    fits (bigger blocks would not, smaller ones recompute more); else ⌈√T⌉ (least memory)."""
+    program = compile_program(_spec(2, 12, 1, 2, 2, {"local": 1}), steps=40)
+
+    def plan(budget):
+        return prepare(program, BackendOptions(batch_size=8, memory_budget=budget))
+
+    one_level = plan(None).cost.peak_bytes_backward
+    assert plan(None).checkpoint_outer == 0
+    assert plan(one_level).checkpoint_outer == 0
+    chosen = plan(one_level - 1)
+    assert 7 <= chosen.checkpoint_outer < 40
+    assert chosen.cost.peak_bytes_backward <= one_level - 1
+    assert chosen._cost_at(chosen.checkpoint_outer + 1).peak_bytes_backward > one_level - 1
+    assert plan(1).checkpoint_outer == 7  # nothing fits: ⌈√40⌉
 
 
 def test_wide_local_cell_runs():
@@ -314,3 +331,31 @@ def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, 
     )
     plan.run(params, torch.zeros(2, 5, dtype=torch.long)).log_norm.sum().backward()
     assert len(seen) == calls and sum(seen) == calls * inner
+
+
+def test_neuron_backward_matches_autograd_of_the_plain_formula():
+    """The fused neuron's hand-written backward against gradcheck and against autograd
+    through the unfused formula (multiply, flip, renormalise)."""
+    from qrnn_tn.backends.mps_state import _Neuron
+
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(3, 2, 2, 2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    cos = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    sin = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(_Neuron.apply, (v, cos, sin))
+
+    def plain(v, cos, sin):
+        signed = torch.stack((-sin, sin), dim=1)[:, :, :, None]
+        y = v * cos[:, None, :, None] + v.flip(3) * signed
+        norm = torch.linalg.vector_norm(y.reshape(3, -1), dim=1)
+        return y / norm.reshape(-1, 1, 1, 1, 1, 1), norm.square()
+
+    weights = torch.randn(v.shape, dtype=torch.float64, generator=gen), torch.randn(3)
+    grads = []
+    for fn in (_Neuron.apply, plain):
+        out, prob = fn(v, cos, sin)
+        loss = (out * weights[0]).sum() + (prob * weights[1]).sum()
+        grads.append(torch.autograd.grad(loss, (v, cos, sin)))
+        assert torch.allclose(out, plain(v, cos, sin)[0], atol=1e-14)
+    for fused, reference in zip(*grads, strict=True):
+        assert torch.allclose(fused, reference, atol=1e-12)
