@@ -29,9 +29,12 @@ def recompute(fn: Callable[..., tuple[torch.Tensor, ...]], *args: Any) -> tuple[
     are. Integer outputs are not differentiable.
     """
     where = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    # the closure keeps the other arguments only: the tensors live in the autograd context,
+    # which frees them once the backward pass has used them
+    others = [None if isinstance(a, torch.Tensor) else a for a in args]
 
     def call(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        full = list(args)
+        full = list(others)
         for i, tensor in zip(where, tensors, strict=True):
             full[i] = tensor
         return fn(*full)

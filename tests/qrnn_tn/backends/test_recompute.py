@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 
 import torch
@@ -57,3 +58,18 @@ def test_inputs_without_gradients_get_none_and_gradcheck_passes():
     (y, _, _) = recompute(layer, 1.0, x, w, torch.zeros(2))
     (gx,) = torch.autograd.grad(y.sum(), x)
     assert gx.shape == x.shape and w.grad is None
+
+
+def test_saved_inputs_are_freed_once_the_backward_pass_has_used_them():
+    """A long chain of checkpoints keeps its boundary states only until each is recomputed:
+    a reference held past that (e.g. by the closure that reruns the function) would keep
+    every boundary of the sequence alive for the whole backward pass."""
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    hidden = torch.tanh(x * 2)  # an intermediate: only the checkpoint keeps it
+    alive = weakref.ref(hidden)
+    y, _, _ = recompute(layer, 1.0, hidden, w, torch.zeros(2))
+    del hidden
+    assert alive() is not None  # saved for the backward pass
+    y.sum().backward()  # the graph (y.grad_fn) is still referenced by y
+    assert alive() is None
