@@ -209,6 +209,24 @@ def headline(quick: bool, init: str) -> dict:
     return row
 
 
+def forward_profile(steps: int) -> list[dict]:
+    """Where the headline cell's forward spends its time (n = 100, bond 32, batch 32,
+    N(0, 1) weights): the torch operators by self CPU time, with their share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    program = compile_program(local_spec(100), steps=steps)
+    params, words = _inputs(program, 32)
+    plan = prepare(program, BackendOptions(batch_size=32, extra={"max_bond": 32}))
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        plan.run(params, words)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {"op": e.key, "calls": e.count, "self_share": e.self_cpu_time_total / total}
+        for e in events[:8]
+    ]
+
+
 def exactness(bonds: list[int]) -> list[dict]:
     """Probability and gradient error vs the untruncated run on a 10-lane cell."""
     program = compile_program(local_spec(10, radius=2), steps=6)
@@ -384,6 +402,8 @@ def report(results: dict, threads: int) -> None:
             f"{r['bond']}: prob {r['prob_error']:.1e}, grad {r['grad_rel_error']:.1e}, "
             f"discarded {r['discarded_total']:.1e}"
         )
+    for row in results.get("profile", []):
+        print(f"forward profile: {row['op']}: {row['self_share']:.0%} ({row['calls']} calls)")
     if "memory_64x100" in results:
         m = results["memory_64x100"]
         print(
@@ -404,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parts",
         help="comma-separated subset: by_lanes, by_bond, by_steps, exactness, errors, headline, "
-        "headline_paper_init, memory_64x100 (default: all; --quick leaves out the memory run)",
+        "headline_paper_init, memory_64x100, profile (default: all; --quick leaves out the memory "
+        "run)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -434,6 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         "headline": lambda: headline(q, "normal"),
         "headline_paper_init": lambda: headline(q, "paper"),
         "memory_64x100": lambda: peak_memory(64, 100, 32, 32, MEMORY_TARGET),
+        "profile": lambda: forward_profile(3 if q else 6),
     }
     chosen = (
         args.parts.split(",") if args.parts else [p for p in parts if p != "memory_64x100" or not q]
