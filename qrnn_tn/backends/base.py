@@ -296,11 +296,13 @@ class Candidate:
 def rank_backends(
     program: Program, options: BackendOptions
 ) -> tuple[list[Candidate], dict[str, str]]:
-    """The exact backends that fit the memory budget, fastest predicted first
-    (:attr:`Cost.predicted_seconds`), and the reason each other backend was ruled out.
+    """The backends that fit the memory budget, and the reason each other one was ruled out.
 
-    Costs come from each backend's quick estimate where it has one (no path search). Each
-    backend receives the ``extra`` keys it reads; a key no backend reads is an error.
+    Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
+    after them those that the options make approximate (the MPS backend under a
+    ``max_bond`` below the exact bond), in the same order. Costs come from each backend's
+    quick estimate where it has one (no path search). Each backend receives the ``extra``
+    keys it reads; a key no backend reads is an error.
     """
     check_extra(options.extra, backend_names())
     budget = options.budget()
@@ -312,13 +314,11 @@ def rank_backends(
         except BackendError as err:
             refused[name] = str(err)
             continue
-        if not cost.exact:
-            refused[name] = "not exact with these options"
-        elif cost.peak_bytes_backward > budget:
+        if cost.peak_bytes_backward > budget:
             refused[name] = f"estimated {format_bytes(cost.peak_bytes_backward)}"
         else:
             candidates.append(Candidate(name, cost, plan))
-    candidates.sort(key=lambda c: c.cost.predicted_seconds)
+    candidates.sort(key=lambda c: (not c.cost.exact, c.cost.predicted_seconds))
     return candidates, refused
 
 
@@ -345,26 +345,36 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     """Pick the cheapest exact backend that fits the memory budget, and prepare it.
 
     The ranking is :func:`rank_backends`', so only the chosen backend pays for its planning.
-    When no quick estimate fits, backends whose estimate is only an upper bound are planned
-    in full before giving up. Returns the plan and a sentence saying what was chosen and
-    why. Raises :class:`BackendError` naming every candidate's estimate when none fits.
+    When no quick estimate of an exact backend fits, backends whose estimate is only an
+    upper bound are planned in full; only then does an approximate candidate (one the
+    options allow to truncate, e.g. ``max_bond``) get the run. Returns the plan and a
+    sentence saying what was chosen and why. Raises :class:`BackendError` naming every
+    candidate's estimate when none fits.
     """
     candidates, refused = rank_backends(program, options)
-    planned = None if candidates else _planned_past_estimate(program, options, refused)
+    exact = any(c.cost.exact for c in candidates)
+    planned = None if exact else _planned_past_estimate(program, options, refused)
     if planned is not None:
         candidates = [planned]
     if not candidates:
         raise BackendError(
             f"no exact backend fits the memory budget of {format_bytes(options.budget())}: "
             + "; ".join(f"{name}: {why}" for name, why in refused.items())
-            + ". Use fewer steps, a smaller batch, a larger budget or an approximate backend."
+            + ". Use fewer steps, a smaller batch or a larger budget, or allow an approximate "
+            "run: the backend option max_bond (e.g. 32) caps the MPS backend's bond and "
+            "reports the weight it discards."
         )
     best = candidates[0]
     plan = best.plan
     if plan is None:
         plan = _BACKENDS[best.name].prepare(program, _own_options(best.name, options))
     others = (
-        ", ".join(f"{c.name} {c.cost.predicted_seconds:.2g} s" for c in candidates[1:]) or "none"
+        ", ".join(
+            f"{c.name} {c.cost.predicted_seconds:.2g} s"
+            + ("" if c.cost.exact else " (approximate)")
+            for c in candidates[1:]
+        )
+        or "none"
     )
     reason = (
         f"chose {best.name}: predicted time {best.cost.predicted_seconds:.2g} s (a rough "
@@ -374,6 +384,11 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     )
     if planned is not None:
         reason += " after planning it in full: its quick estimate was over the budget"
+    if not best.cost.exact:
+        reason += (
+            "; approximate: no exact backend fits, and the options let this one truncate "
+            "(the discarded weight is reported)"
+        )
     if refused:
         reason += "; ruled out: " + "; ".join(f"{n}: {why}" for n, why in refused.items())
     return plan, reason

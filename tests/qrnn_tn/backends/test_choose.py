@@ -78,14 +78,34 @@ def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp
 
 def test_each_backend_gets_only_its_own_options(tmp_path):
     """auto passes ``max_bond`` to the MPS backend only (which, capped below the exact bond,
-    is no longer a candidate) and the cache directory to the tensor network only."""
+    ranks after every exact backend) and the cache directory to the tensor network only."""
     program = compile_program("examples/dna.toml", steps=4)
     extra = {"cache_dir": tmp_path, "max_bond": 2}
     candidates, refused = rank_backends(program, BackendOptions(extra=extra))
-    assert "statevector" in {c.name for c in candidates}
-    assert refused["mps"] == "not exact with these options"
+    names = [c.name for c in candidates]
+    assert "statevector" in names and names[-1] == "mps"
+    assert [c.cost.exact for c in candidates] == [True] * (len(names) - 1) + [False]
     assert "option" not in refused.get("tensornet", "")
     assert get_backend("mps")(program, BackendOptions(extra={"max_bond": 2})).max_bond == 2
+    plan, reason = choose(program, BackendOptions(extra=extra))
+    assert plan.cost.exact and "mps" in reason and "(approximate)" in reason
+
+
+def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
+    """A 30-lane local cell over 6 steps: no statevector, an exact MPS bond of 2^15 and a
+    tensor network over any small budget. Without a bond cap auto refuses and says how to
+    allow truncation; with ``max_bond`` it runs the capped MPS and says it is approximate."""
+    spec = {"cell": {"io": 2, "workspace": 28}, "neuron": {"topology": {"local": 1}}}
+    program = compile_program(spec, steps=6)
+    extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 1}
+    options = BackendOptions(batch_size=2, memory_budget=2**28, extra=extra)
+    with pytest.raises(BackendError, match="max_bond"):
+        choose(program, options)
+    capped = BackendOptions(batch_size=2, memory_budget=2**28, extra={**extra, "max_bond": 8})
+    plan, reason = choose(program, capped)
+    assert plan.cost.backend == "mps" and plan.max_bond == 8 and not plan.cost.exact
+    assert "approximate: no exact backend fits" in reason
+    assert plan.cost.peak_bytes_backward <= 2**28
 
 
 @pytest.mark.parametrize("backend", ["auto", "statevector", "mps", "tensornet"])
