@@ -152,7 +152,7 @@ class MPSPlan:
         the outer block beyond ``√T``, so the longest block that fits is found by bisection."""
         inner, steps = self.checkpoint_steps, self.program.steps
         if option != "auto":
-            valid = isinstance(option, int) and option >= 0
+            valid = isinstance(option, int) and not isinstance(option, bool) and option >= 0
             if not valid or (option and inner > 0 and option % inner):
                 raise BackendError(
                     f"checkpoint_outer must be 'auto', 0 or a positive multiple of "

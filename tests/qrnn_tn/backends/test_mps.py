@@ -257,7 +257,11 @@ def test_sample_mode_and_checkpointing_agree():
 
 def test_checkpoint_options_are_checked():
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=40)
-    for extra in ({"checkpoint_steps": 2, "checkpoint_outer": 3}, {"checkpoint_outer": "x"}):
+    for extra in (
+        {"checkpoint_steps": 2, "checkpoint_outer": 3},
+        {"checkpoint_outer": "x"},
+        {"checkpoint_outer": True},
+    ):
         with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
             prepare(program, BackendOptions(extra=extra))
 
