@@ -71,7 +71,18 @@ _OP_CLASSES: dict[str, type] = {
     "project": Project,
 }
 _SLOT_KINDS = ("bias", "weight", "rotation")
-_HEADER_KEYS = ("format", "version", "spec", "steps", "n_lanes", "n_qubits", "io", "slots", "ops")
+_HEADER_KEYS = (
+    "format",
+    "version",
+    "spec",
+    "steps",
+    "n_lanes",
+    "n_qubits",
+    "io",
+    "separate_targets",
+    "slots",
+    "ops",
+)
 
 
 class HasDescribe(Protocol):
@@ -115,6 +126,7 @@ def to_json(program: Program) -> str:
         "n_lanes": program.n_lanes,
         "n_qubits": program.dag.n_qubits,
         "io": program.io,
+        "separate_targets": program.separate_targets,
     }
     slots = [{"index": s.index, "name": s.name, "kind": s.kind} for s in program.slots]
     fields = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in header.items()]
@@ -175,7 +187,9 @@ def _convert(value: Any, kind: str, where: str) -> Any:
     raise CompileError(f"{where}: got {value!r}; expected {expected}")
 
 
-def _op_from_json(data: Any, where: str, n_slots: int, steps: int, io: int) -> Operation:
+def _op_from_json(
+    data: Any, where: str, n_slots: int, n_tokens: int, steps: int, io: int
+) -> Operation:
     kind = _field(data, "kind", where)
     if kind not in _OP_FIELDS:
         raise CompileError(f"{where}: unknown op kind {kind!r}; known: {', '.join(_OP_FIELDS)}")
@@ -193,8 +207,10 @@ def _op_from_json(data: Any, where: str, n_slots: int, steps: int, io: int) -> O
     if any(not 0 <= s < n_slots for s in slots):
         raise CompileError(f"{where}: refers to a slot outside 0 … {n_slots - 1}")
     token = fields.get("token")
-    if token is not None and not 0 <= token <= steps:
-        raise CompileError(f"{where}: token {token} outside 0 … {steps} (steps + 1 tokens)")
+    if token is not None and not 0 <= token < n_tokens:
+        raise CompileError(
+            f"{where}: token {token} outside 0 … {n_tokens - 1} (the program's tokens)"
+        )
     if kind == "readout" and not 0 <= fields["step"] < steps:
         raise CompileError(f"{where}: step {fields['step']} outside 0 … {steps - 1}")
     if kind == "project" and len(fields["qubits"]) != io:
@@ -246,6 +262,9 @@ def from_json(text: str) -> Program:
         _convert(_field(data, key, where), "int", f"{where}.{key}")
         for key in ("steps", "n_lanes", "n_qubits", "io")
     )
+    separate = data.get("separate_targets", False)
+    if not isinstance(separate, bool):
+        raise CompileError(f"{where}.separate_targets: got {separate!r}; expected true or false")
     if steps < 1 or (n_lanes, io) != (spec.n_lanes, spec.io) or n_qubits < n_lanes:
         raise CompileError(
             f"{where}: steps {steps}, n_lanes {n_lanes}, io {io}, n_qubits {n_qubits} do not "
@@ -264,12 +283,13 @@ def from_json(text: str) -> Program:
                 f"{', '.join(_SLOT_KINDS)}}}"
             )
         table.append(Slot(index, name, kind))
+    n_tokens = steps + 1 + (steps if separate else 0)
     ops = _field(data, "ops", where)
     if not isinstance(ops, list):
         raise CompileError(f"{where}.ops: expected a list of operations")
     dag = GateDAG(
         ops=tuple(
-            _op_from_json(op, f"{where}.ops[{i}]", len(table), steps, io)
+            _op_from_json(op, f"{where}.ops[{i}]", len(table), n_tokens, steps, io)
             for i, op in enumerate(ops)
         ),
         n_lanes=n_lanes,
@@ -277,7 +297,7 @@ def from_json(text: str) -> Program:
         io=io,
         slots=tuple(table),
     )
-    return Program(spec=spec, dag=dag, steps=steps)
+    return Program(spec=spec, dag=dag, steps=steps, separate_targets=separate)
 
 
 # ------------------------------------------------------------------------------ OpenQASM 3
@@ -322,7 +342,7 @@ def _check_words(words: Sequence[int], program: Program) -> list[int]:
     tokens = [int(w) for w in words]
     if len(tokens) != program.n_tokens:
         raise CompileError(
-            f"words: expected steps + 1 = {program.n_tokens} tokens, got {len(tokens)}"
+            f"words: expected the program's {program.n_tokens} tokens, got {len(tokens)}"
         )
     bad = [w for w in tokens if not 0 <= w < 2**program.io]
     if bad:
@@ -438,7 +458,8 @@ def to_qasm3(
     post = 0
     for i, op in enumerate(dag.ops):
         if i in starts:
-            out.append(f"// step {starts[i]}: reads token {starts[i]}, predicts {starts[i] + 1}")
+            target = program.target_tokens[starts[i]]
+            out.append(f"// step {starts[i]}: reads token {starts[i]}, predicts token {target}")
         wires = ", ".join(f"q[{q}]" for q in op.qubits)
         if op.kind == "gate" and op.name == "x":
             out.append(f"x {wires};")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from compiler.ir import CompileError, GateDAG, Operation, Slot, WordBit
-from compiler.lower import decompose_neurons, literal_neuron, lower_cell
+from compiler.lower import INPUT_TOKEN, decompose_neurons, literal_neuron, lower_cell
 from compiler.passes import optimise as run_passes
 from compiler.spec import CellSpec, load_spec
 
@@ -22,13 +22,18 @@ class Program:
     """A cell unrolled over ``steps`` steps, read by every backend.
 
     Step ``t`` (0-based) reads token ``t`` and is projected on token ``t + 1``; a sequence
-    for the program therefore has ``steps + 1`` tokens of ``io`` bits. ``dag`` holds all
-    operations in time order; ``Readout(step=t)`` marks the distribution read at step ``t``.
+    for the program therefore has ``steps + 1`` tokens of ``io`` bits. With
+    ``separate_targets`` the projection targets are a stream of their own (the original
+    code's long-range memory task feeds random bases but collapses onto the remembered one):
+    step ``t`` is projected on token ``steps + 1 + t``, so the program reads ``2 steps + 1``
+    tokens, the inputs then the targets. ``dag`` holds all operations in time order;
+    ``Readout(step=t)`` marks the distribution read at step ``t``.
     """
 
     spec: CellSpec
     dag: GateDAG
     steps: int
+    separate_targets: bool = False
 
     @property
     def io(self) -> int:
@@ -52,7 +57,13 @@ class Program:
 
     @property
     def n_tokens(self) -> int:
-        return self.steps + 1
+        return self.steps + 1 + (self.steps if self.separate_targets else 0)
+
+    @property
+    def target_tokens(self) -> list[int]:
+        """The token each step is projected on (and scored against), in step order."""
+        first = self.steps + 1 if self.separate_targets else 1
+        return list(range(first, first + self.steps))
 
     def segments(self) -> list[tuple[int, int]]:
         """``(start, stop)`` op ranges, one per step, each ending just after its readout.
@@ -111,23 +122,30 @@ def literal_counts(program: Program) -> dict[str, Any]:
     return {"operations": dict(sorted(total.items())), "multi_qubit": multi}
 
 
-def _shift(op: Operation, step: int) -> Operation:
-    """``op`` of a one-step cell moved to step ``step`` (absolute tokens and readout step)."""
+def _shift(op: Operation, step: int, target_token: int) -> Operation:
+    """``op`` of a one-step cell moved to step ``step`` (absolute tokens and readout step).
+
+    The cell's input token becomes ``step``; its target token becomes ``target_token``.
+    """
     if op.kind == "wordx":
-        return replace(op, bit=WordBit(op.bit.token + step, op.bit.bit))
+        token = step if op.bit.token == INPUT_TOKEN else target_token
+        return replace(op, bit=WordBit(token, op.bit.bit))
     if op.kind == "project":
-        return replace(op, token=op.token + step)
+        return replace(op, token=target_token)
     if op.kind == "readout":
         return replace(op, step=op.step + step)
     return op
 
 
-def unroll(cell: GateDAG, steps: int, spec: CellSpec) -> Program:
+def unroll(cell: GateDAG, steps: int, spec: CellSpec, *, separate_targets: bool = False) -> Program:
     """Repeat the one-step ``cell`` ``steps`` times with absolute token indices."""
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
         raise CompileError(f"steps must be an integer in 1 … {MAX_STEPS}; got {steps!r}")
-    ops = tuple(_shift(op, t) for t in range(steps) for op in cell.ops)
-    return Program(spec=spec, dag=cell.with_ops(ops), steps=steps)
+    first_target = steps + 1 if separate_targets else 1
+    ops = tuple(_shift(op, t, first_target + t) for t in range(steps) for op in cell.ops)
+    return Program(
+        spec=spec, dag=cell.with_ops(ops), steps=steps, separate_targets=separate_targets
+    )
 
 
 def compile_program(
@@ -136,6 +154,7 @@ def compile_program(
     *,
     optimise: bool = True,
     literal: bool = False,
+    separate_targets: bool = False,
 ) -> Program:
     """Spec → lowered cell → unrolled program → optimisation passes.
 
@@ -149,9 +168,11 @@ def compile_program(
         Run :func:`compiler.passes.optimise` on the unrolled program.
     literal
         Expand neurons into the ancilla circuit (for export; simulators use neurons).
+    separate_targets
+        Project on a target stream of its own instead of the next input (:class:`Program`).
     """
     spec = load_spec(spec)
-    program = unroll(lower_cell(spec), steps, spec)
+    program = unroll(lower_cell(spec), steps, spec, separate_targets=separate_targets)
     if literal:
         program = replace(program, dag=decompose_neurons(program.dag))
     if optimise:

@@ -29,7 +29,7 @@ from torch import nn
 
 from compiler.spec import load_spec
 from qrnn_tn.data import SequenceDataset
-from qrnn_tn.model import QRNN, step_losses
+from qrnn_tn.model import QRNN, step_losses, step_targets
 from qrnn_tn.plots import plot_bands
 from qrnn_tn.tasks import build_datasets, default_spec
 from qrnn_tn.train import atomic_write
@@ -73,7 +73,8 @@ class ClassicalRNN(nn.Module):
     """A classical baseline: one-hot words -> ``nn.RNN``/``nn.LSTM`` -> linear readout.
 
     ``forward(words [B, L])`` returns teacher-forced distributions ``[B, L-1, 2^io]`` like
-    :class:`~qrnn_tn.model.QRNN`.
+    :class:`~qrnn_tn.model.QRNN`; a target stream changes nothing for it (nothing is
+    projected), so ``targets`` is accepted and unused.
     """
 
     def __init__(self, kind: str, io: int, hidden: int, *, seed: int = 0) -> None:
@@ -90,7 +91,7 @@ class ClassicalRNN(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, words: torch.Tensor) -> torch.Tensor:
+    def forward(self, words: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         x = nn.functional.one_hot(words[:, :-1], self.n_words).to(torch.float64)
         out, _ = self.rnn(x)
         return torch.softmax(self.readout(out), dim=-1)
@@ -128,14 +129,18 @@ def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _loss(model: nn.Module, words: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+def _loss(
+    model: nn.Module, words: np.ndarray, mask: np.ndarray, targets: np.ndarray | None
+) -> torch.Tensor:
     words_t = torch.from_numpy(words)
-    return step_losses(model(words_t), words_t)[torch.from_numpy(mask)].mean()
+    targets_t = None if targets is None else torch.from_numpy(targets)
+    scored = step_targets(words_t, targets_t)
+    return step_losses(model(words_t, targets_t), scored)[torch.from_numpy(mask)].mean()
 
 
 def _val_loss(model: nn.Module, data: SequenceDataset) -> float:
     with torch.no_grad():
-        return float(_loss(model, data.words, data.mask))
+        return float(_loss(model, data.words, data.mask, data.targets))
 
 
 def fit(
@@ -159,9 +164,10 @@ def fit(
     started, step, epoch = time.perf_counter(), 0, 0
     val_loss = best = _val_loss(model, val_set)
     while step < max_steps and not val_loss < threshold:
-        for words, mask in train_set.batches(batch_size, shuffle=True, seed=seed * 100003 + epoch):
+        epoch_seed = seed * 100003 + epoch
+        for words, mask, targets in train_set.batches(batch_size, shuffle=True, seed=epoch_seed):
             optimiser.zero_grad()
-            _loss(model, words, mask).backward()
+            _loss(model, words, mask, targets).backward()
             nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             optimiser.step()
             step += 1
@@ -402,7 +408,7 @@ def gradient_study(
                     continue
                 model = make_model(name, seed, cell)
                 data["parameters"][name] = _n_params(model)
-                _loss(model, batch.words, batch.mask).backward()
+                _loss(model, batch.words, batch.mask, batch.targets).backward()
                 grads = [p.grad.reshape(-1) for p in model.parameters()]
                 norm = float(torch.linalg.vector_norm(torch.cat(grads)))
                 data["runs"].append(

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from qrnn_tn.model import step_losses
+from qrnn_tn.model import step_losses, step_targets
 
 __all__ = [
     "DistributedError",
@@ -84,10 +84,12 @@ class Group:
         ddp: DistributedDataParallel,
         words: torch.Tensor,
         mask: torch.Tensor,
+        targets: torch.Tensor | None,
         loss_kind: str,
         seen: dict[str, float],
     ) -> torch.Tensor:
-        """Forward and backward this rank's shard of the global batch ``words, mask``.
+        """Forward and backward this rank's shard of the global batch ``words, mask``
+        (with its target stream ``targets``, or ``None``: see :meth:`QRNN.forward`).
 
         The gradients left in the parameters (averaged by DDP) equal the one-process
         gradient of the mean loss over the batch's unmasked steps. Returns that global mean
@@ -96,19 +98,21 @@ class Group:
         """
         device = self.device
         words, mask = words.to(device), mask.to(device)
+        scored = step_targets(words, targets if targets is None else targets.to(device))
         n_global = int(mask.sum())
         local_words, local_mask = shard(words, mask, self.rank, self.world_size)
+        local_scored = shard(scored, mask, self.rank, self.world_size)[0]
         weight = self.world_size / n_global  # DDP divides the summed gradients by the world
         if local_words.shape[0] == 0:  # fewer rows than ranks: join the all-reduce with 0
-            local_words, local_mask, weight = words[:1], mask[:1], 0.0
-        probs = ddp(local_words)
-        local_sum = step_losses(probs, local_words, loss_kind)[local_mask].sum()
+            local_words, local_mask, local_scored, weight = words[:1], mask[:1], scored[:1], 0.0
+        probs = ddp(local_words, None if targets is None else local_scored)
+        local_sum = step_losses(probs, local_scored, loss_kind)[local_mask].sum()
         (local_sum * weight).backward()
         module = ddp.module
         with torch.no_grad():
-            p_target = probs.gather(-1, local_words[:, 1:].unsqueeze(-1)).squeeze(-1)
+            p_target = probs.gather(-1, local_scored.unsqueeze(-1)).squeeze(-1)
             tiny = torch.finfo(probs.dtype).tiny
-            correct = (probs.argmax(-1) == local_words[:, 1:])[local_mask].sum()
+            correct = (probs.argmax(-1) == local_scored)[local_mask].sum()
             stats = torch.stack(
                 [
                     local_sum.detach().double(),

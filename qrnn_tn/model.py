@@ -31,7 +31,7 @@ from qrnn_tn.backends import (
 )
 from qrnn_tn.simulate import init_params
 
-__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "sequence_loss", "real_dtype"]
+__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss", "real_dtype"]
 
 #: Loss kinds accepted by :meth:`QRNN.loss` (QRNN.md §6).
 LOSS_KINDS = ("nll", "paper")
@@ -50,22 +50,30 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
     )
 
 
-def step_losses(probs: torch.Tensor, words: torch.Tensor, kind: str = "nll") -> torch.Tensor:
+def step_targets(words: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """The word each step is projected on and scored against, ``[batch, L - 1]``.
+
+    ``targets`` when given (a target stream of its own), else the next inputs ``words[:, 1:]``.
+    """
+    return words[:, 1:] if targets is None else targets
+
+
+def step_losses(probs: torch.Tensor, targets: torch.Tensor, kind: str = "nll") -> torch.Tensor:
     """Per-step losses ``[batch, steps]`` of teacher-forced distributions.
 
     Parameters
     ----------
     probs
         ``[batch, steps, 2^io]`` per-step distributions.
-    words
-        ``[batch, steps + 1]`` tokens; step ``t`` is scored on ``words[:, t + 1]``.
+    targets
+        ``[batch, steps]`` the word step ``t`` is scored on (:func:`step_targets`).
     kind
-        ``"nll"``: ``-log p_t(w_{t+1})``. ``"paper"``: cross-entropy of the probabilities
+        ``"nll"``: ``-log p_t(v_t)``. ``"paper"``: cross-entropy of the probabilities
         taken as logits minus that of a one-hot prediction, so a perfect prediction scores 0.
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
-    p_target = probs.gather(-1, words[:, 1:].unsqueeze(-1)).squeeze(-1)
+    p_target = probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if kind == "nll":
         return -torch.log(p_target.clamp_min(torch.finfo(probs.dtype).tiny))
     perfect = -1.0 + math.log(math.e + probs.shape[-1] - 1)
@@ -73,12 +81,12 @@ def step_losses(probs: torch.Tensor, words: torch.Tensor, kind: str = "nll") -> 
 
 
 def sequence_loss(
-    probs: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, kind: str = "nll"
+    probs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, kind: str = "nll"
 ) -> torch.Tensor:
     """Mean of :func:`step_losses` over the unmasked steps (bool ``mask [batch, steps]``)."""
     if not bool(mask.any()):
         raise ValueError("the mask selects no step: there is nothing to score in this batch")
-    return step_losses(probs, words, kind)[mask].mean()
+    return step_losses(probs, targets, kind)[mask].mean()
 
 
 class QRNN(nn.Module):
@@ -147,9 +155,9 @@ class QRNN(nn.Module):
                     "parameters, so init must be a flat vector of that length in canonical order"
                 )
         self.theta = nn.Parameter(values.to(real_dtype(dtype)))
-        self._programs: dict[int, Program] = {}
-        self._plans: OrderedDict[tuple[int, int], Plan] = OrderedDict()
-        self._chosen: dict[int, str] = {}  # steps -> backend name picked by choose()
+        self._programs: dict[tuple[int, bool], Program] = {}
+        self._plans: OrderedDict[tuple[int, int, bool], Plan] = OrderedDict()
+        self._chosen: dict[tuple[int, bool], str] = {}  # program key -> backend choose() picked
         self.backend_reason = ""
 
     @property
@@ -178,20 +186,24 @@ class QRNN(nn.Module):
                 f"({', '.join(self.slot_names[:3])}, …): build the model from the saved spec"
             )
 
-    def program(self, steps: int) -> Program:
-        """The compiled program for ``steps`` steps (cached)."""
-        if steps not in self._programs:
-            self._programs[steps] = compile_program(self.spec, steps)
-        return self._programs[steps]
+    def program(self, steps: int, separate_targets: bool = False) -> Program:
+        """The compiled program for ``steps`` steps (cached); see :class:`Program` for
+        ``separate_targets``."""
+        key = (steps, separate_targets)
+        if key not in self._programs:
+            self._programs[key] = compile_program(
+                self.spec, steps, separate_targets=separate_targets
+            )
+        return self._programs[key]
 
-    def plan(self, steps: int, batch: int) -> Plan:
+    def plan(self, steps: int, batch: int, separate_targets: bool = False) -> Plan:
         """The backend plan for ``steps`` steps and ``batch`` sequences (cached).
 
         With ``backend="auto"``, :func:`~qrnn_tn.backends.choose` runs once per length;
         other batch sizes of that length reuse its choice while it fits the memory budget,
         and choose again otherwise.
         """
-        key = (steps, batch)
+        key = (steps, batch, separate_targets)
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
@@ -202,16 +214,16 @@ class QRNN(nn.Module):
             batch_size=batch,
             extra=self.backend_options,
         )
-        program = self.program(steps)
+        program = self.program(steps, separate_targets)
         if self.backend == "auto":
             plan = None
-            if steps in self._chosen:
-                plan = get_backend(self._chosen[steps])(program, options)
+            if key[::2] in self._chosen:
+                plan = get_backend(self._chosen[key[::2]])(program, options)
                 if plan.cost.peak_bytes_backward > options.budget():
                     plan = None
             if plan is None:
                 plan, self.backend_reason = choose(program, options)
-                self._chosen[steps] = plan.cost.backend
+                self._chosen[key[::2]] = plan.cost.backend
         else:
             plan = get_backend(self.backend)(program, options)
             self.backend_reason = f"backend {self.backend} (as configured)"
@@ -228,32 +240,69 @@ class QRNN(nn.Module):
                 f"{where} must have shape [batch, L] with batch >= 1 and L >= 2 tokens; "
                 f"got {tuple(words.shape)}"
             )
-        if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
-            raise ValueError(f"{where} must hold integer tokens; got dtype {words.dtype}")
-        words = words.to(torch.int64)
-        low, high = int(words.min()), int(words.max())
+        return self._tokens(words, where)
+
+    def _tokens(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
+        """``tokens`` as int64 on the model's device, or ValueError for non-integers and
+        words outside ``0 … 2^io - 1``."""
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise ValueError(f"{where} must hold integer tokens; got dtype {tokens.dtype}")
+        tokens = tokens.to(torch.int64)
+        low, high = int(tokens.min()), int(tokens.max())
         if low < 0 or high >= 2**self.io:
             raise ValueError(
                 f"{where} holds tokens in [{low}, {high}]; a cell with io={self.io} reads "
                 f"words 0 … {2**self.io - 1}"
             )
-        return words.to(self.theta.device)
+        return tokens.to(self.theta.device)
+
+    def check_targets(
+        self, targets: torch.Tensor | np.ndarray | None, words: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``targets`` as int64 ``[batch, L - 1]`` matching ``words`` (``None`` stays ``None``)."""
+        if targets is None:
+            return None
+        targets = torch.as_tensor(targets)
+        expected = (words.shape[0], words.shape[1] - 1)
+        if tuple(targets.shape) != expected:
+            raise ValueError(
+                f"targets must have shape [batch, L-1] = {list(expected)} (one word per step); "
+                f"got {list(targets.shape)}"
+            )
+        return self._tokens(targets, "targets")
 
     def run(
         self,
         words: torch.Tensor | np.ndarray,
         *,
+        targets: torch.Tensor | np.ndarray | None = None,
         mode: str = "teacher",
         generator: torch.Generator | None = None,
     ) -> RunResult:
-        """The backend's full :class:`RunResult` for ``words [batch, L]`` (``L - 1`` steps)."""
-        words = self.check_words(words)
-        batch, length = words.shape
-        return self.plan(length - 1, batch).run(self.theta, words, mode=mode, generator=generator)
+        """The backend's full :class:`RunResult` for ``words [batch, L]`` (``L - 1`` steps).
 
-    def forward(self, words: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Teacher-forced per-step distributions ``[batch, L - 1, 2^io]`` (differentiable)."""
-        return self.run(words).probs
+        ``targets [batch, L - 1]`` gives each step a word to be projected on other than the
+        next input (teacher mode only); ``RunResult.words`` then holds the inputs followed by
+        the targets.
+        """
+        words = self.check_words(words)
+        targets = self.check_targets(targets, words)
+        batch, length = words.shape
+        separate = targets is not None
+        if separate:
+            words = torch.cat([words, targets], dim=1)
+        plan = self.plan(length - 1, batch, separate)
+        return plan.run(self.theta, words, mode=mode, generator=generator)
+
+    def forward(
+        self, words: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced per-step distributions ``[batch, L - 1, 2^io]`` (differentiable).
+
+        Step ``t`` reads ``words[:, t]`` and is projected on ``targets[:, t]`` when given,
+        else on the next input ``words[:, t + 1]``.
+        """
+        return self.run(words, targets=targets).probs
 
     def check_mask(self, mask: torch.Tensor | np.ndarray, words: torch.Tensor) -> torch.Tensor:
         """``mask`` as a bool tensor ``[batch, L - 1]`` matching ``words``."""
@@ -271,15 +320,21 @@ class QRNN(nn.Module):
         words: torch.Tensor | np.ndarray,
         mask: torch.Tensor | np.ndarray | None = None,
         kind: str = "nll",
+        targets: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
-        """Mean loss over the unmasked steps (all steps without a mask): :func:`sequence_loss`."""
+        """Mean loss over the unmasked steps (all steps without a mask): :func:`sequence_loss`.
+
+        ``targets`` as in :meth:`forward`.
+        """
         if kind not in LOSS_KINDS:
             raise ValueError(f"loss kind {kind!r} is unknown; accepted: {', '.join(LOSS_KINDS)}")
         words = self.check_words(words)
+        targets = self.check_targets(targets, words)
         if mask is None:
             mask = torch.ones(words.shape[0], words.shape[1] - 1, dtype=torch.bool)
         mask = self.check_mask(mask, words)
-        return sequence_loss(self(words), words, mask, kind)
+        probs = self(words, targets)
+        return sequence_loss(probs, step_targets(words, targets), mask, kind)
 
     @torch.no_grad()
     def generate(
@@ -318,14 +373,18 @@ class QRNN(nn.Module):
         return words[0] if single else words
 
     def label_distribution(
-        self, words: torch.Tensor | np.ndarray, n_label_steps: int
+        self,
+        words: torch.Tensor | np.ndarray,
+        n_label_steps: int,
+        targets: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
         """Exact joint distribution of the last ``n_label_steps`` label words (QRNN.md §3).
 
         Entry ``[b, v]`` is ``Π_i p_t(v_i)`` for the label words ``v = (v_1 … v_k)`` read as
         one integer MSB-first, each step teacher-forced on the branch's earlier label words
         (the collapse onto ``v_i`` shapes the later steps). Branches sharing ``v_1 … v_{k-1}``
-        share one run, so ``2^(io (k-1))`` runs of the batch are made.
+        share one run, so ``2^(io (k-1))`` runs of the batch are made. With ``targets`` (as in
+        :meth:`forward`) the label words are the last targets and the inputs stay as given.
 
         Returns
         -------
@@ -333,6 +392,7 @@ class QRNN(nn.Module):
             ``[batch, 2^(io k)]``, each row summing to 1.
         """
         words = self.check_words(words)
+        targets = self.check_targets(targets, words)
         batch, length = words.shape
         k = n_label_steps
         if not 1 <= k <= length - 1:
@@ -342,9 +402,15 @@ class QRNN(nn.Module):
         prefixes = torch.arange(n_prefix, device=words.device)
         shifts = self.io * torch.arange(k - 2, -1, -1, device=words.device)
         prefix_words = (prefixes[:, None] >> shifts[None, :]) & (n_words - 1)  # [M, k-1]
-        branched = words.repeat(n_prefix, 1)  # prefix-major: row m * batch + b
-        branched[:, length - k : length - 1] = prefix_words.repeat_interleave(batch, dim=0)
-        probs = self(branched).view(n_prefix, batch, length - 1, n_words)
+        # prefix-major rows m * batch + b; the targets of steps length-1-k … length-3 (the
+        # next inputs when there is no target stream) are the branch's label words
+        branched = step_targets(words, targets).repeat(n_prefix, 1)
+        branched[:, length - 1 - k : length - 2] = prefix_words.repeat_interleave(batch, dim=0)
+        if targets is None:
+            probs = self(torch.cat([words[:, :1].repeat(n_prefix, 1), branched], dim=1))
+        else:
+            probs = self(words.repeat(n_prefix, 1), branched)
+        probs = probs.view(n_prefix, batch, length - 1, n_words)
         first = length - 1 - k  # the step that predicts the first label word
         joint = torch.ones(n_prefix, batch, dtype=probs.dtype, device=probs.device)
         for i in range(k - 1):

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from qrnn_tn.model import QRNN  # noqa: E402
+from qrnn_tn.model import QRNN, step_targets  # noqa: E402
 from qrnn_tn.train import atomic_write, load_run, read_metrics  # noqa: E402
 
 __all__ = [
@@ -106,17 +106,21 @@ def plot_distributions(
     path: str | os.PathLike,
     mask: torch.Tensor | np.ndarray | None = None,
     title: str = "",
+    targets: torch.Tensor | np.ndarray | None = None,
 ) -> Path:
     """Heat map of the teacher-forced distributions ``p_t(w)`` of one sequence ``[L]``.
 
-    Rows are words, columns steps; the target of each step is marked (a ring where the
-    step is scored, a dot where it is not).
+    Rows are words, columns steps; the target of each step (``targets [L - 1]`` when the
+    task has a target stream, else the next word) is marked: a ring where the step is
+    scored, a dot where it is not.
     """
     words = torch.as_tensor(words).reshape(1, -1)
-    probs = model(words)[0].cpu().numpy()  # [steps, 2^io]
+    if targets is not None:
+        targets = torch.as_tensor(targets).reshape(1, -1)
+    probs = model(words, targets)[0].cpu().numpy()  # [steps, 2^io]
     steps = probs.shape[0]
     scored = np.ones(steps, bool) if mask is None else np.asarray(mask, bool).reshape(-1)
-    targets = words[0, 1:].cpu().numpy()
+    targets = step_targets(words, targets)[0].cpu().numpy()
     fig, ax = plt.subplots(figsize=DISTRIBUTION_SIZE, dpi=DPI, layout="constrained")
     image = ax.imshow(
         probs.T,
@@ -209,6 +213,7 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
         test.words[0],
         run_dir / "distributions.png",
         mask=test.mask[0],
+        targets=None if test.targets is None else test.targets[0],
         title=f"{config.task}: p_t(w) on test sequence 0 (rings: scored targets)",
     )
     prompts = test.words[:n_samples, :1]

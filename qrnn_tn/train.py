@@ -34,7 +34,7 @@ from tqdm import tqdm
 from compiler.spec import load_spec
 from qrnn_tn import distributed
 from qrnn_tn.data import SequenceDataset
-from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses
+from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
 from qrnn_tn.simulate import DTYPE_NAMES
 
 __all__ = [
@@ -290,17 +290,17 @@ def evaluate(
     """
     loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
     discarded: dict[str, float] = {}
-    for words, mask in dataset.batches(batch_size):
-        device = model.theta.device
-        words_t, mask_t = torch.from_numpy(words).to(device), torch.from_numpy(mask).to(device)
-        result = model.run(words_t)
+    for batch in dataset.batches(batch_size):
+        words_t, mask_t, targets_t = _tensors(*batch, device=model.theta.device)
+        scored = step_targets(words_t, targets_t)
+        result = model.run(words_t, targets=targets_t)
         probs = result.probs
         for key, value in _truncation(result).items():
             discarded[key] = max(value, discarded.get(key, 0.0))
-        loss_sum += float(step_losses(probs, words_t, loss_kind)[mask_t].sum())
+        loss_sum += float(step_losses(probs, scored, loss_kind)[mask_t].sum())
         n_scored += int(mask_t.sum())
-        correct += int((probs.argmax(-1) == words_t[:, 1:])[mask_t].sum())
-        p_target = probs.gather(-1, words_t[:, 1:].unsqueeze(-1)).squeeze(-1)
+        correct += int((probs.argmax(-1) == scored)[mask_t].sum())
+        p_target = result.target_prob
         overhead_sum += float((1 / p_target.clamp_min(torch.finfo(probs.dtype).tiny)).sum())
         n_steps += p_target.numel()
     if n_scored == 0:
@@ -314,6 +314,15 @@ def evaluate(
         "overhead": overhead_sum / n_steps,
         "sequences": len(dataset),
     } | discarded
+
+
+def _tensors(
+    words: np.ndarray, mask: np.ndarray, targets: np.ndarray | None, device: torch.device | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A batch of :meth:`SequenceDataset.batches` as tensors on ``device``."""
+    words_t, mask_t = torch.from_numpy(words).to(device), torch.from_numpy(mask).to(device)
+    targets_t = None if targets is None else torch.from_numpy(targets).to(device)
+    return words_t, mask_t, targets_t
 
 
 def _truncation(result: Any) -> dict[str, float]:
@@ -331,8 +340,10 @@ def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> f
     chunk = max(1, batch_size // runs_per_sequence)
     correct = 0
     for start in range(0, len(dataset), chunk):
-        words = torch.from_numpy(dataset.words[start : start + chunk])
-        predicted = model.label_distribution(words, k).argmax(-1).cpu()
+        rows = slice(start, start + chunk)
+        words = torch.from_numpy(dataset.words[rows])
+        targets = None if dataset.targets is None else torch.from_numpy(dataset.targets[rows])
+        predicted = model.label_distribution(words, k, targets).argmax(-1).cpu()
         correct += int((predicted == torch.from_numpy(dataset.labels[start : start + chunk])).sum())
     return correct / len(dataset)
 
@@ -360,7 +371,7 @@ def scheduled_lr(config: TrainConfig, step: int, total: int) -> float:
 
 def _batch(
     dataset: SequenceDataset, batch_size: int, seed: int, step: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The batch of optimiser step ``step`` (0-based): a function of seed and step only."""
     per_epoch = math.ceil(len(dataset) / batch_size)
     epoch, index = divmod(step, per_epoch)
@@ -368,8 +379,7 @@ def _batch(
     batches: Iterator = dataset.batches(batch_size, shuffle=True, seed=epoch_seed)
     for _ in range(index):
         next(batches)
-    words, mask = next(batches)
-    return torch.from_numpy(words), torch.from_numpy(mask)
+    return _tensors(*next(batches), device=None)
 
 
 def _train_step(
@@ -377,6 +387,7 @@ def _train_step(
     optimiser: torch.optim.Optimizer,
     words: torch.Tensor,
     mask: torch.Tensor,
+    targets: torch.Tensor | None,
     config: TrainConfig,
     ddp: torch.nn.Module | None = None,
 ) -> dict[str, float]:
@@ -386,16 +397,18 @@ def _train_step(
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
         if ddp is not None:  # data-parallel hook: this rank's shard (qrnn_tn.distributed)
-            return distributed.current().loss_backward(ddp, words, mask, config.loss, seen)
-        result = model.run(words)
+            group = distributed.current()
+            return group.loss_backward(ddp, words, mask, targets, config.loss, seen)
+        result = model.run(words, targets=targets)
         probs = result.probs
-        loss = step_losses(probs, words, config.loss)[mask].mean()
+        scored = step_targets(words, targets)
+        loss = step_losses(probs, scored, config.loss)[mask].mean()
         loss.backward()
         if not seen:  # the first evaluation is the batch's state before the step
-            p_target = probs.detach().gather(-1, words[:, 1:].unsqueeze(-1)).squeeze(-1)
+            p_target = result.target_prob.detach()
             tiny = torch.finfo(probs.dtype).tiny
             seen["loss"] = float(loss.detach())
-            seen["accuracy"] = float((probs.argmax(-1) == words[:, 1:])[mask].double().mean())
+            seen["accuracy"] = float((probs.argmax(-1) == scored)[mask].double().mean())
             seen["overhead"] = float((1 / p_target.clamp_min(tiny)).mean())
             seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
             seen.update(_truncation(result))
@@ -556,11 +569,11 @@ def train(
     started = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < total and state["stopped"] is None:
-            words, mask = _batch(train_set, config.batch_size, config.seed, state["step"])
+            words, mask, targets = _batch(train_set, config.batch_size, config.seed, state["step"])
             lr = scheduled_lr(config, state["step"], total)
             for param_group in optimiser.param_groups:
                 param_group["lr"] = lr
-            record = {**_train_step(model, optimiser, words, mask, config, ddp), "lr": lr}
+            record = {**_train_step(model, optimiser, words, mask, targets, config, ddp), "lr": lr}
             state["step"] += 1
             step = state["step"]
             record = {"split": "train", "step": step, **record}

@@ -49,9 +49,28 @@ def neuron_operator(op, params, n: int) -> np.ndarray:
 
 def dense_run(dag: GateDAG, params, words, *, return_state: bool = False):
     """Per-step readout distributions ``[steps, 2^io]`` of ``dag`` for token sequence ``words``."""
-    n = dag.n_qubits
-    state = np.zeros(2**n)
+    state = np.zeros(2**dag.n_qubits)
     state[0] = 1.0
+    probs, state = _apply(dag, params, words, state)
+    out = np.array(probs)
+    return (out, state) if return_state else out
+
+
+def dense_cell_sequence(cell: GateDAG, params, inputs, targets) -> np.ndarray:
+    """Distributions ``[steps, 2^io]`` of a one-step ``cell`` (tokens 0: input, 1: target)
+    run step by step on its own, step ``t`` reading ``inputs[t]`` and projected on
+    ``targets[t]``; no unrolled program is involved."""
+    state = np.zeros(2**cell.n_qubits)
+    state[0] = 1.0
+    probs = []
+    for word, target in zip(inputs, targets, strict=False):
+        step_probs, state = _apply(cell, params, [word, target], state)
+        probs += step_probs
+    return np.array(probs)
+
+
+def _apply(dag: GateDAG, params, words, state: np.ndarray) -> tuple[list, np.ndarray]:
+    n = dag.n_qubits
     idx = np.arange(2**n)
     probs = []
     for op in dag.ops:
@@ -81,8 +100,7 @@ def dense_run(dag: GateDAG, params, words, *, return_state: bool = False):
             state /= np.linalg.norm(state)
         else:
             raise AssertionError(f"unknown op {op}")
-    out = np.array(probs)
-    return (out, state) if return_state else out
+    return probs, state
 
 
 def embed(matrix: np.ndarray, qubits, n: int) -> np.ndarray:

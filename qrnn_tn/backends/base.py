@@ -178,14 +178,20 @@ def check_params(program: Program, params: torch.Tensor, backend: str) -> torch.
 
 
 def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) -> torch.Tensor:
-    """Validated tokens as int64 ``[batch, steps + 1]``.
+    """Validated tokens as int64 ``[batch, program.n_tokens]``.
 
-    In ``"teacher"`` mode ``words`` holds every token. In ``"sample"`` mode it is the prompt
-    ``[batch, 1]`` (or a full ``[batch, steps + 1]`` of which only the first token is used);
-    the returned tensor has zeros where the run will write the sampled tokens.
+    In ``"teacher"`` mode ``words`` holds every token (with separate targets: the inputs,
+    then the targets). In ``"sample"`` mode it is the prompt ``[batch, 1]`` (or a full
+    ``[batch, steps + 1]`` of which only the first token is used); the returned tensor has
+    zeros where the run will write the sampled tokens.
     """
     if mode not in MODES:
         raise BackendError(f"{backend}: mode {mode!r}; accepted: 'teacher', 'sample'")
+    if mode == "sample" and program.separate_targets:
+        raise BackendError(
+            f"{backend}: sample mode draws each step's word as the next input, so it needs a "
+            "program whose targets are the next inputs (compiled without separate_targets)"
+        )
     words = torch.as_tensor(words)
     length = program.n_tokens
     lengths = (length,) if mode == "teacher" else (1, length)
@@ -211,6 +217,12 @@ def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) 
         out[:, 0] = words[:, 0]
         return out
     return words.clone()
+
+
+def target_probs(program: Program, probs: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """``p_t(v_t)`` ``[batch, steps]``: each step's probability of the word it is projected on."""
+    index = torch.as_tensor(program.target_tokens, device=words.device)
+    return probs.gather(2, words[:, index, None])[..., 0]
 
 
 Estimator = Callable[[Program, BackendOptions], Cost]

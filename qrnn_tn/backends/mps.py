@@ -47,6 +47,7 @@ from qrnn_tn.backends.base import (
     check_params,
     check_words,
     register_backend,
+    target_probs,
 )
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
 from qrnn_tn.backends.mps_cost import mps_cost
@@ -213,7 +214,7 @@ class MPSPlan:
         words, (probs, log_norm, discarded) = out[0], out[-3:]
         return MPSRunResult(
             probs=probs,
-            target_prob=probs.gather(2, words[:, 1:, None])[..., 0],
+            target_prob=target_probs(program, probs, words),
             log_norm=log_norm.sum(dim=1),
             words=words,
             discarded=discarded.detach(),  # a diagnostic: truncation is not differentiated

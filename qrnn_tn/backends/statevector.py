@@ -64,6 +64,7 @@ from qrnn_tn.backends.base import (
     check_words,
     format_bytes,
     register_backend,
+    target_probs,
 )
 
 __all__ = ["StatevectorPlan", "prepare", "MAX_QUBITS", "DTYPES"]
@@ -1341,7 +1342,7 @@ class StatevectorPlan:
                 self._forward(run, None)
             probs, log_norm = run.outputs()
             words = run.words
-        target = probs.gather(2, words[:, 1:, None]).squeeze(2)
+        target = target_probs(self.program, probs, words)
         return RunResult(probs=probs, target_prob=target, log_norm=log_norm, words=words)
 
     def _check_params(self, params: torch.Tensor) -> torch.Tensor:

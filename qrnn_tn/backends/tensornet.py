@@ -36,6 +36,7 @@ from qrnn_tn.backends.base import (
     check_words,
     format_bytes,
     register_backend,
+    target_probs,
 )
 from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
 from qrnn_tn.backends.tn_executor import run_on_executor
@@ -212,7 +213,7 @@ class TensorNetPlan:
                 drawn = torch.multinomial(p.detach().clamp_min(0), 1, generator=generator)
                 words[:, t + 1] = drawn[:, 0]
         out = torch.stack(probs, 1)
-        target = out.gather(2, words[:, 1:, None])[..., 0]
+        target = target_probs(program, out, words)
         return RunResult(probs=out, target_prob=target, log_norm=log_norm, words=words)
 
 

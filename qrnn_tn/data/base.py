@@ -3,7 +3,8 @@
 A dataset holds ``N`` sequences of ``L`` tokens; each token is an ``io``-bit word whose bit 0
 (qubit 0) is the most significant bit (QRNN.md §1). Step ``t`` (0-based, ``t < L - 1``) reads
 token ``t`` and predicts token ``t + 1``; ``mask[n, t]`` says whether that prediction counts in
-the loss (QRNN.md §3, §6).
+the loss (QRNN.md §3, §6). A task may give the steps a target stream of their own (``targets``):
+step ``t`` then reads token ``t`` and predicts, and is projected on, ``targets[n, t]``.
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ class SequenceDataset:
         Bits per token (the number of i/o lanes).
     labels : np.ndarray or None
         int64 ``[N]`` class indices for classification tasks; they must equal the last
-        ``n_label_steps`` tokens read as one number (:func:`decode_label`).
+        ``n_label_steps`` step targets read as one number (:func:`decode_label`).
     n_label_steps : int
         Number of label tokens at the end of each sequence (0 without labels).
     name : str
         Human-readable name used in messages and logs.
+    targets : np.ndarray or None
+        int64 ``[N, L - 1]``: the word each step is projected on and scored against, when it
+        is not the next input (``None``: step ``t`` targets ``words[:, t + 1]``).
     """
 
     words: np.ndarray
@@ -91,6 +95,7 @@ class SequenceDataset:
     labels: np.ndarray | None = None
     n_label_steps: int = 0
     name: str = "dataset"
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"SequenceDataset {self.name!r}"
@@ -105,17 +110,28 @@ class SequenceDataset:
         n, length = w.shape
         if length < 2:
             raise DataError(f"{where}: sequences need L >= 2 tokens (one step), got L={length}")
-        if w.size and (w.min() < 0 or w.max() >= 2**self.io):
-            raise DataError(
-                f"{where}: tokens must satisfy 0 <= w < 2**io = {2**self.io}, found values "
-                f"in [{w.min()}, {w.max()}]; raise io or fix the encoding"
-            )
+        self._check_range(where, "tokens", w)
         if not isinstance(m, np.ndarray) or m.dtype != np.bool_ or m.shape != (n, length - 1):
             raise DataError(
                 f"{where}: mask must be a bool array of shape [N, L-1] = [{n}, {length - 1}], "
                 f"got {_describe(m)}"
             )
+        y = self.targets
+        if y is not None:
+            if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.shape != m.shape:
+                raise DataError(
+                    f"{where}: targets must be an int64 array of shape [N, L-1] = "
+                    f"[{n}, {length - 1}] (one word per step), got {_describe(y)}"
+                )
+            self._check_range(where, "targets", y)
         self._check_labels(where, n, length)
+
+    def _check_range(self, where: str, what: str, w: np.ndarray) -> None:
+        if w.size and (w.min() < 0 or w.max() >= 2**self.io):
+            raise DataError(
+                f"{where}: {what} must satisfy 0 <= w < 2**io = {2**self.io}, found values "
+                f"in [{w.min()}, {w.max()}]; raise io or fix the encoding"
+            )
 
     def _check_labels(self, where: str, n: int, length: int) -> None:
         k, labels = self.n_label_steps, self.labels
@@ -133,15 +149,20 @@ class SequenceDataset:
                 f"{where}: with labels, n_label_steps must be in 1..L-1 = 1..{length - 1}, got {k}"
             )
         weights = 2 ** (self.io * np.arange(k - 1, -1, -1, dtype=np.int64))
-        written = self.words[:, length - k :] @ weights
+        written = self.step_targets[:, length - 1 - k :] @ weights
         bad = np.flatnonzero(written != labels)
         if bad.size:
             i = int(bad[0])
             raise DataError(
-                f"{where}: labels disagree with the last {k} token(s) of {bad.size} "
+                f"{where}: labels disagree with the last {k} target(s) of {bad.size} "
                 f"sequence(s), e.g. sequence {i}: label {labels[i]} but tokens encode "
                 f"{written[i]}; write labels with encode_label()"
             )
+
+    @property
+    def step_targets(self) -> np.ndarray:
+        """``[N, L - 1]``: the word each step is scored against (``targets`` or the next input)."""
+        return self.words[:, 1:] if self.targets is None else self.targets
 
     def __len__(self) -> int:
         return int(self.words.shape[0])
@@ -178,6 +199,7 @@ class SequenceDataset:
             words=self.words[idx],
             mask=self.mask[idx],
             labels=None if self.labels is None else self.labels[idx],
+            targets=None if self.targets is None else self.targets[idx],
         )
 
     def split(self, fractions: Sequence[float], seed: int = 0) -> tuple[SequenceDataset, ...]:
@@ -204,8 +226,9 @@ class SequenceDataset:
 
     def batches(
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(words [B, L], mask [B, L-1])`` batches covering every sequence once.
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Yield ``(words [B, L], mask [B, L-1], targets [B, L-1] or None)`` batches covering
+        every sequence once (``targets`` is ``None`` when the dataset has none).
 
         The last batch may be smaller. With ``shuffle`` the order is a permutation fixed
         by ``seed`` (pass e.g. the epoch number for a fresh order per epoch).
@@ -216,7 +239,11 @@ class SequenceDataset:
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            yield self.words[idx], self.mask[idx]
+            yield (
+                self.words[idx],
+                self.mask[idx],
+                None if self.targets is None else self.targets[idx],
+            )
 
 
 def _describe(x: object) -> str:

@@ -109,24 +109,34 @@ def elman_letters(n_consonants: int, *, n_sequences: int = 1, seed: int = 0) -> 
 
 
 def dna(length: int, *, n_sequences: int = 1, seed: int = 0) -> SequenceDataset:
-    """Long-range memory: recall one marked base of a random GATC string at the last step.
+    """Long-range memory: hold one marked base of a random GATC string to the last step.
 
     Encoding (``io = 3``): a base is the 2-bit word ``DNA_BASES.index(base)`` in the low
-    two bits (G=0, A=1, T=2, C=3); the top bit (bit 0, value 4) is set on exactly one
-    token, the marked base, at a uniformly random position ``m < length // 2`` (the first
-    half). Tokens ``0 … length-2`` are random bases; the last token is the marked base
-    again, unmarked. Only the last step (predicting it) counts. ``labels`` hold the marked
-    base index (one label step), so the task also reads as 4-class classification.
+    two bits (G=0, A=1, T=2, C=3); the top bit (bit 0, value 4) is set on exactly one input
+    token, the marked base, at a uniformly random position ``1 <= m < length // 2`` (the
+    first half). Every other input is a random base.
+
+    As in the paper's original code, the steps have a target stream of their own
+    (:attr:`SequenceDataset.targets`): the steps before the mark target ``G`` (0), the step
+    that reads token ``m - 1`` targets the marked word itself, and every step from the mark
+    on targets the marked base, so teacher forcing projects the i/o lanes onto the base the
+    cell must hold. Only the last step counts; ``labels`` hold the marked base (one label
+    step), so the task also reads as 4-class classification.
     """
-    _check_count("length", length, 3)
+    _check_count("length", length, 4)
     _check_count("n_sequences", n_sequences, 1)
     rng = np.random.default_rng(seed)
     words = rng.integers(0, 4, size=(n_sequences, length), dtype=np.int64)
-    marked = rng.integers(0, length // 2, size=n_sequences)
+    marked = rng.integers(1, length // 2, size=n_sequences)
     rows = np.arange(n_sequences)
     labels = words[rows, marked].copy()
     words[rows, marked] |= _DNA_MARK
-    words[:, -1] = labels
+    step = np.arange(length - 1)[None, :]  # step t reads token t, targets token t + 1
+    from_mark = step >= marked[:, None]
+    targets = np.where(from_mark, labels[:, None], 0)
+    targets[rows, marked - 1] = words[rows, marked]
     mask = np.zeros((n_sequences, length - 1), dtype=bool)
     mask[:, -1] = True
-    return SequenceDataset(words, mask, io=3, labels=labels, n_label_steps=1, name="dna")
+    return SequenceDataset(
+        words, mask, io=3, labels=labels, n_label_steps=1, name="dna", targets=targets
+    )

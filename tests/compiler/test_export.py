@@ -43,6 +43,7 @@ def programs(draw):
         steps=draw(st.integers(1, 3)),
         optimise=draw(st.booleans()),
         literal=draw(st.booleans()),
+        separate_targets=draw(st.booleans()),
     )
 
 
@@ -53,6 +54,7 @@ def test_json_round_trip_is_exact(program):
     back = from_json(text)
     assert back == program
     assert back.spec == program.spec and back.steps == program.steps
+    assert back.separate_targets == program.separate_targets
     assert back.slots == program.slots
     assert back.dag.n_qubits == program.dag.n_qubits
     assert to_json(back) == text
@@ -92,6 +94,11 @@ def _mutated(mutate):
         (lambda d: d["slots"].pop(), "expected a list of"),
         (lambda d: d.update(extra=1), "unknown fields ['extra']"),
         (lambda d: d["spec"]["cell"].update(io=0), "spec: cell.io"),
+        (lambda d: d.update(separate_targets="yes"), "separate_targets: got 'yes'"),
+        (
+            lambda d: next(op for op in d["ops"] if op["kind"] == "project").update(token=3),
+            "token 3 outside 0 … 2",
+        ),
     ],
 )
 def test_from_json_rejects_malformed_input(mutate, message):
@@ -237,7 +244,7 @@ def test_qasm3_validates_params_and_words():
     program = compile_program(SMALL, steps=2)
     with pytest.raises(CompileError, match=f"expected {program.n_params} values"):
         to_qasm3(program, params=[0.0])
-    with pytest.raises(CompileError, match="expected steps \\+ 1 = 3 tokens"):
+    with pytest.raises(CompileError, match="expected the program's 3 tokens"):
         to_qasm3(program, words=[0, 1])
     with pytest.raises(CompileError, match="token 2 outside 0 … 1"):
         to_qasm3(program, words=[0, 1, 2])

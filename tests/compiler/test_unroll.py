@@ -22,6 +22,23 @@ def test_tokens_and_readouts_are_absolute():
     assert tokens == {0, 1, 2, 3, 4}
 
 
+def test_separate_targets_follow_the_inputs_and_are_not_cancelled_against_them():
+    spec = load_spec(SPEC)
+    program = unroll(lower_cell(spec), 3, spec, separate_targets=True)
+    assert program.n_tokens == 7 and program.target_tokens == [4, 5, 6]
+    assert [op.token for op in program.ops if op.kind == "project"] == [4, 5, 6]
+    resets = [op.bit.token for op in program.ops if op.kind == "wordx" and op.bit.token > 3]
+    assert resets == [4, 4, 5, 5, 6, 6]  # X on the projected word's bits, io = 2
+    # a plain program cancels each reset against the next write of the same token; with a
+    # target stream they differ and stay (the last reset, after the last readout, goes)
+    optimised = compile_program(SPEC, 3, separate_targets=True)
+    kept = [op.bit.token for op in optimised.ops if op.kind == "wordx" and op.bit.token > 3]
+    assert kept == [4, 4, 5, 5]
+    plain = compile_program(SPEC, 3)
+    assert [op.bit.token for op in plain.ops if op.kind == "wordx"] == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert compile_program(SPEC, 3).target_tokens == [1, 2, 3]
+
+
 def test_segments_cover_every_op_once():
     program = compile_program(SPEC, steps=3)
     segments = program.segments()

@@ -85,9 +85,10 @@ def test_default_dna_cell_can_store_and_recall_the_marked_base() -> None:
             theta[i] = -math.pi / 2 + (soft / 2 if name.startswith("out.") else 0.0)
     theta[index["in.h0.[0,1]"]] = theta[index["in.h1.[0,2]"]] = math.pi
     theta[index["out.o1.[3]"]] = theta[index["out.o2.[4]"]] = math.pi - soft
-    words = torch.from_numpy(build_datasets("dna", 0, length=10, n_train=1, n_val=32).val.words)
+    val = build_datasets("dna", 0, length=10, n_train=1, n_val=32).val
+    words, targets = torch.from_numpy(val.words), torch.from_numpy(val.targets)
     with torch.no_grad():
-        last = step_losses(QRNN(spec, init=theta)(words), words)[:, -1]
+        last = step_losses(QRNN(spec, init=theta)(words, targets), targets)[:, -1]
     assert float(last.max()) < 1e-5
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from compiler.lower import lower_cell
+from qrnn_tn.backends import BackendError
 from qrnn_tn.model import QRNN, sequence_loss, step_losses
-from tests.reference import dense_run
+from tests.reference import dense_cell_sequence, dense_run
 
 SPECS = {
     "io1-ws2": {"cell": {"io": 1, "workspace": 2, "stages": 1}},
@@ -95,10 +97,11 @@ def test_paper_loss_of_a_perfect_prediction_is_zero_and_nll_too():
     words = torch.tensor([[0, 3, 1, 2], [2, 2, 0, 1]])
     perfect = torch.nn.functional.one_hot(words[:, 1:], 4).double()
     mask = torch.ones(2, 3, dtype=torch.bool)
-    assert float(sequence_loss(perfect, words, mask, "paper")) == pytest.approx(0, abs=1e-12)
-    assert float(sequence_loss(perfect, words, mask, "nll")) == pytest.approx(0, abs=1e-12)
+    targets = words[:, 1:]
+    assert float(sequence_loss(perfect, targets, mask, "paper")) == pytest.approx(0, abs=1e-12)
+    assert float(sequence_loss(perfect, targets, mask, "nll")) == pytest.approx(0, abs=1e-12)
     wrong = torch.nn.functional.one_hot((words[:, 1:] + 1) % 4, 4).double()
-    assert float(step_losses(wrong, words, "paper").min()) > 0
+    assert float(step_losses(wrong, targets, "paper").min()) > 0
 
 
 def test_loss_is_differentiable_and_gradient_matches_finite_differences():
@@ -132,6 +135,63 @@ def test_label_distribution_equals_branch_enumeration(name, k):
             joint = np.prod([probs[length - 1 - k + i, v] for i, v in enumerate(label)])
             index = int("".join(format(v, f"0{io}b") for v in label), 2)
             assert dist[b, index] == pytest.approx(joint, abs=1e-12)
+
+
+def cell_reference(model: QRNN, words: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Distributions from the one-step cell run step by step (no unrolled program)."""
+    cell, theta = lower_cell(model.spec), model.theta.detach().numpy()
+    rows = zip(words.tolist(), targets.tolist(), strict=True)
+    return np.stack([dense_cell_sequence(cell, theta, w, y) for w, y in rows])
+
+
+@pytest.mark.parametrize("backend", ["statevector", "tensornet", "mps"])
+def test_a_target_stream_is_what_each_step_is_projected_on(backend):
+    spec = SPECS["io2-ws3-local"]
+    theta = wide_model(spec, seed=12).theta.detach()
+    model = QRNN(spec, backend=backend, init=theta)
+    words = random_words(2, batch=3, length=6, seed=13)
+    targets = random_words(2, batch=3, length=5, seed=14)
+    probs = model(words, targets)
+    np.testing.assert_allclose(
+        probs.detach().numpy(), cell_reference(model, words, targets), atol=1e-10
+    )
+    torch.testing.assert_close(model.run(words, targets=targets).words[:, 6:], targets)
+    # the next inputs as targets: the plain model
+    torch.testing.assert_close(model(words, words[:, 1:]), model(words), atol=1e-12, rtol=0)
+    # gradients of a target-stream loss agree with the statevector's
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[:, -1] = True
+    (grad,) = torch.autograd.grad(model.loss(words, mask, targets=targets), model.theta)
+    exact = QRNN(spec, backend="statevector", init=theta)
+    (expect,) = torch.autograd.grad(exact.loss(words, mask, targets=targets), exact.theta)
+    torch.testing.assert_close(grad, expect, atol=1e-10, rtol=1e-8)
+
+
+def test_label_distribution_with_a_target_stream_branches_the_targets():
+    model = wide_model(SPECS["io2-ws1-s0"], seed=15)
+    words = random_words(2, batch=2, length=5, seed=16)
+    targets = random_words(2, batch=2, length=4, seed=17)
+    dist = model.label_distribution(words, 2, targets).detach().numpy()
+    for b in range(2):
+        for label in itertools.product(range(4), repeat=2):
+            branch = targets[b : b + 1].clone()
+            branch[0, -2:] = torch.tensor(label)
+            probs = cell_reference(model, words[b : b + 1], branch)[0]
+            joint = probs[-2, label[0]] * probs[-1, label[1]]
+            assert dist[b, 4 * label[0] + label[1]] == pytest.approx(joint, abs=1e-12)
+
+
+def test_a_target_stream_is_checked_and_refused_in_sample_mode():
+    model = wide_model(SPECS["io2-ws1-s0"])
+    words = random_words(2, batch=2, length=4)
+    with pytest.raises(ValueError, match=r"targets must have shape \[batch, L-1\] = \[2, 3\]"):
+        model(words, words)
+    with pytest.raises(ValueError, match=r"targets holds tokens in \[4, 4\]"):
+        model(words, torch.full((2, 3), 4))
+    program = model.program(3, separate_targets=True)
+    with pytest.raises(BackendError, match="sample mode draws each step's word"):
+        model.plan(3, 2, True).run(model.theta, words[:, :1], mode="sample")
+    assert program.n_tokens == 7
 
 
 def test_initialisation_follows_slot_kinds_and_seed():

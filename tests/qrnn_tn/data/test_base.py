@@ -161,13 +161,47 @@ def test_split_rejects_bad_fractions(fractions):
 def test_batches_cover_every_sequence_once():
     ds = numbered(10)
     plain = list(ds.batches(4))
-    assert [len(w) for w, _ in plain] == [4, 4, 2]
-    assert np.concatenate([w[:, 0] for w, _ in plain]).tolist() == list(range(10))
-    assert all(m.shape == (len(w), 1) and m.dtype == bool for w, m in plain)
-    shuffled = [w[:, 0] for w, _ in ds.batches(3, shuffle=True, seed=1)]
-    again = [w[:, 0] for w, _ in ds.batches(3, shuffle=True, seed=1)]
+    assert [len(w) for w, _, _ in plain] == [4, 4, 2]
+    assert np.concatenate([w[:, 0] for w, _, _ in plain]).tolist() == list(range(10))
+    assert all(m.shape == (len(w), 1) and m.dtype == bool for w, m, _ in plain)
+    assert all(y is None for _, _, y in plain)
+    shuffled = [w[:, 0] for w, _, _ in ds.batches(3, shuffle=True, seed=1)]
+    again = [w[:, 0] for w, _, _ in ds.batches(3, shuffle=True, seed=1)]
     order = np.concatenate(shuffled).tolist()
     assert sorted(order) == list(range(10)) and order != list(range(10))
     assert order == np.concatenate(again).tolist()
     with pytest.raises(DataError, match="batch_size"):
         next(ds.batches(0))
+
+
+def test_targets_travel_with_subsets_and_batches_and_carry_the_labels():
+    words = np.array([[1, 2, 3], [0, 1, 2], [3, 3, 0]], dtype=np.int64)
+    targets = np.array([[0, 2], [1, 1], [2, 3]], dtype=np.int64)
+    ds = SequenceDataset(
+        words,
+        np.ones((3, 2), dtype=bool),
+        io=2,
+        labels=targets[:, -1].copy(),
+        n_label_steps=1,
+        targets=targets,
+    )
+    assert ds.step_targets is targets
+    assert ds.subset([2, 0]).targets.tolist() == [[2, 3], [0, 2]]
+    batches = list(ds.batches(2))
+    assert [y.tolist() for _, _, y in batches] == [[[0, 2], [1, 1]], [[2, 3]]]
+    with pytest.raises(DataError, match="labels disagree with the last 1 target"):
+        dataclasses.replace(ds, labels=words[:, -1].copy())
+
+
+@pytest.mark.parametrize(
+    ("targets", "match"),
+    [
+        (np.zeros((3, 3), dtype=np.int64), r"targets must be an int64 array of shape \[N, L-1\]"),
+        (np.zeros((3, 2), dtype=np.int32), "targets must be an int64"),
+        (np.full((3, 2), 4, dtype=np.int64), r"targets must satisfy 0 <= w < 2\*\*io = 4"),
+    ],
+)
+def test_bad_targets_are_refused_with_the_shape_or_range_expected(targets, match):
+    words = np.zeros((3, 3), dtype=np.int64)
+    with pytest.raises(DataError, match=match):
+        SequenceDataset(words, np.ones((3, 2), dtype=bool), io=2, targets=targets)

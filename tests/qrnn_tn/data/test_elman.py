@@ -76,24 +76,26 @@ def test_letters_hand_decoded_single_sequence():
     assert ds.mask[0].sum() == sum({"b": 1, "d": 2, "g": 3}[c] for c in text if c in "bdg")
 
 
-@pytest.mark.parametrize("length", [3, 5, 17, 1000])
-def test_dna_last_token_is_marked_base(length):
+@pytest.mark.parametrize("length", [4, 5, 17, 1000])
+def test_dna_targets_hold_the_marked_base_from_the_mark_on(length):
     ds = dna(length, n_sequences=20, seed=length)
-    assert ds.io == 3 and ds.words.shape == (20, length)
-    for seq, mask, label in zip(ds.words, ds.mask, ds.labels, strict=True):
+    assert ds.io == 3 and ds.words.shape == (20, length) and ds.targets.shape == (20, length - 1)
+    for seq, targets, mask, label in zip(ds.words, ds.targets, ds.mask, ds.labels, strict=True):
         marked = np.flatnonzero(seq & 0b100)
         assert len(marked) == 1
         m = marked[0]
-        assert m < length // 2  # first half
-        assert seq[-1] == seq[m] & 0b11 == label
-        assert seq[-1] < 4
+        assert 1 <= m < length // 2  # first half, as in the paper's code
+        assert seq[m] & 0b11 == label
+        # step t reads token t: G before the mark, the marked word when it is the next
+        # input, then the base itself at every step from the mark on
+        assert targets.tolist() == [0] * (m - 1) + [seq[m]] + [label] * (length - 1 - m)
         assert mask.tolist() == [False] * (length - 2) + [True]
-    assert ds.n_label_steps == 1
+    assert ds.n_label_steps == 1 and ds.step_targets is ds.targets
 
 
 def test_dna_bases_are_random_and_seeded():
     a, b = dna(50, n_sequences=4, seed=0), dna(50, n_sequences=4, seed=0)
-    assert np.array_equal(a.words, b.words)
+    assert np.array_equal(a.words, b.words) and np.array_equal(a.targets, b.targets)
     assert set(np.unique(a.words & 0b11).tolist()) == {0, 1, 2, 3}
     with pytest.raises(DataError, match="length"):
-        dna(2)
+        dna(3)
