@@ -57,7 +57,8 @@ PAPER_PARAMETERS = 888
 DNA_IO = 3
 _GATES = {"rnn": 1, "lstm": 4}
 _STEPS_MEASURE = (
-    "optimiser steps (Adam, batch of DNA sequences, gradient norm clipped at 0.5) until the "
+    "optimiser steps (Adam, batch of DNA sequences teacher forced on their target stream, the "
+    "marked base from the mark on, gradient norm clipped at 0.5) until the "
     "validation loss (NLL of the last step) is below `threshold`, checked every `eval_every` "
     "steps; a run that never gets there counts as `max_steps` (converged: false). "
     "`best_val_loss`: the lowest validation loss of those checks (and at step 0)"
@@ -189,8 +190,8 @@ def fit(
 def _load(path: Path, study: str, measure: str) -> dict[str, Any]:
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("study") == study:
-            return data
+        if (data.get("study"), data.get("measure")) == (study, measure):
+            return data  # a study measured differently starts afresh
     return {"study": study, "measure": measure, "parameters": {}, "runs": []}
 
 

@@ -240,8 +240,12 @@ def plot_bands(
     """Per series (e.g. model): ``median`` vs ``length`` with a ``min``–``max`` band.
 
     ``summary[name]`` is a list of rows with keys ``length``, ``median``, ``min``, ``max``.
+    Lengths spanning more than a factor of 10 get a logarithmic axis.
     """
     fig, ax = plt.subplots(figsize=CURVES_SIZE)
+    lengths = [r["length"] for rows in summary.values() for r in rows]
+    if lengths and max(lengths) > 10 * min(lengths):
+        ax.set_xscale("log")
     for name, rows in summary.items():
         if not rows:
             continue

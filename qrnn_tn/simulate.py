@@ -168,7 +168,9 @@ def simulate(
         the spec's initialisation from ``seed``.
     words
         Tokens ``[L]`` or ``[batch, L]`` (list, array or tensor). In ``"teacher"`` mode each
-        sequence is ``steps + 1`` tokens; in ``"sample"`` mode only ``words[:, 0]`` is read.
+        sequence is ``steps + 1`` tokens (for a program compiled with ``separate_targets``:
+        its ``2 steps + 1`` tokens, the inputs then the targets); in ``"sample"`` mode only
+        ``words[:, 0]`` is read.
     backend
         A registered backend name, or ``"auto"`` for the cheapest exact one that fits.
     steps
