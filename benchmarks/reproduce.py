@@ -5,8 +5,9 @@
 (:mod:`qrnn_tn.tasks`) through :func:`qrnn_tn.train.train` and writes ``results.md`` (a
 markdown table) and ``results.json`` under ``DIR`` (default
 ``benchmarks/results/reproduce/<budget>``). The quick budget (elman-xor, elman-letters,
-memorise at small step counts) takes a few minutes on 2 cores; the digits budget runs the
-offline sklearn-digits targets (pixel by pixel 0 vs 1 and 3 vs 6, reduced 10-class); the
+memorise at small step counts, DNA at length 50) takes a few minutes on 2 cores; the digits
+budget runs the offline sklearn-digits targets (pixel by pixel 0 vs 1 and 3 vs 6, reduced
+10-class); the
 full budget runs every task at its default length. MNIST tasks are skipped, with a line in
 the table, when no directory holds the IDX files.
 """
@@ -46,7 +47,12 @@ class Run:
 
 #: Per budget: the runs made by default.
 BUDGETS: dict[str, tuple[Run, ...]] = {
-    "quick": (Run("elman-xor", 150), Run("elman-letters", 100), Run("memorise", 100)),
+    "quick": (
+        Run("elman-xor", 150),
+        Run("elman-letters", 100),
+        Run("memorise", 100),
+        Run("dna", 300, {"length": 50}),
+    ),
     "digits": (
         Run("digits-pixel", options={"digits": "0,1"}),
         Run("digits-pixel", options={"digits": "3,6"}),

@@ -12,7 +12,7 @@ from qrnn_tn.tasks import TASKS
 def test_budgets_name_known_tasks_and_keep_the_quick_one():
     for runs in BUDGETS.values():
         assert all(run.task in TASKS for run in runs)
-    assert [r.task for r in BUDGETS["quick"]] == ["elman-xor", "elman-letters", "memorise"]
+    assert [r.task for r in BUDGETS["quick"]] == ["elman-xor", "elman-letters", "memorise", "dna"]
     assert {r.task for r in BUDGETS["full"]} == set(TASKS)
 
 
