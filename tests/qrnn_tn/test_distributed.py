@@ -12,22 +12,28 @@ import torch
 import torch.multiprocessing as mp
 
 from qrnn_tn import distributed
-from qrnn_tn.data import elman_xor
+from qrnn_tn.data import dna, elman_xor
 from qrnn_tn.model import QRNN
 from qrnn_tn.train import TrainConfig, load_checkpoint, read_metrics, train
 
-SPEC = {"cell": {"io": 1, "workspace": 2, "stages": 1}}
+SPECS = {
+    "elman-xor": {"cell": {"io": 1, "workspace": 2, "stages": 1}},
+    "dna": {"cell": {"io": 3, "workspace": 1, "stages": 0}},  # a target stream
+}
 WORLD = 2
 TIMEOUT = 20.0  # seconds a rank waits for its peers in these tests
 
 
-def _data():
-    return elman_xor(2, n_sequences=6, seed=3)  # batches of 4 then 2: uneven shards
+def _data(task: str = "elman-xor"):
+    # batches of 4 then 2: uneven shards
+    if task == "dna":
+        return dna(6, n_sequences=6, seed=3)
+    return elman_xor(2, n_sequences=6, seed=3)
 
 
-def _config(out, steps: int, optimiser: str = "adam") -> TrainConfig:
+def _config(out, steps: int, optimiser: str = "adam", task: str = "elman-xor") -> TrainConfig:
     return TrainConfig(
-        task="elman-xor",
+        task=task,
         lr=0.1,
         optimiser=optimiser,
         batch_size=4,
@@ -39,9 +45,9 @@ def _config(out, steps: int, optimiser: str = "adam") -> TrainConfig:
     )
 
 
-def _one_process(out, steps: int, optimiser: str = "adam") -> np.ndarray:
-    model = QRNN(SPEC, backend="statevector", seed=7)
-    train(model, _data(), None, _config(out, steps, optimiser), progress=False)
+def _one_process(out, steps: int, optimiser: str = "adam", task: str = "elman-xor") -> np.ndarray:
+    model = QRNN(SPECS[task], backend="statevector", seed=7)
+    train(model, _data(task), None, _config(out, steps, optimiser, task), progress=False)
     return model.theta.detach().numpy().copy()
 
 
@@ -64,10 +70,10 @@ def _worker(rank: int, port: int, job: dict, results) -> None:
 
                 train_module._train_step = failing_step
             thetas = []
-            for out, steps, resume, optimiser in job["runs"]:
-                model = QRNN(SPEC, backend="statevector", seed=7)
-                config = _config(out, steps, optimiser)
-                train(model, _data(), None, config, resume=resume, progress=False)
+            for out, steps, resume, optimiser, task in job["runs"]:
+                model = QRNN(SPECS[task], backend="statevector", seed=7)
+                config = _config(out, steps, optimiser, task)
+                train(model, _data(task), None, config, resume=resume, progress=False)
                 thetas.append(model.theta.detach().numpy().copy())
         results.put((rank, "ok", thetas))
     except Exception as err:
@@ -105,23 +111,26 @@ def _spawn(job: dict, limit: float = 60.0) -> dict[int, tuple]:
 
 
 def test_two_ranks_match_one_process_and_resume(tmp_path):
-    """One spawn, three runs: adam for 3 steps, adam for 2 steps resumed to 3, L-BFGS 1 step.
+    """One spawn, four runs: adam for 3 steps, adam for 2 steps resumed to 3, L-BFGS 1 step,
+    adam on a task with a target stream (DNA).
 
     (L-BFGS's line search amplifies round-off over several steps, so it is checked on one.)
     """
     adam = _one_process(tmp_path / "one", 3)
     lbfgs = _one_process(None, 1, "lbfgs")
+    stream = _one_process(None, 3, "adam", "dna")
     runs = [
-        (tmp_path / "ddp", 3, False, "adam"),
-        (tmp_path / "resumed", 2, False, "adam"),
-        (tmp_path / "resumed", 3, True, "adam"),
-        (None, 1, False, "lbfgs"),
+        (tmp_path / "ddp", 3, False, "adam", "elman-xor"),
+        (tmp_path / "resumed", 2, False, "adam", "elman-xor"),
+        (tmp_path / "resumed", 3, True, "adam", "elman-xor"),
+        (None, 1, False, "lbfgs", "elman-xor"),
+        (None, 3, False, "adam", "dna"),
     ]
     got = _spawn({"runs": runs})
     for rank in range(WORLD):
         status, thetas = got[rank]
         assert status == "ok", thetas
-        for theta, expected in zip(thetas, [adam, None, adam, lbfgs], strict=True):
+        for theta, expected in zip(thetas, [adam, None, adam, lbfgs, stream], strict=True):
             if expected is not None:
                 np.testing.assert_allclose(theta, expected, rtol=0, atol=1e-10)
     last_one = load_checkpoint(tmp_path / "one" / "last.pt")["model"]["theta"]
@@ -136,7 +145,7 @@ def test_two_ranks_match_one_process_and_resume(tmp_path):
 
 
 def test_a_failing_rank_stops_the_other_with_a_clear_error(tmp_path):
-    job = {"runs": [(tmp_path / "ddp", 3, False, "adam")], "fail_rank": 1}
+    job = {"runs": [(tmp_path / "ddp", 3, False, "adam", "elman-xor")], "fail_rank": 1}
     got = _spawn(job)
     assert got[1] == ("RuntimeError", "injected failure on rank 1")
     kind, message = got[0]
