@@ -217,13 +217,14 @@ class QRNN(nn.Module):
         program = self.program(steps, separate_targets)
         if self.backend == "auto":
             plan = None
-            if key[::2] in self._chosen:
-                plan = get_backend(self._chosen[key[::2]])(program, options)
+            program_key = (steps, separate_targets)
+            if program_key in self._chosen:
+                plan = get_backend(self._chosen[program_key])(program, options)
                 if plan.cost.peak_bytes_backward > options.budget():
                     plan = None
             if plan is None:
                 plan, self.backend_reason = choose(program, options)
-                self._chosen[key[::2]] = plan.cost.backend
+                self._chosen[program_key] = plan.cost.backend
         else:
             plan = get_backend(self.backend)(program, options)
             self.backend_reason = f"backend {self.backend} (as configured)"

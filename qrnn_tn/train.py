@@ -344,7 +344,7 @@ def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> f
         words = torch.from_numpy(dataset.words[rows])
         targets = None if dataset.targets is None else torch.from_numpy(dataset.targets[rows])
         predicted = model.label_distribution(words, k, targets).argmax(-1).cpu()
-        correct += int((predicted == torch.from_numpy(dataset.labels[start : start + chunk])).sum())
+        correct += int((predicted == torch.from_numpy(dataset.labels[rows])).sum())
     return correct / len(dataset)
 
 
