@@ -1,10 +1,15 @@
 """Reproduce the paper's tasks (QRNN.md §7) and tabulate our results beside the paper's.
 
-``python -m benchmarks.reproduce [--budget quick|digits|full] [--tasks a,b] [--data-dir DIR]
-[--out DIR]`` trains each task's default cell with its default hyperparameters
-(:mod:`qrnn_tn.tasks`) through :func:`qrnn_tn.train.train` and writes ``results.md`` (a
-markdown table) and ``results.json`` under ``DIR`` (default
-``benchmarks/results/reproduce/<budget>``). The quick budget (elman-xor, elman-letters,
+``python -m benchmarks.reproduce [--budget quick|digits|full] [--tasks a,b] [--seeds 0,1,…]
+[--jobs N] [--data-dir DIR] [--out DIR]`` trains each task's cell (the default one unless the
+budget names a spec file) with the task's hyperparameters (:mod:`qrnn_tn.tasks`) through
+:func:`qrnn_tn.train.train`, once per seed (a seed fixes the data split, the initialisation
+and the batch order), and writes ``results.md`` (a markdown table: per task the mean test
+accuracy and loss over the seeds, the accuracy's range) and ``results.json`` (every seed's
+numbers) under ``DIR`` (default ``benchmarks/results/reproduce/<budget>``). Each run keeps
+its checkpoints in ``DIR/runs/<task…>/seed-<S>``: a killed reproduction resumes its runs
+where they stopped and reads back the finished ones. ``--jobs N`` trains N runs at once in
+worker processes that share the torch threads. The quick budget (elman-xor, elman-letters,
 memorise at small step counts, DNA at length 50) takes a few minutes on 2 cores; the digits
 budget runs the offline sklearn-digits targets (pixel by pixel 0 vs 1 and 3 vs 6, reduced
 10-class); the
@@ -16,17 +21,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import re
+import statistics
 import sys
-import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from compiler.spec import load_spec
 from qrnn_tn.data import DataError
-from qrnn_tn.tasks import MNIST_DIR_ENV, TASKS, build_datasets, default_config, default_spec
-from qrnn_tn.train import atomic_write, build_model, train
+from qrnn_tn.tasks import (
+    MNIST_DIR_ENV,
+    TASKS,
+    build_datasets,
+    default_config,
+    default_spec,
+    task_options,
+)
+from qrnn_tn.train import TrainConfig, TrainError, atomic_write, build_model, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,15 @@ class Run:
     task: str
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    spec: str | None = None  # a cell spec file, relative to the repository; None: the default
+
+    @property
+    def slug(self) -> str:
+        """A directory name for the run: task, options and spec file stem."""
+        parts = [self.task, *(f"{k}-{v}" for k, v in self.options.items())]
+        if self.spec is not None:
+            parts.append(Path(self.spec).stem)
+        return re.sub(r"[^A-Za-z0-9.=-]+", "-", "_".join(parts))
 
     @property
     def label(self) -> str:
@@ -54,7 +83,7 @@ BUDGETS: dict[str, tuple[Run, ...]] = {
         Run("dna", 300, {"length": 50}),
     ),
     "digits": (
-        Run("digits-pixel", options={"digits": "0,1"}),
+        Run("digits-pixel", 600, {"digits": "0,1"}, "examples/digits_pixel_paper_cell.toml"),
         Run("digits-pixel", options={"digits": "3,6"}),
         Run("digits-reduced"),
     ),
@@ -83,63 +112,155 @@ _COLUMNS = (
 )
 
 
-def run_task(run: Run, data_dir: str | None) -> dict[str, Any]:
-    """Train ``run`` and return its result row.
+def _spec_path(run: Run) -> Path | None:
+    return None if run.spec is None else REPO / run.spec
 
-    MNIST tasks without data (no ``data_dir`` and no ``$QRNN_TN_MNIST``, or files
-    missing) give a row with ``skipped`` set to the reason.
-    """
-    name = run.task
-    spec = default_spec(name)
-    row: dict[str, Any] = {
+
+def _cell_row(run: Run) -> dict[str, Any]:
+    """The row fields that do not depend on training: task, options, cell, paper."""
+    spec = default_spec(run.task) if run.spec is None else load_spec(_spec_path(run))
+    return {
         "task": run.label,
         "options": run.options,
+        "spec": run.spec,
         "cell": f"{spec.io}/{spec.workspace}/{spec.stages}/{spec.neuron.degree}",
         "parameters": spec.n_parameters(),
-        "paper": PAPER.get(name, ""),
+        "paper": PAPER.get(run.task, ""),
     }
+
+
+def _mnist_skip(run: Run, data_dir: str | None) -> tuple[dict[str, Any], str | None]:
+    """The task options with the MNIST directory filled in, or the reason to skip."""
     options = dict(run.options)
-    if name.startswith("mnist"):
-        directory = data_dir or os.environ.get(MNIST_DIR_ENV)
-        if not directory:
-            return {**row, "skipped": "MNIST IDX files not found: put them in DIR (--data-dir DIR)"}
-        options["data_dir"] = directory
+    if not run.task.startswith("mnist"):
+        return options, None
+    directory = data_dir or os.environ.get(MNIST_DIR_ENV)
+    if not directory:
+        return options, "MNIST IDX files not found: put them in DIR (--data-dir DIR)"
+    options["data_dir"] = directory
+    return options, None
+
+
+def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The summary of a finished run of ``config`` in ``run_dir``; None if unfinished.
+
+    A finished run made with another configuration is an error, not a result to reuse."""
+    summary_path, info_path = run_dir / "summary.json", run_dir / "config.json"
+    if not summary_path.exists():
+        return None
+    saved = json.loads(info_path.read_text())["config"] if info_path.exists() else {}
+    given = json.loads(json.dumps(config.to_dict()))
+    if {**saved, "out": None} != {**given, "out": None}:  # the directory may have moved
+        raise TrainError(
+            f"{run_dir} holds a finished run with another configuration; remove it or give "
+            "another --out"
+        )
+    return json.loads(summary_path.read_text())
+
+
+def run_task(
+    run: Run, data_dir: str | None, seed: int = 0, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """Train ``run`` at ``seed`` and return its result row.
+
+    With ``run_dir`` the run keeps its checkpoints there: a killed run resumes where it
+    stopped and a finished one is read back instead of trained again. MNIST tasks without
+    data (no ``data_dir`` and no ``$QRNN_TN_MNIST``, or files missing) give a row with
+    ``skipped`` set to the reason.
+    """
+    row = _cell_row(run) | {"seed": seed}
+    options, skip = _mnist_skip(run, data_dir)
+    if skip:
+        return {**row, "skipped": skip}
     try:
-        data = build_datasets(name, 0, **options)
+        data = build_datasets(run.task, seed, **options)
     except DataError as err:
         if "data_dir" not in options:
             raise
         where = options["data_dir"]
         return {**row, "skipped": f"MNIST IDX files not found: put them in {where} ({err})"}
-    config = default_config(name, steps=run.steps)
-    model = build_model(spec, config)
-    started = time.perf_counter()
-    summary = train(model, data.train, data.val, config, data.test, progress=False)
+    config = default_config(
+        run.task,
+        steps=run.steps,
+        seed=seed,
+        out=None if run_dir is None else str(run_dir),
+        task_options=task_options(run.task, options),
+    )
+    summary = None if run_dir is None else _finished(run_dir, config)
+    if summary is None:
+        spec = default_spec(run.task) if run.spec is None else load_spec(_spec_path(run))
+        model = build_model(spec, config)
+        summary = train(
+            model,
+            data.train,
+            data.val,
+            config,
+            data.test,
+            resume=run_dir is not None,
+            progress=False,
+        )
     return {
         **row,
         "steps": summary["steps"],
         "total_steps": summary["total_steps"],
         "stopped": summary["stopped"],
-        "seconds": time.perf_counter() - started,
+        "seconds": summary["seconds"],
         "accuracy": summary["test"]["accuracy"],
         "loss": summary["test"]["loss"],
     }
 
 
+def combine_seeds(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One table row from the rows of one run at several seeds: mean test accuracy and loss,
+    their per-seed values, the mean seconds per run."""
+    first = rows[0]
+    if len(rows) == 1 or "skipped" in first:
+        return {**first, "seeds": [r["seed"] for r in rows]}
+    keys = ("seed", "steps", "stopped", "seconds", "accuracy", "loss")
+    per_seed = {k: [r[k] for r in rows] for k in keys}
+    return {
+        **{k: v for k, v in first.items() if k not in keys},
+        "seeds": per_seed["seed"],
+        "per_seed": [{k: r[k] for k in keys} for r in rows],
+        "steps": per_seed["steps"],
+        "stopped": "target" if all(s == "target" for s in per_seed["stopped"]) else "steps",
+        "seconds": statistics.fmean(per_seed["seconds"]),
+        "accuracy": statistics.fmean(per_seed["accuracy"]),
+        "accuracy_range": [min(per_seed["accuracy"]), max(per_seed["accuracy"])],
+        "loss": statistics.fmean(per_seed["loss"]),
+    }
+
+
+def _steps_cell(r: dict[str, Any]) -> str:
+    steps = r["steps"] if isinstance(r["steps"], list) else [r["steps"]]
+    done = str(steps[0]) if min(steps) == max(steps) else f"{min(steps)}–{max(steps)}"
+    stop = " (target)" if r["stopped"] == "target" else ""
+    return f"{done}/{r['total_steps']}{stop}"
+
+
+def _accuracy_cell(r: dict[str, Any]) -> str:
+    text = f"{100 * r['accuracy']:.1f} %"
+    if "accuracy_range" in r:
+        low, high = r["accuracy_range"]
+        text += f" ({100 * low:.1f}–{100 * high:.1f}, {len(r['seeds'])} seeds)"
+    return text
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of result rows; a skipped task shows its reason across the row."""
+    """A markdown table of result rows; a skipped task shows its reason across the row.
+    A row over several seeds (:func:`combine_seeds`) shows means, the accuracy's range and
+    the number of seeds; its seconds are per run."""
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     for r in rows:
         head = [r["task"], r["cell"], str(r["parameters"])]
         if "skipped" in r:
             cells = [*head, f"skipped: {r['skipped']}", "—", "—", "—", r["paper"]]
         else:
-            stop = " (target)" if r["stopped"] == "target" else ""
             cells = [
                 *head,
-                f"{r['steps']}/{r['total_steps']}{stop}",
+                _steps_cell(r),
                 f"{r['seconds']:.1f}",
-                f"{100 * r['accuracy']:.1f} %",
+                _accuracy_cell(r),
                 f"{r['loss']:.4f}",
                 r["paper"],
             ]
@@ -155,11 +276,51 @@ def select_runs(budget: Sequence[Run], names: Sequence[str]) -> list[Run]:
     return [r for n in names for r in ([r for r in budget if r.task == n] or [Run(n)])]
 
 
+def _run_seed(run: Run, data_dir: str | None, seed: int, run_dir: Path, threads: int) -> dict:
+    """:func:`run_task` in a worker process with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    return run_task(run, data_dir, seed, run_dir)
+
+
+def _train_all(
+    runs: Sequence[Run], keys: Sequence[tuple[int, int]], data_dir: str | None, out: Path, jobs: int
+):
+    """Rows of ``keys`` (run index, seed) in order, each run in ``out/runs/SLUG/seed-S``;
+    ``jobs`` > 1 trains that many at once in worker processes sharing the threads."""
+    args = [(runs[i], data_dir, s, out / "runs" / runs[i].slug / f"seed-{s}") for i, s in keys]
+    if jobs == 1:
+        yield from (run_task(*a) for a in args)
+        return
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(_run_seed, *a, threads) for a in args]
+        yield from (f.result() for f in futures)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds {text!r}: give integers like 0,1,2") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds {text!r}: give distinct integers >= 0")
+    return seeds
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"jobs {text!r}: give an integer >= 1")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__)
     parser.add_argument("--budget", choices=tuple(BUDGETS), default="quick")
     parser.add_argument("--tasks", help=f"comma-separated, among {', '.join(TASKS)}")
+    parser.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated (default 0)")
+    parser.add_argument("--jobs", type=_jobs, default=1, help="runs at once, one process each")
     parser.add_argument("--data-dir", help="directory of the MNIST IDX files")
     parser.add_argument("--out", help="output directory (default benchmarks/results/reproduce/B)")
     args = parser.parse_args(argv)
@@ -168,15 +329,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
     out = Path(args.out or Path("benchmarks/results/reproduce") / args.budget)
-    rows = []
-    for run in select_runs(BUDGETS[args.budget], names):
-        print(f"{run.label} ...", file=sys.stderr, flush=True)
-        rows.append(run_task(run, args.data_dir))
+    runs = select_runs(BUDGETS[args.budget], names)
+    keys = [(i, seed) for i in range(len(runs)) for seed in args.seeds]
+    results = {}
+    trained = _train_all(runs, keys, args.data_dir, out, args.jobs)
+    for (i, seed), row in zip(keys, trained, strict=True):
+        result = row.get("skipped") or f"test accuracy {100 * row['accuracy']:.1f} %"
+        print(f"{runs[i].label}, seed {seed}: {result}", file=sys.stderr, flush=True)
+        results[i, seed] = row
+    rows = [combine_seeds([results[i, seed] for seed in args.seeds]) for i in range(len(runs))]
     table = format_table(rows)
-    header = f"# Reproduction ({args.budget} budget)\n\n"
+    header = f"# Reproduction ({args.budget} budget, seeds {', '.join(map(str, args.seeds))})\n\n"
     atomic_write(out / "results.md", lambda f: f.write(header + table), mode="w")
-    text = json.dumps({"budget": args.budget, "rows": rows}, indent=2) + "\n"
-    atomic_write(out / "results.json", lambda f: f.write(text), mode="w")
+    text = json.dumps({"budget": args.budget, "seeds": args.seeds, "rows": rows}, indent=2)
+    atomic_write(out / "results.json", lambda f: f.write(text + "\n"), mode="w")
     print(table)
     return 0
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import reproduce
-from benchmarks.reproduce import BUDGETS, Run, select_runs
+from benchmarks.reproduce import BUDGETS, Run, combine_seeds, select_runs
 from qrnn_tn.tasks import TASKS
+from qrnn_tn.train import TrainError
 
 
 def test_budgets_name_known_tasks_and_keep_the_quick_one():
@@ -47,7 +50,90 @@ def test_mnist_without_data_is_skipped(monkeypatch):
     assert "skipped" in row and "--data-dir" in row["skipped"]
 
 
-@pytest.mark.parametrize("argv", [["--tasks", "nope"], ["--budget", "huge"]])
+def test_budget_spec_files_exist_and_run_directories_are_distinct():
+    runs = [run for budget in BUDGETS.values() for run in budget]
+    for run in runs:
+        assert run.spec is None or (reproduce.REPO / run.spec).is_file()
+        assert run.slug and all(c.isalnum() or c in ".=-_" for c in run.slug)
+    for budget in BUDGETS.values():
+        assert len({run.slug for run in budget}) == len(budget)
+    assert BUDGETS["digits"][0].spec == "examples/digits_pixel_paper_cell.toml"
+
+
+def test_a_finished_run_is_read_back_and_a_changed_one_refused(tmp_path):
+    run = Run("memorise", 3)
+    first = reproduce.run_task(run, None, seed=1, run_dir=tmp_path)
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    again = reproduce.run_task(run, None, seed=1, run_dir=tmp_path)
+    assert again == first and first["seed"] == 1 and first["steps"] <= 3
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics  # not trained again
+    with pytest.raises(TrainError, match="another configuration"):
+        reproduce.run_task(Run("memorise", 4), None, seed=1, run_dir=tmp_path)
+
+
+def test_an_unfinished_run_resumes_to_the_uninterrupted_result(tmp_path):
+    options = {"n_train": 8, "n_val": 4, "n_test": 4}
+    straight = reproduce.run_task(Run("elman-xor", 4, options), None, 2, tmp_path / "straight")
+    cut = tmp_path / "cut"
+    reproduce.run_task(Run("elman-xor", 2, options), None, 2, cut)
+    (cut / "summary.json").unlink()  # as if killed after the checkpoint of step 2
+    resumed = reproduce.run_task(Run("elman-xor", 4, options), None, 2, cut)
+    assert resumed["steps"] == straight["steps"] == 4
+    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-12)
+
+
+def test_rows_over_seeds_show_means_and_the_range():
+    rows = [
+        {
+            "task": "t",
+            "cell": "1/1/1/1",
+            "parameters": 3,
+            "paper": "",
+            "seed": s,
+            "steps": n,
+            "total_steps": 10,
+            "stopped": stop,
+            "seconds": 2.0 * s,
+            "accuracy": acc,
+            "loss": loss,
+        }
+        for s, n, stop, acc, loss in [(0, 10, "steps", 1.0, 0.1), (1, 6, "target", 0.9, 0.3)]
+    ]
+    row = combine_seeds(rows)
+    assert row["seeds"] == [0, 1] and row["steps"] == [10, 6] and row["stopped"] == "steps"
+    assert row["accuracy"] == pytest.approx(0.95) and row["accuracy_range"] == [0.9, 1.0]
+    assert row["loss"] == pytest.approx(0.2) and row["seconds"] == pytest.approx(1.0)
+    assert [r["accuracy"] for r in row["per_seed"]] == [1.0, 0.9]
+    line = reproduce.format_table([row]).splitlines()[2]
+    assert "| 6–10/10 |" in line and "95.0 % (90.0–100.0, 2 seeds)" in line
+    assert combine_seeds(rows[:1])["seeds"] == [0] and "accuracy_range" not in combine_seeds(
+        rows[:1]
+    )
+
+
+def test_seeds_in_parallel_processes_match_one_process(tmp_path):
+    argv = ["--tasks", "memorise", "--seeds", "0,1", "--out"]
+    assert reproduce.main([*argv, str(tmp_path / "serial")]) == 0
+    assert reproduce.main([*argv, str(tmp_path / "parallel"), "--jobs", "2"]) == 0
+    serial, parallel = (
+        json.loads((tmp_path / d / "results.json").read_text())["rows"][0]["per_seed"]
+        for d in ("serial", "parallel")
+    )
+    for a, b in zip(serial, parallel, strict=True):
+        assert a["seed"] == b["seed"] and a["steps"] == b["steps"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--tasks", "nope"],
+        ["--budget", "huge"],
+        ["--seeds", "0,x"],
+        ["--seeds", "1,1"],
+        ["--jobs", "0"],
+    ],
+)
 def test_bad_arguments_exit(argv):
     with pytest.raises(SystemExit):
         reproduce.main(argv)
