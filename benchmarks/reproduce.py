@@ -77,7 +77,7 @@ class Run:
 #: Per budget: the runs made by default.
 BUDGETS: dict[str, tuple[Run, ...]] = {
     "quick": (
-        Run("elman-xor", 150),
+        Run("elman-xor", 300),
         Run("elman-letters", 100),
         Run("memorise", 100),
         Run("dna", 300, {"length": 50}),
