@@ -295,7 +295,11 @@ def _train_all(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = [pool.submit(_run_seed, *a, threads) for a in args]
-        yield from (f.result() for f in futures)
+        try:
+            yield from (f.result() for f in futures)
+        finally:  # on an error, the runs not started yet are not started at all
+            for future in futures:
+                future.cancel()
 
 
 def _seeds(text: str) -> list[int]:
