@@ -51,12 +51,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Run:
-    """One table row: a task, its optimiser steps (None: the task's default), task options."""
+    """One table row: a task, its optimiser steps (None: the task's default), task options
+    and the cell (a spec file relative to the repository; None: the task's default cell)."""
 
     task: str
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    spec: str | None = None  # a cell spec file, relative to the repository; None: the default
+    spec: str | None = None
 
     @property
     def slug(self) -> str:
