@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from compiler.spec import load_spec
+from compiler.spec import CellSpec, load_spec
 from qrnn_tn.data import DataError
 from qrnn_tn.tasks import (
     MNIST_DIR_ENV,
@@ -66,6 +66,10 @@ class Run:
         if self.spec is not None:
             parts.append(Path(self.spec).stem)
         return re.sub(r"[^A-Za-z0-9.=-]+", "-", "_".join(parts))
+
+    def cell(self) -> CellSpec:
+        """The cell this run trains."""
+        return default_spec(self.task) if self.spec is None else load_spec(REPO / self.spec)
 
     @property
     def label(self) -> str:
@@ -113,13 +117,8 @@ _COLUMNS = (
 )
 
 
-def _spec_path(run: Run) -> Path | None:
-    return None if run.spec is None else REPO / run.spec
-
-
-def _cell_row(run: Run) -> dict[str, Any]:
+def _cell_row(run: Run, spec: CellSpec) -> dict[str, Any]:
     """The row fields that do not depend on training: task, options, cell, paper."""
-    spec = default_spec(run.task) if run.spec is None else load_spec(_spec_path(run))
     return {
         "task": run.label,
         "options": run.options,
@@ -142,19 +141,20 @@ def _mnist_skip(run: Run, data_dir: str | None) -> tuple[dict[str, Any], str | N
     return options, None
 
 
-def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The summary of a finished run of ``config`` in ``run_dir``; None if unfinished.
-
-    A finished run made with another configuration is an error, not a result to reuse."""
+def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, Any] | None:
+    """The summary of a finished run of ``config`` and ``spec`` in ``run_dir``; None if
+    unfinished. A finished run made with another configuration or cell is an error, not a
+    result to reuse."""
     summary_path, info_path = run_dir / "summary.json", run_dir / "config.json"
     if not summary_path.exists():
         return None
-    saved = json.loads(info_path.read_text())["config"] if info_path.exists() else {}
+    saved = json.loads(info_path.read_text()) if info_path.exists() else {}
     given = json.loads(json.dumps(config.to_dict()))
-    if {**saved, "out": None} != {**given, "out": None}:  # the directory may have moved
+    same_config = {**saved.get("config", {}), "out": None} == {**given, "out": None}
+    if not same_config or saved.get("spec") != spec.to_dict():  # the directory may move
         raise TrainError(
-            f"{run_dir} holds a finished run with another configuration; remove it or give "
-            "another --out"
+            f"{run_dir} holds a finished run with another configuration or cell; remove it "
+            "or give another --out"
         )
     return json.loads(summary_path.read_text())
 
@@ -169,7 +169,8 @@ def run_task(
     data (no ``data_dir`` and no ``$QRNN_TN_MNIST``, or files missing) give a row with
     ``skipped`` set to the reason.
     """
-    row = _cell_row(run) | {"seed": seed}
+    spec = run.cell()
+    row = _cell_row(run, spec) | {"seed": seed}
     options, skip = _mnist_skip(run, data_dir)
     if skip:
         return {**row, "skipped": skip}
@@ -187,12 +188,10 @@ def run_task(
         out=None if run_dir is None else str(run_dir),
         task_options=task_options(run.task, options),
     )
-    summary = None if run_dir is None else _finished(run_dir, config)
+    summary = None if run_dir is None else _finished(run_dir, config, spec)
     if summary is None:
-        spec = default_spec(run.task) if run.spec is None else load_spec(_spec_path(run))
-        model = build_model(spec, config)
         summary = train(
-            model,
+            build_model(spec, config),
             data.train,
             data.val,
             config,

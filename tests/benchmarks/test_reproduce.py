@@ -69,6 +69,10 @@ def test_a_finished_run_is_read_back_and_a_changed_one_refused(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == metrics  # not trained again
     with pytest.raises(TrainError, match="another configuration"):
         reproduce.run_task(Run("memorise", 4), None, seed=1, run_dir=tmp_path)
+    other_cell = tmp_path / "cell.toml"
+    other_cell.write_text("[cell]\nio = 3\nworkspace = 2\n")
+    with pytest.raises(TrainError, match="or cell"):
+        reproduce.run_task(Run("memorise", 3, spec=str(other_cell)), None, 1, tmp_path)
 
 
 def test_an_unfinished_run_resumes_to_the_uninterrupted_result(tmp_path):
