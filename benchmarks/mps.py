@@ -3,8 +3,10 @@
 ``python -m benchmarks.mps [--quick] [--out DIR]`` writes ``mps.json`` and ``mps.png`` under
 ``DIR`` (default ``benchmarks/results/``). Every case reports forward and forward+backward
 seconds per step for the whole batch; the headline case (100 lanes, r = 1, bond 32, batch 32)
-also runs the naive per-sequence numpy prototype kept below as the in-run baseline, and the
-64-lane 100-step case measures peak memory of forward+backward in a fresh process.
+also runs the naive per-sequence numpy prototype kept below as the in-run baseline, both at
+the steady state (bonds at the cap) and from the product state; the 64-lane 100-step case
+measures peak memory of forward+backward in a fresh process, and ``profile`` splits a
+steady-state forward step by torch operator.
 """
 
 from __future__ import annotations
@@ -193,25 +195,57 @@ def _window_operator(op, params: np.ndarray, a: int, w: int) -> np.ndarray:
     return out
 
 
-def headline(quick: bool, init: str) -> dict:
-    """n = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype."""
-    steps = 3 if quick else 4
+def _headline_totals(steps: int, init: str, sequences: int) -> dict:
+    """Seconds of a whole ``steps``-step run of the headline cell: MPS forward and
+    forward+backward for the batch of 32, the naive prototype scaled from ``sequences``."""
     row = time_mps(100, steps, 32, 32, init=init)
     program = compile_program(local_spec(100), steps=steps)
     params, words = _inputs(program, 32, init=init)
-    sequences = 1 if quick else 2
     start = time.perf_counter()
     for word in words[:sequences].numpy():
         naive_run(program, params.numpy(), word, 32)
-    naive = (time.perf_counter() - start) / sequences * 32 / steps
-    row["naive_s_per_step"] = naive
-    row["speedup_vs_naive"] = naive / row["forward_s_per_step"]
-    return row
+    return {
+        "forward": row["forward_s_per_step"] * steps,
+        "fwd_bwd": row["fwd_bwd_s_per_step"] * steps,
+        "naive": (time.perf_counter() - start) / sequences * 32,
+        "discarded_per_step": row["discarded_per_step"],
+    }
 
 
-def forward_profile(steps: int) -> list[dict]:
-    """Where the headline cell's forward spends its time (n = 100, bond 32, batch 32,
-    N(0, 1) weights): the torch operators by self CPU time, with their share of the total."""
+def headline(quick: bool, init: str) -> dict:
+    """n = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype, per step.
+
+    Runs of ``warm`` and ``warm + steps`` steps from the product state; their difference
+    over ``steps`` is the steady state (with N(0, 1) weights every bond is at the cap from
+    the fourth step on), the longer run's mean is the cost from the product state.
+    """
+    warm, steps = (2, 1) if quick else (3, 3)
+    sequences = 1 if quick else 2
+    short = _headline_totals(warm, init, sequences)
+    long = _headline_totals(warm + steps, init, sequences)
+    steady = {key: (long[key] - short[key]) / steps for key in ("forward", "fwd_bwd", "naive")}
+    mean = {key: long[key] / (warm + steps) for key in ("forward", "fwd_bwd", "naive")}
+    return {
+        "init": init,
+        "warm_steps": warm,
+        "steps": steps,
+        "discarded_per_step": long["discarded_per_step"],
+        "steady": steady
+        | {
+            "speedup_vs_naive": steady["naive"] / steady["forward"],
+            "fwd_bwd_over_forward": steady["fwd_bwd"] / steady["forward"],
+        },
+        "from_product_state": mean
+        | {
+            "speedup_vs_naive": mean["naive"] / mean["forward"],
+            "fwd_bwd_over_forward": mean["fwd_bwd"] / mean["forward"],
+        },
+    }
+
+
+def _op_totals(steps: int) -> dict[str, dict]:
+    """Self CPU seconds and calls per torch operator of one forward of the headline cell
+    (n = 100, bond 32, batch 32, N(0, 1) weights) over ``steps`` steps."""
     from torch.profiler import ProfilerActivity, profile
 
     program = compile_program(local_spec(100), steps=steps)
@@ -219,12 +253,38 @@ def forward_profile(steps: int) -> list[dict]:
     plan = prepare(program, BackendOptions(batch_size=32, extra={"max_bond": 32}))
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
         plan.run(params, words)
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in events)
-    return [
-        {"op": e.key, "calls": e.count, "self_share": e.self_cpu_time_total / total}
-        for e in events[:8]
+    return {
+        e.key: {"seconds": e.self_cpu_time_total / 1e6, "calls": e.count}
+        for e in prof.key_averages()
+    }
+
+
+def forward_profile(warm: int, steps: int) -> dict:
+    """Where the headline forward spends a step once every bond is saturated at 32.
+
+    Profiles forwards of ``warm`` and ``warm + steps`` steps and takes the difference, so the
+    first steps, whose bonds still grow, drop out: seconds and calls per step of the eight
+    costliest operators, and their share of the step's operator time.
+    """
+    short, long = _op_totals(warm), _op_totals(warm + steps)
+    per_step = {
+        key: {
+            field: (value - short.get(key, {}).get(field, 0)) / steps
+            for field, value in row.items()
+        }
+        for key, row in long.items()
+    }
+    total = sum(row["seconds"] for row in per_step.values())
+    ops = [
+        {
+            "op": key,
+            "calls_per_step": row["calls"],
+            "s_per_step": row["seconds"],
+            "share": row["seconds"] / total,
+        }
+        for key, row in sorted(per_step.items(), key=lambda kv: -kv[1]["seconds"])[:8]
     ]
+    return {"warm_steps": warm, "steps": steps, "s_per_step": total, "ops": ops}
 
 
 def exactness(bonds: list[int]) -> list[dict]:
@@ -382,18 +442,28 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _steps_label(first: int, last: int) -> str:
+    return f"steps {first}-{last}" if last > first else f"step {first}"
+
+
 def report(results: dict, threads: int) -> None:
     """Print the headline ratios, the error table and the memory run, where measured."""
     for key in ("headline", "headline_paper_init"):
         if key not in results:
             continue
         h = results[key]
-        print(
-            f"{key} (n=100, bond 32, batch 32, {h['init']} init, {threads} thread(s), "
-            f"same run): forward {h['forward_s_per_step']:.3f} s/step vs naive "
-            f"{h['naive_s_per_step']:.3f} s/step = {h['speedup_vs_naive']:.1f}x; "
-            f"fwd+bwd / forward = {h['fwd_bwd_over_forward']:.2f}x"
-        )
+        last = h["warm_steps"] + h["steps"]
+        for part, label in (
+            ("steady", _steps_label(h["warm_steps"] + 1, last)),
+            ("from_product_state", f"mean of {_steps_label(1, last)}"),
+        ):
+            r = h[part]
+            print(
+                f"{key} (n=100, bond 32, batch 32, {h['init']} init, {threads} thread(s), "
+                f"{label}): forward {r['forward']:.3f} s/step vs naive {r['naive']:.3f} "
+                f"s/step = {r['speedup_vs_naive']:.1f}x; fwd+bwd / forward = "
+                f"{r['fwd_bwd_over_forward']:.2f}x"
+            )
     if "exactness" in results:
         print(json.dumps(results["exactness"], indent=2))
     for r in results.get("errors", []):
@@ -402,8 +472,18 @@ def report(results: dict, threads: int) -> None:
             f"{r['bond']}: prob {r['prob_error']:.1e}, grad {r['grad_rel_error']:.1e}, "
             f"discarded {r['discarded_total']:.1e}"
         )
-    for row in results.get("profile", []):
-        print(f"forward profile: {row['op']}: {row['self_share']:.0%} ({row['calls']} calls)")
+    if "profile" in results:
+        prof = results["profile"]
+        first = prof["warm_steps"] + 1
+        print(
+            f"forward profile, {_steps_label(first, first + prof['steps'] - 1)}"
+            f" (bonds saturated): {prof['s_per_step']:.3f} s/step of operator time"
+        )
+        for row in prof["ops"]:
+            print(
+                f"  {row['op']}: {row['s_per_step']:.3f} s/step ({row['share']:.0%}, "
+                f"{row['calls_per_step']:.0f} calls/step)"
+            )
     if "memory_64x100" in results:
         m = results["memory_64x100"]
         print(
@@ -455,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
         "headline": lambda: headline(q, "normal"),
         "headline_paper_init": lambda: headline(q, "paper"),
         "memory_64x100": lambda: peak_memory(64, 100, 32, 32, MEMORY_TARGET),
-        "profile": lambda: forward_profile(3 if q else 6),
+        "profile": lambda: forward_profile(3, 1 if q else 3),
     }
     chosen = (
         args.parts.split(",") if args.parts else [p for p in parts if p != "memory_64x100" or not q]
