@@ -19,6 +19,10 @@ RY layers, input writes, projections and resets are applied in program order; tr
                      ``memory_budget``; else the longest outer block that fits (the least
                      recomputation); else ``⌈√T⌉`` (the least memory).
 
+With a bond cap, float64 is the fast dtype: its splits go through ``eigh`` of a Gram matrix
+(:func:`~qrnn_tn.backends.mps_svd.split`), which float32's precision does not allow, so a
+float32 run takes the full SVD and is not faster on CPU.
+
 The run returns :class:`MPSRunResult`, a :class:`RunResult` plus the discarded weight per
 step. Truncation error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
 readout, the normalised state is off by ``‖ψ̃ - ψ‖ ≤ Σ_i √(2ε_i)`` (each SVD removes an
