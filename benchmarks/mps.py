@@ -25,7 +25,7 @@ import torch
 
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
-from qrnn_tn.backends.base import BackendOptions
+from qrnn_tn.backends.base import BackendOptions, available_memory
 from qrnn_tn.backends.mps import prepare
 from qrnn_tn.backends.statevector import prepare as prepare_statevector
 from qrnn_tn.simulate import init_params
@@ -63,14 +63,14 @@ def time_mps(
     backward: bool = True,
     init: str = "normal",
     memory_budget: int | None = None,
+    checkpoint_steps: int | str = "auto",
 ) -> dict:
     """Seconds per step (forward; forward+backward) and the discarded weight; the plan's
     checkpoints chosen for ``memory_budget`` (default: the available memory)."""
     program = compile_program(local_spec(lanes), steps=steps)
     params, words = _inputs(program, batch, init=init)
-    options = BackendOptions(
-        batch_size=batch, memory_budget=memory_budget, extra={"max_bond": bond}
-    )
+    extra = {"max_bond": bond, "checkpoint_steps": checkpoint_steps}
+    options = BackendOptions(batch_size=batch, memory_budget=memory_budget, extra=extra)
     plan = prepare(program, options)
     with torch.no_grad():
         start = time.perf_counter()
@@ -87,6 +87,7 @@ def time_mps(
         "predicted_flops": plan.cost.flops,
         "predicted_peak_bytes_backward": plan.cost.peak_bytes_backward,
         "memory_budget": memory_budget,
+        "checkpoint_steps": plan.checkpoint_steps,
         "checkpoint_outer": plan.checkpoint_outer,
     }
     if backward:
@@ -368,7 +369,15 @@ MALLOC_MMAP_THRESHOLD = 65536
 MEMORY_TARGET = 4 * 10**9
 
 
-def peak_memory(lanes: int, steps: int, bond: int, batch: int, process_limit: int) -> dict:
+def peak_memory(
+    lanes: int,
+    steps: int,
+    bond: int,
+    batch: int,
+    process_limit: int,
+    init: str = "normal",
+    checkpoint_steps: int | str = "auto",
+) -> dict:
     """Peak RSS of forward+backward in a fresh process (``ru_maxrss``) whose plan is sized
     to keep the process within ``process_limit`` bytes, run with ``MALLOC_MMAP_THRESHOLD_``
     set to :data:`MALLOC_MMAP_THRESHOLD` (recorded in the row)."""
@@ -376,7 +385,8 @@ def peak_memory(lanes: int, steps: int, bond: int, batch: int, process_limit: in
         "import resource, torch, time; from benchmarks.mps import time_mps; "
         f"torch.set_num_threads({torch.get_num_threads()}); "
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024; "
-        f"row = time_mps({lanes}, {steps}, {bond}, {batch}, memory_budget={process_limit} - base); "
+        f"row = time_mps({lanes}, {steps}, {bond}, {batch}, memory_budget={process_limit} - base, "
+        f"init={init!r}, checkpoint_steps={checkpoint_steps!r}); "
         f"row['process_limit'] = {process_limit}; row['baseline_rss_bytes'] = base; "
         "row['peak_rss_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024; "
         "import json; print(json.dumps(row))"
@@ -387,6 +397,16 @@ def peak_memory(lanes: int, steps: int, bond: int, batch: int, process_limit: in
     )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     return {**row, "malloc_mmap_threshold": MALLOC_MMAP_THRESHOLD}
+
+
+def checkpointing(process_limit: int) -> list[dict]:
+    """Forward+backward of a 64-lane cell over 25 steps at bond 16, batch 32, paper init
+    (the shape of the 64-qubit digits training) with one checkpoint per step and with the
+    default (``"auto"``: none, when the predicted memory fits), each in a fresh process."""
+    return [
+        peak_memory(64, 25, 16, 32, process_limit, init="paper", checkpoint_steps=steps)
+        for steps in (1, "auto")
+    ]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -485,6 +505,15 @@ def report(results: dict, threads: int) -> None:
                 f"  {row['op']}: {row['s_per_step']:.3f} s/step ({row['share']:.0%}, "
                 f"{row['calls_per_step']:.0f} calls/step)"
             )
+    for row in results.get("checkpointing", []):
+        print(
+            f"checkpointing (64 lanes, 25 steps, bond 16, batch 32, paper init), "
+            f"checkpoint_steps {row['checkpoint_steps']}: forward {row['forward_s_per_step']:.3f}"
+            f" s/step, fwd+bwd {row['fwd_bwd_s_per_step']:.3f} s/step "
+            f"({row['fwd_bwd_over_forward']:.2f}x), peak RSS {row['peak_rss_bytes'] / 1e9:.2f} GB "
+            f"(predicted {row['predicted_peak_bytes_backward'] / 1e9:.2f} GB + imports "
+            f"{row['baseline_rss_bytes'] / 1e9:.2f} GB)"
+        )
     if "memory_64x100" in results:
         m = results["memory_64x100"]
         print(
@@ -505,8 +534,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parts",
         help="comma-separated subset: by_lanes, by_bond, by_steps, exactness, errors, headline, "
-        "headline_paper_init, memory_64x100, profile (default: all; --quick leaves out the memory "
-        "run)",
+        "headline_paper_init, memory_64x100, checkpointing, profile (default: all; --quick leaves "
+        "out the two runs in fresh processes)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -536,10 +565,13 @@ def main(argv: list[str] | None = None) -> None:
         "headline": lambda: headline(q, "normal"),
         "headline_paper_init": lambda: headline(q, "paper"),
         "memory_64x100": lambda: peak_memory(64, 100, 32, 32, MEMORY_TARGET),
+        "checkpointing": lambda: checkpointing(available_memory()),
         "profile": lambda: forward_profile(3, 1 if q else 3),
     }
     chosen = (
-        args.parts.split(",") if args.parts else [p for p in parts if p != "memory_64x100" or not q]
+        args.parts.split(",")
+        if args.parts
+        else [p for p in parts if p not in ("memory_64x100", "checkpointing") or not q]
     )
     unknown = sorted(set(chosen) - set(parts))
     if unknown:

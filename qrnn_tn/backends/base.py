@@ -151,15 +151,20 @@ class Plan(Protocol):
 
 
 def available_memory() -> int:
-    """Bytes of memory available to this process (``MemAvailable``; 8 GiB if unknown)."""
+    """Bytes of memory available to this process: ``MemAvailable`` (else ``$QRNN_TN_MEMORY``,
+    else 8 GiB), shared evenly among the processes of a ``torchrun`` launch on this machine
+    (``$LOCAL_WORLD_SIZE``), so that ranks planning at the same time do not each count on
+    all of it."""
+    total = int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    total = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
+    return total // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
 MODES = ("teacher", "sample")

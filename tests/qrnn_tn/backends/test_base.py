@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compiler.unroll import compile_program
-from qrnn_tn.backends import BackendError, BackendOptions, get_backend
+from qrnn_tn.backends import BackendError, BackendOptions, base, get_backend
 from qrnn_tn.backends.base import check_words, format_bytes
 
 BACKENDS = ["statevector", "mps", "tensornet"]
@@ -53,3 +53,17 @@ def test_format_bytes():
     assert format_bytes(512) == "512 B"
     assert format_bytes(3 * 2**30) == "3.0 GiB"
     assert format_bytes(2.0**100) == "2^100.0 B"
+
+
+def test_available_memory_is_shared_among_local_ranks(monkeypatch):
+    def no_meminfo(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(base, "open", no_meminfo, raising=False)
+    monkeypatch.setenv("QRNN_TN_MEMORY", str(12 * 2**30))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert base.available_memory() == 12 * 2**30
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert base.available_memory() == 3 * 2**30
+    monkeypatch.delenv("QRNN_TN_MEMORY")
+    assert base.available_memory() == 2 * 2**30  # 8 GiB when nothing says otherwise
