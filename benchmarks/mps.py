@@ -63,10 +63,10 @@ def time_mps(
     backward: bool = True,
     init: str = "normal",
     memory_budget: int | None = None,
-    checkpoint_steps: int | str = "auto",
+    checkpoint_steps: int = 1,
 ) -> dict:
     """Seconds per step (forward; forward+backward) and the discarded weight; the plan's
-    checkpoints chosen for ``memory_budget`` (default: the available memory)."""
+    outer checkpoint blocks chosen for ``memory_budget`` (default: the available memory)."""
     program = compile_program(local_spec(lanes), steps=steps)
     params, words = _inputs(program, batch, init=init)
     extra = {"max_bond": bond, "checkpoint_steps": checkpoint_steps}
@@ -376,7 +376,7 @@ def peak_memory(
     batch: int,
     process_limit: int,
     init: str = "normal",
-    checkpoint_steps: int | str = "auto",
+    checkpoint_steps: int = 1,
 ) -> dict:
     """Peak RSS of forward+backward in a fresh process (``ru_maxrss``) whose plan is sized
     to keep the process within ``process_limit`` bytes, run with ``MALLOC_MMAP_THRESHOLD_``
@@ -399,13 +399,18 @@ def peak_memory(
     return {**row, "malloc_mmap_threshold": MALLOC_MMAP_THRESHOLD}
 
 
+#: ``(lanes, steps, bond, init)`` of the checkpointing comparison: the 64-qubit digits
+#: training's shape (bonds below the cap) and the headline cell at saturated bonds.
+CHECKPOINT_CASES = ((64, 25, 16, "paper"), (100, 6, 32, "normal"))
+
+
 def checkpointing(process_limit: int) -> list[dict]:
-    """Forward+backward of a 64-lane cell over 25 steps at bond 16, batch 32, paper init
-    (the shape of the 64-qubit digits training) with one checkpoint per step and with the
-    default (``"auto"``: none, when the predicted memory fits), each in a fresh process."""
+    """Forward+backward, batch 32, with one checkpoint per step and with none, each in a
+    fresh process, for each of :data:`CHECKPOINT_CASES`."""
     return [
-        peak_memory(64, 25, 16, 32, process_limit, init="paper", checkpoint_steps=steps)
-        for steps in (1, "auto")
+        peak_memory(lanes, steps, bond, 32, process_limit, init=init, checkpoint_steps=every)
+        for lanes, steps, bond, init in CHECKPOINT_CASES
+        for every in (1, 0)
     ]
 
 
@@ -507,8 +512,9 @@ def report(results: dict, threads: int) -> None:
             )
     for row in results.get("checkpointing", []):
         print(
-            f"checkpointing (64 lanes, 25 steps, bond 16, batch 32, paper init), "
-            f"checkpoint_steps {row['checkpoint_steps']}: forward {row['forward_s_per_step']:.3f}"
+            f"checkpointing ({row['lanes']} lanes, {row['steps']} steps, bond {row['bond']}, "
+            f"batch 32, {row['init']} init), checkpoint_steps {row['checkpoint_steps']}: "
+            f"forward {row['forward_s_per_step']:.3f}"
             f" s/step, fwd+bwd {row['fwd_bwd_s_per_step']:.3f} s/step "
             f"({row['fwd_bwd_over_forward']:.2f}x), peak RSS {row['peak_rss_bytes'] / 1e9:.2f} GB "
             f"(predicted {row['predicted_peak_bytes_backward'] / 1e9:.2f} GB + imports "

@@ -11,9 +11,10 @@ RY layers, input writes, projections and resets are applied in program order; tr
 ``max_window``       widest neuron window contracted directly (default 10); wider ones are
                      gathered by swaps.
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
-                     0: none). Default ``"auto"``: none while the predicted backward
-                     memory without checkpoints fits ``memory_budget`` (the backward then
-                     does not run the forward again), else 1.
+                     default 1; 0: none). Without checkpoints the backward does not run the
+                     forward again but keeps every step's graph: faster while bonds stay
+                     well below the cap, slower once they saturate it (``python -m
+                     benchmarks.mps --parts checkpointing`` measures both).
 ``checkpoint_outer`` steps per outer block of a second level (0: none). Backward then keeps
                      about ``T / outer + outer`` states instead of ``T``, and every outer
                      block but the last (the longest) runs forward once more. Default
@@ -137,17 +138,11 @@ class MPSPlan:
             self.compiled = compile_mps(program, int(extra.get("max_window", 10)))
         except ValueError as err:
             raise BackendError(str(err)) from err
-        self.checkpoint_steps = self._inner_block(
-            extra.get("checkpoint_steps", "auto"), extra.get("checkpoint_outer", "auto")
-        )
+        self.checkpoint_steps = self._inner_block(extra.get("checkpoint_steps", 1))
         self.checkpoint_outer = self._outer_block(extra.get("checkpoint_outer", "auto"))
         self.cost = self._cost_at(self.checkpoint_outer)
 
-    def _cost_at(self, checkpoint_outer: int, checkpoint_steps: int | None = None) -> Cost:
-        """The plan's cost with ``checkpoint_outer`` (and ``checkpoint_steps``, default the
-        plan's own)."""
-        if checkpoint_steps is None:
-            checkpoint_steps = self.checkpoint_steps
+    def _cost_at(self, checkpoint_outer: int) -> Cost:
         return mps_cost(
             self.program,
             self.compiled,
@@ -155,22 +150,16 @@ class MPSPlan:
             max_bond=self.max_bond,
             exact=self.cutoff <= default_cutoff(self.dtype),
             itemsize=torch.finfo(self.dtype).bits // 8,
-            checkpoint_steps=checkpoint_steps,
+            checkpoint_steps=self.checkpoint_steps,
             checkpoint_outer=checkpoint_outer,
         )
 
-    def _inner_block(self, option, outer) -> int:
-        """Steps per checkpoint block, resolving ``"auto"`` as the module doc says."""
-        if option != "auto":
-            if not isinstance(option, int) or isinstance(option, bool) or option < 0:
-                raise BackendError(
-                    f"checkpoint_steps must be 'auto' or a non-negative integer; got {option!r}"
-                )
-            return option
-        if outer not in ("auto", 0):  # an outer block asks for checkpoints
-            return 1
-        fits = self._cost_at(0, checkpoint_steps=0).peak_bytes_backward <= self.options.budget()
-        return 0 if fits else 1
+    @staticmethod
+    def _inner_block(option) -> int:
+        """Steps per checkpoint block: a non-negative integer, or :class:`BackendError`."""
+        if not isinstance(option, int) or isinstance(option, bool) or option < 0:
+            raise BackendError(f"checkpoint_steps must be a non-negative integer; got {option!r}")
+        return option
 
     def _outer_block(self, option) -> int:
         """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one
