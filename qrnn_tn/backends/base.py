@@ -155,7 +155,7 @@ def available_memory() -> int:
     else 8 GiB), shared evenly among the processes of a ``torchrun`` launch on this machine
     (``$LOCAL_WORLD_SIZE``), so that ranks planning at the same time do not each count on
     all of it."""
-    total = int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
+    total = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
@@ -164,7 +164,10 @@ def available_memory() -> int:
                     break
     except OSError:
         pass
-    return total // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    if total is None:
+        total = int(os.environ.get("QRNN_TN_MEMORY", 8 * 2**30))
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    return total // (int(ranks) if ranks.isdigit() and int(ranks) > 0 else 1)
 
 
 MODES = ("teacher", "sample")

@@ -39,6 +39,7 @@ from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -157,9 +158,9 @@ class MPSPlan:
     @staticmethod
     def _inner_block(option) -> int:
         """Steps per checkpoint block: a non-negative integer, or :class:`BackendError`."""
-        if not isinstance(option, int) or isinstance(option, bool) or option < 0:
+        if not isinstance(option, numbers.Integral) or isinstance(option, bool) or option < 0:
             raise BackendError(f"checkpoint_steps must be a non-negative integer; got {option!r}")
-        return option
+        return int(option)
 
     def _outer_block(self, option) -> int:
         """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one

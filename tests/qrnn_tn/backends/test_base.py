@@ -65,5 +65,8 @@ def test_available_memory_is_shared_among_local_ranks(monkeypatch):
     assert base.available_memory() == 12 * 2**30
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert base.available_memory() == 3 * 2**30
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")  # ignored, not a crash
+    assert base.available_memory() == 12 * 2**30
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.delenv("QRNN_TN_MEMORY")
     assert base.available_memory() == 2 * 2**30  # 8 GiB when nothing says otherwise

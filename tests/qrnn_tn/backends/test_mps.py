@@ -289,6 +289,8 @@ def test_checkpoint_steps_is_checked(bad):
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=4)
     with pytest.raises(BackendError, match="checkpoint_steps must be a non-negative integer"):
         prepare(program, BackendOptions(extra={"checkpoint_steps": bad}))
+    plan = prepare(program, BackendOptions(extra={"checkpoint_steps": np.int64(2)}))
+    assert plan.checkpoint_steps == 2 and type(plan.checkpoint_steps) is int
 
 
 def test_wide_local_cell_runs():
