@@ -7,6 +7,9 @@ contracted by quimb with its own path finder.
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import quimb.tensor as qtn
@@ -154,6 +157,15 @@ def test_bad_input_is_refused_clearly(kwargs, message):
     args = {"program": program, "params": params, "words": words} | kwargs
     with pytest.raises(BackendError, match=message):
         to_quimb(args.pop("program"), args.pop("params"), args.pop("words"), **args)
+
+
+def test_tutorial_runs_and_draws(tmp_path, capsys):
+    script = Path(__file__).parents[3] / "docs" / "tutorials" / "quimb_network.py"
+    main = runpy.run_path(str(script))["main"]
+    out = tmp_path / "network.png"
+    main(["--quick", "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "open indices: ('out0',)" in capsys.readouterr().out
 
 
 _PROGRAM = compile_program(CELLS["all"], steps=2)
