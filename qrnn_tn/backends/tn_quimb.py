@@ -21,8 +21,10 @@ index are shared by several tensors), so quimb needs the output indices spelled 
 
 Tags of every tensor
     ``LANE{l}``       the lane it acts on (not on ``ONES``).
-    ``STEP{s}``       the step whose operations put it in the network (a wire reopened by a
-                      projection at the end of step ``s`` starts in step ``s + 1``).
+    ``STEP{s}``       the step whose operations (``program.segments()[s]``) put it in the
+                      network; step ``s`` begins with the collapse of readout ``s - 1`` onto
+                      its word, so that projection's ``CLOSE``/``START`` tensors carry
+                      ``STEP{s}``.
     ``KET`` / ``BRA`` which half of ``⟨ψ|Π_w|ψ⟩`` it belongs to (not on ``ONES``).
     its kind          ``NEURON`` (``M(x)[out, in]``, diagonal in its sources), ``RY``,
                       ``MCRY``, ``X`` (gates), ``START`` (a wire's basis state, from the words
@@ -157,7 +159,7 @@ def to_quimb(
     net, starts = _network(program, step, tokens.shape[0], form)
     values = LeafValues(program, params, tokens)
     values.prepare_neurons(tuple(leaf.ref for leaf in net.leaves if leaf.kind == "neuron"))
-    names = _index_names(program, net)
+    names = _index_names(net)
     n_ket = len(net.leaves) // 2
     tensors = []
     for i, leaf in enumerate(net.leaves):
@@ -193,7 +195,8 @@ def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program
     else:
         raise BackendError(
             "to_quimb: expected a compiled Program (compiler.unroll.compile_program) or a "
-            f"tensornet plan; got {type(program).__name__}"
+            f"prepared plan (qrnn_tn.backends.get_backend(name)(program, options)); got "
+            f"{type(program).__name__}"
         )
     form = form if neuron_form is None else neuron_form
     if form not in NEURON_FORMS:
@@ -246,7 +249,7 @@ def _own(leaf: Leaf) -> tuple[int, ...]:
     return leaf.inds[-2:]
 
 
-def _index_names(program: Program, net: StepNetwork) -> dict[int, str]:
+def _index_names(net: StepNetwork) -> dict[int, str]:
     """Readable names for the network's index ids (see the module docstring)."""
     n_ket = len(net.leaves) // 2
     ket, bra = net.leaves[:n_ket], net.leaves[n_ket : 2 * n_ket]
