@@ -53,8 +53,11 @@ __all__ = [
     "choose",
     "get_backend",
     "rank_backends",
+    "readout_inds",
     "register_backend",
+    "to_quimb",
 ]
 
 # Importing the backend modules registers them (in this order).
 from qrnn_tn.backends import mps, statevector, tensornet  # noqa: E402, F401
+from qrnn_tn.backends.tn_quimb import readout_inds, to_quimb  # noqa: E402
