@@ -48,6 +48,7 @@ from compiler.unroll import Program
 from qrnn_tn.backends.base import BackendError, Plan, check_params, check_words
 from qrnn_tn.backends.tn_network import BATCH, NEURON_FORMS, Leaf, StepNetwork, iter_networks
 from qrnn_tn.backends.tn_values import LeafValues
+from qrnn_tn.dtypes import parse_dtype
 
 if TYPE_CHECKING:  # quimb takes a second or two to import: only when a network is built
     import quimb.tensor as qtn
@@ -58,7 +59,6 @@ __all__ = ["to_quimb", "readout_inds", "BATCH_IND", "ARRAYS"]
 BATCH_IND = "batch"
 #: Array libraries the tensors can hold.
 ARRAYS = ("torch", "numpy")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _OUT = re.compile(r"out(\d+)")
 
 
@@ -218,14 +218,17 @@ def _tensor(value: object, what: str, expected: str, dtype: type | None = None) 
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
-        return _DTYPES[dtype.removeprefix("torch.")]
-    raise BackendError(
-        f"to_quimb: dtype {dtype!r} is not supported; accepted: {', '.join(_DTYPES)} "
-        "(the network is real)"
-    )
+    """A real simulation dtype (the network is real), or :class:`BackendError`."""
+    try:
+        parsed = parse_dtype(dtype)
+    except BackendError:
+        parsed = None
+    if parsed is None or parsed.is_complex:
+        raise BackendError(
+            f"to_quimb: dtype {dtype!r} is not supported; accepted: float32, float64 "
+            "(the network is real)"
+        )
+    return parsed
 
 
 def _network(program: Program, step: int, batch: int, form: str) -> tuple[StepNetwork, list[int]]:

@@ -85,7 +85,7 @@ def test_a_list_of_floats_is_read_as_float64():
 def test_a_plan_gives_its_program_and_neuron_form():
     program, params, words = _case("all", steps=1, batch=2, seed=2)
     extra = {"cache_dir": None, "search_time": 0.0, "neuron_form": "literal"}
-    plan = prepare(program, BackendOptions(batch_size=2, extra=extra))
+    plan = prepare(program, BackendOptions(batch_size=2, backend_options=extra))
     assert "NEURON" in to_quimb(program, params, words).tag_map  # "auto" keeps them whole here
     tn = to_quimb(plan, params, words, arrays="numpy")
     assert "NEURON" not in tn.tag_map  # literal: neurons are their ancilla circuits
