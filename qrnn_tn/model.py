@@ -30,6 +30,7 @@ from qrnn_tn.backends import (
 )
 from qrnn_tn.backends.options import OptionsInput
 from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import check_tokens
 from qrnn_tn.simulate import init_params
 
 __all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss"]
@@ -233,16 +234,7 @@ class QRNN(nn.Module):
     def _tokens(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
         """``tokens`` as int64 on the model's device, or ValueError for non-integers and
         words outside ``0 … 2^io - 1``."""
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ValueError(f"{where} must hold integer tokens; got dtype {tokens.dtype}")
-        tokens = tokens.to(torch.int64)
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= 2**self.io:
-            raise ValueError(
-                f"{where} holds tokens in [{low}, {high}]; a cell with io={self.io} reads "
-                f"words 0 … {2**self.io - 1}"
-            )
-        return tokens.to(self.theta.device)
+        return check_tokens(tokens, self.io, where, ValueError).to(self.theta.device)
 
     def check_targets(
         self, targets: torch.Tensor | np.ndarray | None, words: torch.Tensor

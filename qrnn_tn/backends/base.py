@@ -23,6 +23,7 @@ from qrnn_tn.backends.options import (
     resolve_backend_options,
 )
 from qrnn_tn.errors import BackendError
+from qrnn_tn.semantics import check_tokens
 
 __all__ = [
     "BackendError",
@@ -112,12 +113,16 @@ class RunResult:
                   (neuron success probabilities and projections): the log-probability of the
                   whole postselected history on a device.
     words:        ``[batch, steps + 1]`` the tokens used (the sampled ones in ``"sample"`` mode).
+    discarded:    ``[batch, steps]`` the weight each step lost to bond truncation (a backend
+                  that truncates, the MPS under ``max_bond``; not differentiated), or
+                  ``None`` for an exact run. The MPS backend bounds the error by it.
     """
 
     probs: torch.Tensor
     target_prob: torch.Tensor
     log_norm: torch.Tensor
     words: torch.Tensor
+    discarded: torch.Tensor | None = None
 
 
 _Specific = TypeVar("_Specific", bound=SpecificOptions)
@@ -233,17 +238,9 @@ def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) 
             f"{backend}: in {mode} mode words must have shape {expected} for a program of "
             f"{program.steps} steps; got {list(words.shape)}"
         )
-    if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
-        raise BackendError(f"{backend}: words must be integer tokens; got {words.dtype}")
-    words = words.to(torch.int64)
     checked = words if mode == "teacher" else words[:, :1]
-    top = 2**program.io
-    if checked.numel() and (checked.min() < 0 or checked.max() >= top):
-        bad = checked[(checked < 0) | (checked >= top)][0].item()
-        raise BackendError(
-            f"{backend}: token {bad} is out of range; a cell with io={program.io} "
-            f"reads words 0 … {top - 1}"
-        )
+    check_tokens(checked, program.io, f"{backend}: words", BackendError)
+    words = words.to(torch.int64)
     if mode == "sample":
         out = words.new_zeros(words.shape[0], length)
         out[:, 0] = words[:, 0]

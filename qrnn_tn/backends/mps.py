@@ -22,8 +22,8 @@ With a bond cap, float64 is the fast dtype: its splits go through ``eigh`` of a 
 (:func:`~qrnn_tn.backends.mps_svd.split`), which float32's precision does not allow, so a
 float32 run takes the full SVD and is not faster on CPU.
 
-The run returns :class:`MPSRunResult`, a :class:`RunResult` plus the discarded weight per
-step. Truncation error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
+The run's :attr:`RunResult.discarded` holds the discarded weight per step. Truncation
+error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
 readout, the normalised state is off by ``‖ψ̃ - ψ‖ ≤ Σ_i √(2ε_i)`` (each SVD removes an
 orthogonal part of relative norm √ε_i; renormalising at most doubles it in the 2-norm sense
 ``‖a/‖a‖ - ψ‖² = 2 - 2√(1-ε) ≤ 2ε``; neurons and projections are then divided by their
@@ -35,12 +35,11 @@ from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 
-from compiler.gates import neuron_branch_amplitudes
+from compiler.ir import WordBit
 from compiler.unroll import Program
 from qrnn_tn.backends.base import (
     BackendError,
@@ -58,15 +57,9 @@ from qrnn_tn.backends.mps_state import BlockMPS
 from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.recompute import recompute
 from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
 
-__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff"]
-
-
-@dataclass
-class MPSRunResult(RunResult):
-    """:class:`RunResult` plus ``discarded [batch, steps]``: truncated weight per step."""
-
-    discarded: torch.Tensor
+__all__ = ["MPSPlan", "prepare", "default_cutoff"]
 
 
 def default_cutoff(dtype: torch.dtype) -> float:
@@ -95,17 +88,13 @@ class _Tables:
         """``c``, ``s`` of every neuron layout and RY cos/sin from the parameters."""
         neurons = []
         for table in compiled.neurons:
-            theta = params[torch.as_tensor(table.slots, device=params.device)]
-            mono = torch.as_tensor(table.monomials, dtype=params.dtype, device=params.device)
-            eta = (table.offset + mono @ theta) / 2
-            c, s = neuron_branch_amplitudes(eta, table.order)
+            slots = torch.as_tensor(table.slots, device=params.device)
+            c, s = neuron_amplitudes(params, slots, table.monomials, table.offset, table.order)
             branch = torch.as_tensor(table.branch, device=params.device)
             neurons.append((c[branch].reshape(table.shape), s[branch].reshape(table.shape)))
         rotations = []
-        for const, terms in compiled.rotations:
-            angle = params.new_tensor(const)
-            for slot, coef in terms:
-                angle = angle + coef * params[slot]
+        for rotation in compiled.rotations:
+            angle = angle_value(params, rotation)
             rotations.append((torch.cos(angle / 2), torch.sin(angle / 2)))
         return cls(neurons, rotations)
 
@@ -174,7 +163,7 @@ class MPSPlan:
         *,
         mode: str = "teacher",
         generator: torch.Generator | None = None,
-    ) -> MPSRunResult:
+    ) -> RunResult:
         """Per-step distributions of ``words [batch, steps + 1]`` (``[batch, 1]`` prompts in
         ``"sample"`` mode; see :class:`RunResult`)."""
         program = self.program
@@ -204,7 +193,7 @@ class MPSPlan:
             run = partial(self._chunks, size=self.checkpoint_outer, run=run, checkpointed=True)
         out = run(steps, uniforms, words, *flat, *tables.flat)
         words, (probs, log_norm, discarded) = out[0], out[-3:]
-        return MPSRunResult(
+        return RunResult(
             probs=probs,
             target_prob=target_probs(program, probs, words),
             log_norm=log_norm.sum(dim=1),
@@ -265,7 +254,7 @@ class MPSPlan:
                     state.rotate(ins[1], cos, sin)
                 elif kind == "x":
                     _, pos, token, bit = ins
-                    state.flip(pos, ((words[:, token] >> (io - 1 - bit)) & 1).bool())
+                    state.flip(pos, token_bits(words, [WordBit(token, bit)], io).bool())
                 elif kind == "swap":
                     state.swap(ins[1])
                 elif kind == "readout":

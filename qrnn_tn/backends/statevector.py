@@ -63,6 +63,7 @@ from qrnn_tn.backends.base import (
 )
 from qrnn_tn.backends.options import StatevectorOptions
 from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import token_bits
 
 __all__ = ["StatevectorPlan", "prepare", "MAX_QUBITS"]
 
@@ -450,10 +451,7 @@ class _Run:
     def _bit(self, value: _Bit, like: torch.Tensor) -> torch.Tensor:
         if value in self.assignment:
             return self.assignment[value]
-        bit = torch.full_like(like, value.const)
-        for word_bit in value.bits:
-            bit ^= (self.words[:, word_bit.token] >> (self.io - 1 - word_bit.bit)) & 1
-        return bit
+        return token_bits(self.words, value.bits, self.io, value.const)
 
     def groups(self, values: tuple[_Bit, ...]) -> tuple[torch.Tensor, list[int]]:
         """The sequences sorted by :meth:`index` (a permutation) and the size of each group."""

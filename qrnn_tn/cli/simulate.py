@@ -275,8 +275,7 @@ def _report(
         values = (values if values.dtype == torch.int64 else values.double()).tolist()
         return values if batched else values[0]
 
-    discarded = getattr(result, "discarded", None)
-    extra = {} if discarded is None else {"discarded": unbatch(discarded)}
+    extra = {} if result.discarded is None else {"discarded": unbatch(result.discarded)}
     return {
         "backend": backend,
         "reason": reason,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
-from qrnn_tn.backends.mps import MPSRunResult, prepare
+from qrnn_tn.backends.mps import prepare
 from qrnn_tn.backends.mps_svd import split
 from tests.reference import dense_run
 
@@ -131,7 +131,6 @@ def test_exact_against_dense(io, work, stages, degree, order, topo, max_window, 
     plan = prepare(program, BackendOptions(backend_options={"max_window": max_window}))
     theta = torch.tensor(params, requires_grad=True)
     result = plan.run(theta, torch.as_tensor(words))
-    assert isinstance(result, MPSRunResult)
     np.testing.assert_allclose(result.probs.detach().numpy(), reference, atol=1e-10)
     assert float(result.discarded.max()) < 1e-20
     weights = _loss_weights(result.probs.shape, seed)
