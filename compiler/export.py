@@ -352,7 +352,10 @@ def _check_words(words: Sequence[int], program: Program) -> list[int]:
 
 def _topology_text(spec: CellSpec) -> str:
     topology = spec.neuron.topology
-    return {"all": "all", "local": f"local {topology.radius}"}.get(topology.kind, "custom")
+    if topology.kind == "local":
+        site = ", i/o lanes one site" if topology.io == "site" else ""
+        return f"local {topology.radius}{site}"
+    return topology.kind
 
 
 def _cell_text(spec: CellSpec) -> str:
