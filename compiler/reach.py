@@ -53,8 +53,9 @@ READ, COLLAPSE = "read", "collapse"
 class BitReach:
     """Where bit ``bit`` of the tokens (written onto lane ``bit``) can reach a readout.
 
-    Lags count steps from the step that reads the token as input (token ``t`` is read at
-    step ``t``; a separate target token from the step it is the target of). ``None``: never.
+    A read lag counts steps from the step that reads the token (token ``t`` is read at step
+    ``t``); a collapse lag from the step whose i/o lanes are projected on it (token ``t + 1``
+    at step ``t``, or step ``t``'s separate target), so it is at least 1. ``None``: never.
 
     Attributes
     ----------
@@ -116,21 +117,21 @@ def _lag_text(lag: int) -> str:
 def _bit_text(spec: CellSpec, b: BitReach) -> str:
     names = ", ".join(spec.lane_name(q) for q in b.readers)
     if b.read_lag is not None:
-        text = f"read by {names}; reaches readouts from {_lag_text(b.read_lag)}"
+        text = f"read by {names}, changes readouts from {_lag_text(b.read_lag)}"
     elif b.readers:
-        text = f"read by {names}, but never reaches a readout"
+        text = f"read by {names}, but changes no readout"
     else:
         text = "never read"
     if b.collapse_lag is not None:
-        text += f"; its collapse from {_lag_text(b.collapse_lag)}"
+        text += f"; collapsing onto it changes readouts from {_lag_text(b.collapse_lag)}"
     return text
 
 
-def _token_step(program: Program, token: int) -> int:
-    """The step that reads ``token`` as input, or whose target it is (separate targets)."""
-    if program.separate_targets and token > program.steps:
-        return token - program.steps - 1
-    return token
+def _origin_step(program: Program, channel: str, token: int) -> int:
+    """The step a token bit enters at: the step reading ``token``, or projecting on it."""
+    if channel == READ and token <= program.steps:
+        return token
+    return token - program.steps - 1 if program.separate_targets else token - 1
 
 
 class _Parts:
@@ -157,7 +158,7 @@ class _Parts:
         return c
 
     def _add(self, record: dict[Hashable, int], channel: str, token: int, bit: int) -> None:
-        key, step = self.key(channel, token, bit), _token_step(self.program, token)
+        key, step = self.key(channel, token, bit), _origin_step(self.program, channel, token)
         if record.get(key, -1) < step:
             record[key] = step
 
@@ -311,17 +312,18 @@ def cell_warnings(spec: CellSpec) -> tuple[str, ...]:
 
 def _warning(spec: CellSpec, b: BitReach) -> str:
     lane = spec.lane_name(b.bit)
-    what = f"{bit_label(spec, b.bit).lower()} of every token never reaches a readout"
+    what = bit_label(spec, b.bit).lower() + " of the tokens"
     topology = spec.neuron.topology
     if b.readers:
         names = ", ".join(spec.lane_name(q) for q in b.readers)
         return (
-            f"{what}: the neurons on {names} read it, but nothing links those lanes to an i/o "
-            "lane; give an i/o lane's neuron a source among them"
+            f"{what} is read by the neurons on {names}, but no readout depends on it: nothing "
+            "links those lanes to an i/o lane; give an i/o lane's neuron a source among them"
         )
     seen_by = [spec.lane_name(g) for g in range(spec.n_lanes) if b.bit in spec.sources_of(g)]
     by = (
-        f"only the output neurons on {', '.join(seen_by)} take {lane} as a source, and they run "
+        f"only the output neuron{'s' if len(seen_by) > 1 else ''} on {', '.join(seen_by)} "
+        f"take{'' if len(seen_by) > 1 else 's'} {lane} as a source, and output neurons run "
         "after the input is unwritten"
         if seen_by
         else f"no neuron takes {lane} as a source"
@@ -332,5 +334,7 @@ def _warning(spec: CellSpec, b: BitReach) -> str:
             "i/o lane a source of the first workspace neurons"
         )
     else:
-        fix = f"add {b.bit} to the sources of a workspace lane's neuron"
-    return f"{what}: with topology {topology.describe()} {by}; {fix}"
+        fix = f"add lane {b.bit} to the sources of a workspace lane's neuron"
+    return f"{what} is never read, so no readout depends on it as an input: with topology " + (
+        f"{topology.describe()} {by}; {fix}"
+    )

@@ -13,6 +13,7 @@ from compiler.export import summary, to_dot, to_json, to_qasm3
 from compiler.unroll import Program, compile_program
 from qrnn_tn.cli import UsageError
 from qrnn_tn.cli.params import program_params
+from qrnn_tn.cli.reach import warn_unread
 
 __all__ = ["register", "run", "FORMATS"]
 
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     words = None if args.words is None else _parse_words(args.words)
     steps = args.steps if args.steps is not None else len(words) - 1 if words else 1
     program = compile_program(Path(args.spec), steps, literal=args.literal)
+    warn_unread("compile", program.spec)
     if words is not None and len(words) != program.n_tokens:
         raise UsageError(
             f"--words gives {len(words)} tokens; {steps} steps need steps + 1 = {program.n_tokens}"
