@@ -25,6 +25,8 @@ summary (default), lossless JSON, OpenQASM 3 of the literal circuit (neurons exp
 ancilla circuits; postselections are annotated measurements) or Graphviz DOT. OpenQASM 3
 angles are numbers with --params or --seed, otherwise `input float[64] theta_k` parameters;
 token bits are numbers with --words, otherwise `bit[io] w<t>` registers assigned before a run.
+The summary ends with what the readouts can see: per input bit, which neurons read it and from
+how many steps back it can change a readout; an input bit no readout can see is also a warning.
 """
 
 
