@@ -95,17 +95,23 @@ class Reach:
 
     def rows(self) -> list[tuple[str, str]]:
         """``(label, text)`` per bit, as the compile summary prints them."""
-        return [(bit_label(self.spec, b.bit), _bit_text(self.spec, b)) for b in self.bits]
+        return [(_bit_label(self.spec, b.bit), _bit_text(self.spec, b)) for b in self.bits]
 
     def __str__(self) -> str:
         rows = self.rows()
         width = max(len(label) for label, _ in rows) + 2
-        head = f"What the readouts can see ({self.steps} steps; structural, sound):"
+        steps = f"{self.steps} step{'s' if self.steps > 1 else ''}"
+        head = f'What the readouts can see ({steps}; "never" is certain):'
         return "\n".join([head, *(f"  {label + ':':<{width}}{text}" for label, text in rows)])
 
 
-def bit_label(spec: CellSpec, bit: int) -> str:
-    """``input bit 0 (o0, most significant)``."""
+def _name(spec: CellSpec, qubit: int) -> str:
+    """``o<i>``, ``h<j>``, or ``a<k>`` for the ancillas of a literal program."""
+    return spec.lane_name(qubit) if qubit < spec.n_lanes else f"a{qubit - spec.n_lanes}"
+
+
+def _bit_label(spec: CellSpec, bit: int) -> str:
+    """``Input bit 0 (o0, most significant)``."""
     note = ", most significant" if bit == 0 and spec.io > 1 else ""
     return f"Input bit {bit} ({spec.lane_name(bit)}{note})"
 
@@ -115,7 +121,7 @@ def _lag_text(lag: int) -> str:
 
 
 def _bit_text(spec: CellSpec, b: BitReach) -> str:
-    names = ", ".join(spec.lane_name(q) for q in b.readers)
+    names = ", ".join(_name(spec, q) for q in b.readers)
     if b.read_lag is not None:
         text = f"read by {names}, changes readouts from {_lag_text(b.read_lag)}"
     elif b.readers:
@@ -312,10 +318,10 @@ def cell_warnings(spec: CellSpec) -> tuple[str, ...]:
 
 def _warning(spec: CellSpec, b: BitReach) -> str:
     lane = spec.lane_name(b.bit)
-    what = bit_label(spec, b.bit).lower() + " of the tokens"
+    what = _bit_label(spec, b.bit).lower() + " of the tokens"
     topology = spec.neuron.topology
     if b.readers:
-        names = ", ".join(spec.lane_name(q) for q in b.readers)
+        names = ", ".join(_name(spec, q) for q in b.readers)
         return (
             f"{what} is read by the neurons on {names}, but no readout depends on it: nothing "
             "links those lanes to an i/o lane; give an i/o lane's neuron a source among them"
