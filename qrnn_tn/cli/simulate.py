@@ -17,6 +17,7 @@ from compiler.unroll import Program
 from qrnn_tn.backends import RunResult, check_backend_options
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options
 from qrnn_tn.cli.params import program_params
+from qrnn_tn.cli.reach import warn_unread
 from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.simulate import load_program, make_plan
 
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--scheduler-timeout {args.scheduler_timeout:g}: must be > 0 seconds")
     check_backend_options(backend_options(args), args.backend)
     spec = load_spec(Path(args.spec))
+    warn_unread("simulate", spec)
     sequences, batched = _read_words(args.words)
     tokens = _check_words(sequences, spec.io)
     program = load_program(spec, tokens.shape[1] - 1)

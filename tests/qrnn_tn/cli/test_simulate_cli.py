@@ -160,3 +160,14 @@ def test_backend_options_reach_the_backend(spec_path, capsys):
     assert max(capped["discarded"]) > 1e-8
     code, _, err = _run(capsys, spec_path, *words, "--backend-option", "max_bnd=1")
     assert code == 2 and "unknown backend option(s) max_bnd; accepted: mps: max_bond" in err
+
+
+def test_simulate_warns_about_an_input_bit_no_readout_sees(tmp_path, spec_path, capsys):
+    path = tmp_path / "chain.toml"
+    path.write_text("[cell]\nio = 2\nworkspace = 2\n[neuron]\ntopology = { local = 1 }\n")
+    code, out, err = _run(capsys, str(path), "--words", "3,1,0", "--seed", "0")
+    assert code == 0 and "step" in out.lower()
+    (line,) = err.splitlines()
+    assert line.startswith("qrnn-tn simulate: warning: input bit 0 (o0, most significant)")
+    _, _, err = _run(capsys, spec_path, "--words", "3,1,0", "--seed", "0")
+    assert err == ""
