@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 from compiler.spec import load_spec
 from qrnn_tn import distributed
+from qrnn_tn.backends import check_backend_options, options_as_dict
 from qrnn_tn.data import SequenceDataset
+from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
-from qrnn_tn.simulate import DTYPE_NAMES
 
 __all__ = [
     "TrainError",
@@ -90,7 +91,9 @@ class TrainConfig:
     applied with L-BFGS, whose line search needs the true gradient). ``out`` is the run
     directory (``None``: keep nothing on disk). ``task_options`` records how the datasets
     were built (see :mod:`qrnn_tn.tasks`); ``backend_options`` go to the backend (e.g.
-    ``{"max_bond": 32}`` with ``backend="mps"``). ``lr_schedule`` ``"cosine"`` lowers the
+    ``{"max_bond": 32}`` with ``backend="mps"``, or ``MPSOptions(max_bond=32)``): they are
+    checked on construction and kept as a plain mapping of the values that differ from the
+    defaults (what ``config.json`` records). ``lr_schedule`` ``"cosine"`` lowers the
     learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
     of the step alone, so a resumed run follows it exactly).
     """
@@ -113,6 +116,12 @@ class TrainConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     task_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str):
+            raise TrainError(f"backend={self.backend!r}; give a backend name or 'auto'")
+        resolved = check_backend_options(self.backend_options, self.backend)
+        self.backend_options = options_as_dict(resolved)
 
     def validate(self) -> None:
         """Raise :class:`TrainError` naming the first bad field and what is accepted."""

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from compiler.unroll import Program
+from qrnn_tn.backends.options import (
+    OPTIONS_BY_BACKEND,
+    OptionsInput,
+    SpecificOptions,
+    resolve_backend_options,
+)
+from qrnn_tn.errors import BackendError
 
 __all__ = [
     "BackendError",
@@ -38,10 +45,6 @@ __all__ = [
 
 #: Seconds per flop for a backend with no time model of its own (:attr:`Cost.seconds`).
 DEFAULT_FLOP_SECONDS = 1e-9
-
-
-class BackendError(RuntimeError):
-    """A backend cannot run a program as asked (too large, bad input, unsupported)."""
 
 
 @dataclass(frozen=True)
@@ -117,18 +120,39 @@ class RunResult:
     words: torch.Tensor
 
 
+_Specific = TypeVar("_Specific", bound=SpecificOptions)
+
+
 @dataclass(frozen=True)
 class BackendOptions:
-    """Options every backend understands; backends may read more from ``extra``."""
+    """How to prepare a plan: what every backend reads, and each backend's own options.
+
+    ``backend_options`` takes a flat mapping (``{"max_bond": 32}``), a typed options object
+    (:class:`~qrnn_tn.backends.options.MPSOptions` …) or a sequence of them, and holds them
+    as typed objects (:func:`~qrnn_tn.backends.options.resolve_backend_options`); a backend
+    reads its own with :meth:`of`.
+    """
 
     dtype: torch.dtype = torch.float64
     device: str | torch.device = "cpu"
     memory_budget: int | None = None
     batch_size: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    backend_options: tuple[SpecificOptions, ...] = ()
+
+    def __post_init__(self) -> None:
+        resolved = resolve_backend_options(self.backend_options)  # type: ignore[arg-type]
+        object.__setattr__(self, "backend_options", resolved)
 
     def budget(self) -> int:
+        """The memory budget in bytes (:func:`available_memory` when not set)."""
         return self.memory_budget if self.memory_budget is not None else available_memory()
+
+    def of(self, cls: type[_Specific]) -> _Specific:
+        """The options of the backend that ``cls`` belongs to (its defaults when not given)."""
+        for obj in self.backend_options:
+            if isinstance(obj, cls):
+                return obj
+        return cls()
 
 
 class Plan(Protocol):
@@ -240,7 +264,6 @@ Estimator = Callable[[Program, BackendOptions], Cost]
 class _Registered:
     prepare: Callable[[Program, BackendOptions], Plan]
     estimate: Estimator | None
-    options: tuple[str, ...]
 
 
 _BACKENDS: dict[str, _Registered] = {}
@@ -250,44 +273,46 @@ def register_backend(
     name: str,
     prepare: Callable[[Program, BackendOptions], Plan],
     estimate: Estimator | None = None,
-    options: Sequence[str] = (),
+    options: type[SpecificOptions] | None = None,
 ) -> None:
     """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``).
 
     ``estimate`` gives a quick upper bound on the cost without the work of ``prepare``
-    (e.g. without a path search); :func:`choose` uses it when given. ``options`` names the
-    keys of :attr:`BackendOptions.extra` the backend reads; any other key is refused.
+    (e.g. without a path search); :func:`choose` uses it when given. ``options`` is the
+    backend's options class (a frozen :class:`~qrnn_tn.backends.options.SpecificOptions`
+    subclass whose ``backend`` is ``name``); its fields are the keys the backend accepts.
     """
-    _BACKENDS[name] = _Registered(prepare, estimate, tuple(options))
+    if options is None:
+        options = make_dataclass(
+            f"{name}Options", [], bases=(SpecificOptions,), frozen=True, namespace={"backend": name}
+        )
+    if options.backend != name:
+        raise ValueError(f"options class {options.__name__} is for backend {options.backend!r}")
+    OPTIONS_BY_BACKEND[name] = options
+    _BACKENDS[name] = _Registered(prepare, estimate)
 
 
 def backend_names() -> list[str]:
+    """The registered backends, sorted."""
     return sorted(_BACKENDS)
 
 
-def check_extra(extra: Mapping[str, Any], names: Sequence[str]) -> None:
-    """Raise :class:`BackendError` for a key of ``extra`` that none of ``names`` reads
-    (a misspelt option would otherwise be silently ignored)."""
-    unknown = sorted(set(extra) - {key for name in names for key in _BACKENDS[name].options})
-    if unknown:
-        accepted = "; ".join(f"{n}: {', '.join(_BACKENDS[n].options) or 'none'}" for n in names)
-        raise BackendError(f"unknown backend option(s) {', '.join(unknown)}; accepted: {accepted}")
-
-
-def _own_options(name: str, options: BackendOptions) -> BackendOptions:
-    """``options`` with only the ``extra`` keys backend ``name`` reads (for ``choose``)."""
-    keys = _BACKENDS[name].options
-    return replace(options, extra={k: v for k, v in options.extra.items() if k in keys})
+def check_backend_options(options: OptionsInput, backend: str) -> tuple[SpecificOptions, ...]:
+    """``options`` resolved for ``backend`` (``"auto"``: any backend), or :class:`BackendError`:
+    the one check at a boundary (model, simulate, CLI), before any data is built."""
+    if backend != "auto" and backend not in _BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; available: {', '.join(backend_names())}")
+    return resolve_backend_options(options, backend)
 
 
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
-    """The backend's ``prepare(program, options)``; it refuses ``extra`` keys it does not read."""
+    """The backend's ``prepare(program, options)``; it refuses options of other backends."""
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
     prepare = _BACKENDS[name].prepare
 
     def checked(program: Program, options: BackendOptions) -> Plan:
-        check_extra(options.extra, [name])
+        check_backend_options(options.backend_options, name)
         return prepare(program, options)
 
     return checked
@@ -296,7 +321,6 @@ def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
 def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[Cost, Plan | None]:
     """The backend's quick estimate, or its prepared plan's cost (with the plan, for reuse)."""
     entry = _BACKENDS[name]
-    options = _own_options(name, options)
     if entry.estimate is not None:
         return entry.estimate(program, options), None
     plan = entry.prepare(program, options)
@@ -321,10 +345,8 @@ def rank_backends(
     Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
     after them those that the options make approximate (the MPS backend under a
     ``max_bond`` below the exact bond), in the same order. Costs come from each backend's
-    quick estimate where it has one (no path search). Each backend receives the ``extra``
-    keys it reads; a key no backend reads is an error.
+    quick estimate where it has one (no path search). Each backend reads its own options.
     """
-    check_extra(options.extra, backend_names())
     budget = options.budget()
     candidates: list[Candidate] = []
     refused: dict[str, str] = {}
@@ -352,7 +374,7 @@ def _planned_past_estimate(
         if _BACKENDS[name].estimate is None or not refused.get(name, "").startswith("estimated"):
             continue
         try:
-            plan = _BACKENDS[name].prepare(program, _own_options(name, options))
+            plan = _BACKENDS[name].prepare(program, options)
         except BackendError as err:
             refused[name] += f"; planned: {err}"
             continue
@@ -387,7 +409,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     best = candidates[0]
     plan = best.plan
     if plan is None:
-        plan = _BACKENDS[best.name].prepare(program, _own_options(best.name, options))
+        plan = _BACKENDS[best.name].prepare(program, options)
     others = (
         ", ".join(
             f"{c.name} {c.cost.predicted_seconds:.2g} s"

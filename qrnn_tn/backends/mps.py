@@ -3,13 +3,9 @@
 The state is an MPS over the lanes in lane order, torch tensors with the batch as leading
 dimension, kept in mixed canonical form around a small dense block (``mps_state``). Neurons,
 RY layers, input writes, projections and resets are applied in program order; truncated SVDs
-(``mps_svd``) cap the bonds. Options in ``BackendOptions.extra``:
+(``mps_svd``) cap the bonds. Options: :class:`~qrnn_tn.backends.options.MPSOptions`
+(``max_bond``, ``cutoff``, ``max_window``, and the two checkpoint levels below).
 
-``max_bond``         bond cap (``None``: no cap, exact).
-``cutoff``           drop singular values below ``cutoff · s_max`` (default: ``1e-14`` in
-                     float64, ``1e-7`` in float32, i.e. only numerical zeros).
-``max_window``       widest neuron window contracted directly (default 10); wider ones are
-                     gathered by swaps.
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
                      default 1; 0: none). Without checkpoints the backward does not run the
                      forward again but keeps every step's graph: faster while bonds stay
@@ -39,7 +35,6 @@ from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -60,11 +55,11 @@ from qrnn_tn.backends.base import (
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
 from qrnn_tn.backends.mps_cost import mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
+from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.recompute import recompute
+from qrnn_tn.dtypes import real_dtype
 
 __all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff"]
-
-_OPTIONS = ("max_bond", "cutoff", "max_window", "checkpoint_steps", "checkpoint_outer")
 
 
 @dataclass
@@ -77,14 +72,6 @@ class MPSRunResult(RunResult):
 def default_cutoff(dtype: torch.dtype) -> float:
     """Relative singular-value cutoff that drops numerical zeros only."""
     return 1e-14 if dtype == torch.float64 else 1e-7
-
-
-def _real(dtype: torch.dtype) -> torch.dtype:
-    if dtype in (torch.float64, torch.complex128):
-        return torch.float64
-    if dtype in (torch.float32, torch.complex64):
-        return torch.float32
-    raise BackendError(f"dtype {dtype} is not supported; use float32/64 or complex64/128")
 
 
 class _Tables:
@@ -127,20 +114,18 @@ class MPSPlan:
     """A program prepared for the MPS backend (see the module doc for the options)."""
 
     def __init__(self, program: Program, options: BackendOptions) -> None:
-        extra = options.extra
+        own = options.of(MPSOptions)
         self.program = program
         self.options = options
-        self.dtype = _real(options.dtype)
-        self.max_bond = extra.get("max_bond")
-        if self.max_bond is not None and (not isinstance(self.max_bond, int) or self.max_bond < 1):
-            raise BackendError(f"max_bond must be a positive integer or None; got {self.max_bond}")
-        self.cutoff = float(extra.get("cutoff", default_cutoff(self.dtype)))
+        self.dtype = real_dtype(options.dtype)
+        self.max_bond = own.max_bond
+        self.cutoff = default_cutoff(self.dtype) if own.cutoff is None else own.cutoff
         try:
-            self.compiled = compile_mps(program, int(extra.get("max_window", 10)))
+            self.compiled = compile_mps(program, own.max_window)
         except ValueError as err:
             raise BackendError(str(err)) from err
-        self.checkpoint_steps = self._inner_block(extra.get("checkpoint_steps", 1))
-        self.checkpoint_outer = self._outer_block(extra.get("checkpoint_outer", "auto"))
+        self.checkpoint_steps = own.checkpoint_steps
+        self.checkpoint_outer = self._outer_block(own.checkpoint_outer)
         self.cost = self._cost_at(self.checkpoint_outer)
 
     def _cost_at(self, checkpoint_outer: int) -> Cost:
@@ -155,21 +140,13 @@ class MPSPlan:
             checkpoint_outer=checkpoint_outer,
         )
 
-    @staticmethod
-    def _inner_block(option) -> int:
-        """Steps per checkpoint block: a non-negative integer, or :class:`BackendError`."""
-        if not isinstance(option, numbers.Integral) or isinstance(option, bool) or option < 0:
-            raise BackendError(f"checkpoint_steps must be a non-negative integer; got {option!r}")
-        return int(option)
-
     def _outer_block(self, option) -> int:
         """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one
         level), resolving ``"auto"`` as the module doc says. The backward memory grows with
         the outer block beyond ``√T``, so the longest block that fits is found by bisection."""
         inner, steps = self.checkpoint_steps, self.program.steps
         if option != "auto":
-            valid = isinstance(option, int) and not isinstance(option, bool) and option >= 0
-            if not valid or (option and inner > 0 and option % inner):
+            if option and inner > 0 and option % inner:
                 raise BackendError(
                     f"checkpoint_outer must be 'auto', 0 or a positive multiple of "
                     f"checkpoint_steps ({inner}); got {option!r}"
@@ -326,4 +303,4 @@ def prepare(program: Program, options: BackendOptions) -> MPSPlan:
     return MPSPlan(program, options)
 
 
-register_backend("mps", prepare, options=_OPTIONS)
+register_backend("mps", prepare, options=MPSOptions)

@@ -14,10 +14,11 @@ import torch
 
 from compiler.spec import load_spec
 from compiler.unroll import Program
-from qrnn_tn.backends import RunResult
+from qrnn_tn.backends import RunResult, check_backend_options
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options
 from qrnn_tn.cli.params import program_params
-from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
+from qrnn_tn.dtypes import DTYPE_NAMES
+from qrnn_tn.simulate import load_program, make_plan
 
 __all__ = ["register", "run"]
 
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.scheduler_timeout > 0:
         raise UsageError(f"--scheduler-timeout {args.scheduler_timeout:g}: must be > 0 seconds")
+    check_backend_options(backend_options(args), args.backend)
     spec = load_spec(Path(args.spec))
     sequences, batched = _read_words(args.words)
     tokens = _check_words(sequences, spec.io)
@@ -169,7 +171,7 @@ def _run_on_cluster(
             args.dtype,
             tokens.shape[0],
             args.memory_budget,
-            extra={**backend_options(args), "parallel": client},
+            backend_options={**backend_options(args), "parallel": client},
         )
         slices = plan.cost.details["slices per step"]
         if max(slices) == 1:
