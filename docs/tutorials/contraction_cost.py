@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from compiler import compile_program  # noqa: E402
 from qrnn_tn.backends import BackendOptions, rank_backends  # noqa: E402
+from qrnn_tn.backends.options import MPSOptions  # noqa: E402
 
 
 def local_cell(qubits: int, radius: int) -> dict:
@@ -44,7 +45,9 @@ def main() -> None:
     # An unlimited budget, so every backend reports its cost instead of being ruled out
     # for memory (a backend can still refuse: the statevector stops at 40 qubits). The MPS
     # gets a bond cap: without one its bound grows like an exact state's, 2^(n/2) per bond.
-    options = BackendOptions(memory_budget=2**62, batch_size=1, extra={"max_bond": 32})
+    options = BackendOptions(
+        memory_budget=2**62, batch_size=1, backend_options=MPSOptions(max_bond=32)
+    )
     widths: dict[str, list[tuple[int, float]]] = {}
     print(f"{'qubits':>6}  {'backend':12s} {'width':>6} {'flops':>9} {'predicted s':>11}")
     for n in qubits:

@@ -94,6 +94,7 @@ def dask_contraction() -> None:
 
     from compiler import compile_program
     from qrnn_tn.backends import BackendOptions, get_backend
+    from qrnn_tn.backends.options import TensorNetOptions
 
     spec = {
         "cell": {"io": 2, "workspace": 10, "stages": 1},
@@ -106,9 +107,8 @@ def dask_contraction() -> None:
     with tempfile.TemporaryDirectory() as cache:
         # A small memory budget slices each step's contraction into pieces: the unit of work
         # a worker gets. The path cache makes every later process skip the search.
-        options = BackendOptions(
-            batch_size=4, memory_budget=2**21, extra={"cache_dir": cache, "search_time": 0.5}
-        )
+        tensornet = TensorNetOptions(cache_dir=cache, search_time=0.5)
+        options = BackendOptions(batch_size=4, memory_budget=2**21, backend_options=tensornet)
         plan = get_backend("tensornet")(program, options)
     print(f"(b) slices per step: {plan.cost.details.get('slices per step')}")
 
