@@ -33,7 +33,7 @@ $(DOCS_STAMP): $(STAMP)
 	touch $(DOCS_STAMP)
 
 docs: docs-deps
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 tutorials: setup
 	QRNN_TN_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python docs/tutorials/compile_and_inspect.py --out runs/tutorials/compile
