@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,9 @@ class QRNN(nn.Module):
             plan = None
             program_key = (steps, separate_targets)
             if program_key in self._chosen:
-                plan = get_backend(self._chosen[program_key])(program, options)
+                name = self._chosen[program_key]
+                own = tuple(o for o in self.backend_options if o.backend == name)
+                plan = get_backend(name)(program, replace(options, backend_options=own))
                 if plan.cost.peak_bytes_backward > options.budget():
                     plan = None
             if plan is None:

@@ -295,3 +295,14 @@ def test_auto_backend_chooses_once_per_length(monkeypatch):
     model(random_words(1, batch=2, length=4))
     assert calls == [(2, 2), (3, 2)]
     assert model.backend_reason.startswith("chose ")
+
+
+def test_auto_with_another_backends_options_plans_new_batch_sizes():
+    """``auto`` keeps its choice for a new batch size and hands that backend only its own
+    options (a bond cap meant for the MPS does not stop the statevector)."""
+    model = QRNN("examples/elman_xor.toml", backend="auto", seed=0, backend_options={"max_bond": 8})
+    words = torch.zeros(3, 4, dtype=torch.int64)
+    first = model(words[:2])
+    again = model(words)
+    torch.testing.assert_close(again[:2], first, rtol=0, atol=1e-12)
+    assert model.plan(3, 3).cost.backend == model.plan(3, 2).cost.backend
