@@ -62,6 +62,7 @@ _TRAJECTORY_FIELDS = (
     "optimiser",
     "batch_size",
     "clip",
+    "overhead_penalty",
     "seed",
     "eval_every",
     "loss",
@@ -92,7 +93,13 @@ class TrainConfig:
     were built (see :mod:`qrnn_tn.tasks`); ``backend_options`` go to the backend (e.g.
     ``{"max_bond": 32}`` with ``backend="mps"``). ``lr_schedule`` ``"cosine"`` lowers the
     learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
-    of the step alone, so a resumed run follows it exactly).
+    of the step alone, so a resumed run follows it exactly). ``overhead_penalty`` ``λ > 0``
+    trains on ``loss + λ · (−log_norm) / steps``: ``−log_norm`` is the log of the
+    postselection overhead of a whole sequence (every neuron's success probability and every
+    projection, :class:`~qrnn_tn.backends.RunResult`), so the penalty keeps the readouts of the
+    unscored steps and the neurons likely; without it, tasks scored on the last step only
+    (MNIST pixel by pixel) can drive the projections of the other steps towards probability
+    zero, where the renormalised state and the gradients become unstable (``docs/mnist.md``).
     """
 
     task: str = ""
@@ -103,6 +110,7 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = None
     clip: float | None = 0.5
+    overhead_penalty: float = 0.0
     seed: int = 0
     eval_every: int = 20
     target_loss: float | None = None
@@ -142,6 +150,13 @@ class TrainConfig:
                 raise TrainError(f"{name}={value!r}; must be an integer >= 1")
         if self.clip is not None and not self.clip > 0:
             raise TrainError(f"clip={self.clip!r}; must be > 0, or None for no clipping")
+        penalty = self.overhead_penalty
+        if not (isinstance(penalty, int | float) and not isinstance(penalty, bool)) or not (
+            math.isfinite(penalty) and penalty >= 0
+        ):
+            raise TrainError(
+                f"overhead_penalty={penalty!r}; must be a finite number >= 0 (0: no penalty)"
+            )
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
 
@@ -283,12 +298,15 @@ def evaluate(
     labelled set, the share of sequences whose most probable label under the exact joint
     label distribution is right (QRNN.md §3); otherwise the share of unmasked steps whose
     most probable word is the target. ``overhead`` is the mean of ``1 / p_t(w_{t+1})``
-    over all steps (the expected repetitions per projection on a device). A truncating
+    over all steps (the expected repetitions per projection on a device); ``log_overhead``
+    the mean over steps of ``−log_norm`` (every neuron's success and every projection, as
+    the log of the repetitions a step costs without amplitude amplification). A truncating
     backend (MPS with a bond cap) adds ``discarded``: the largest weight one sequence of the
     set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps` bounds the
     error by it).
     """
     loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
+    log_overhead_sum = 0.0
     discarded: dict[str, float] = {}
     for batch in dataset.batches(batch_size):
         words_t, mask_t, targets_t = _tensors(*batch, device=model.theta.device)
@@ -303,6 +321,7 @@ def evaluate(
         p_target = result.target_prob
         overhead_sum += float((1 / p_target.clamp_min(torch.finfo(probs.dtype).tiny)).sum())
         n_steps += p_target.numel()
+        log_overhead_sum -= float(result.log_norm.sum())
     if n_scored == 0:
         raise TrainError(f"dataset {dataset.name!r} has no unmasked step to evaluate")
     accuracy = correct / n_scored
@@ -312,6 +331,7 @@ def evaluate(
         "loss": loss_sum / n_scored,
         "accuracy": accuracy,
         "overhead": overhead_sum / n_steps,
+        "log_overhead": log_overhead_sum / n_steps,
         "sequences": len(dataset),
     } | discarded
 
@@ -403,11 +423,17 @@ def _train_step(
         probs = result.probs
         scored = step_targets(words, targets)
         loss = step_losses(probs, scored, config.loss)[mask].mean()
-        loss.backward()
+        log_overhead = -result.log_norm.mean() / probs.shape[1]
+        objective = loss
+        if config.overhead_penalty > 0:
+            objective = loss + config.overhead_penalty * log_overhead
+        objective.backward()
         if not seen:  # the first evaluation is the batch's state before the step
             p_target = result.target_prob.detach()
             tiny = torch.finfo(probs.dtype).tiny
             seen["loss"] = float(loss.detach())
+            seen["log_overhead"] = float(log_overhead.detach())
+            seen["theta_norm"] = float(torch.linalg.vector_norm(model.theta.detach()))
             seen["accuracy"] = float((probs.argmax(-1) == scored)[mask].double().mean())
             seen["overhead"] = float((1 / p_target.clamp_min(tiny)).mean())
             seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
@@ -422,6 +448,16 @@ def _train_step(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimiser.step()
     return seen
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class _Progress:
@@ -443,15 +479,17 @@ class _Progress:
     def validation(self, step: int, train_loss: float, val: dict[str, float]) -> None:
         text = (
             f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} overhead {val['overhead']:.2f}"
+            f" log-overhead {val['log_overhead']:.2f}"
         )
         if "discarded" in val:
             text += f" discarded {val['discarded']:.2g}"
         if self.bar is not None:
             self.bar.write(f"{self.name} step {step}: {text}", file=sys.stderr)
         elif self.enabled:
+            left = (self.total - step) * val["seconds"] / step
             print(
                 f"{self.name} step {step}/{self.total}: loss {train_loss:.4f} | {text} "
-                f"| {val['seconds']:.1f}s",
+                f"| {val['seconds']:.1f}s, about {_duration(left)} left",
                 file=sys.stderr,
                 flush=True,
             )
@@ -542,6 +580,11 @@ def train(
     total = config.total_steps(len(train_set))
     # data-parallel hook (qrnn_tn.distributed): DDP wrapper, None in one process
     group = distributed.current()
+    if group is not None and config.overhead_penalty > 0:
+        raise TrainError(
+            "overhead_penalty is not supported with data-parallel training (--distributed); "
+            "train in one process or set overhead_penalty=0"
+        )
     ddp = group.wrap(model) if group is not None else None
     optimiser = _make_optimiser(config, model)
     state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}

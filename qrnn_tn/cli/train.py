@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_options(parser)
     parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
     parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
+    parser.add_argument(
+        "--overhead-penalty",
+        type=float,
+        metavar="L",
+        help="add L x the mean per-step -log of the postselection (neurons and projections) "
+        "to the loss; keeps unscored steps likely (default: the task's, mostly 0)",
+    )
     parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
     parser.add_argument("--target-loss", type=float, help="stop once validation loss <= this")
     parser.add_argument(
@@ -119,6 +126,7 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         "backend": args.backend,
         "dtype": args.dtype,
         "clip": args.clip,
+        "overhead_penalty": args.overhead_penalty,
         "eval_every": args.eval_every,
         "target_loss": args.target_loss,
         "target_accuracy": args.target_accuracy,
