@@ -54,6 +54,9 @@ __all__ = [
 OPTIMISERS = ("adam", "sgd", "rmsprop", "lbfgs")
 #: Learning-rate schedules by name: ``constant``, or ``cosine`` decay to zero over the run.
 LR_SCHEDULES = ("constant", "cosine")
+#: What the overhead penalty counts: the projections of the unscored steps, or every
+#: postselection (neurons too).
+PENALTY_SCOPES = ("readout", "all")
 #: Config fields that shape the trajectory: a resumed run must not change them.
 _TRAJECTORY_FIELDS = (
     "task",
@@ -63,6 +66,7 @@ _TRAJECTORY_FIELDS = (
     "batch_size",
     "clip",
     "overhead_penalty",
+    "overhead_penalty_scope",
     "seed",
     "eval_every",
     "loss",
@@ -94,12 +98,14 @@ class TrainConfig:
     ``{"max_bond": 32}`` with ``backend="mps"``). ``lr_schedule`` ``"cosine"`` lowers the
     learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
     of the step alone, so a resumed run follows it exactly). ``overhead_penalty`` ``λ > 0``
-    trains on ``loss + λ · (−log_norm) / steps``: ``−log_norm`` is the log of the
-    postselection overhead of a whole sequence (every neuron's success probability and every
-    projection, :class:`~qrnn_tn.backends.RunResult`), so the penalty keeps the readouts of the
-    unscored steps and the neurons likely; without it, tasks scored on the last step only
-    (MNIST pixel by pixel) can drive the projections of the other steps towards probability
-    zero, where the renormalised state and the gradients become unstable (``docs/mnist.md``).
+    adds ``λ`` times a postselection cost to the loss: with ``overhead_penalty_scope``
+    ``"readout"`` (the default) the mean ``−log p_t(v_t)`` over the unscored steps (the log of
+    their readout overhead; a next-token loss on the steps the task does not score), with
+    ``"all"`` the mean per-step ``−log_norm`` (every neuron's success probability and every
+    projection but the last, :class:`~qrnn_tn.backends.RunResult`). Without it, a task scored
+    on its last step only (MNIST pixel by pixel) drives the projections of the other steps
+    towards probability zero, where the renormalised state and the gradients become unstable
+    (``docs/mnist.md``).
     """
 
     task: str = ""
@@ -111,6 +117,7 @@ class TrainConfig:
     epochs: int | None = None
     clip: float | None = 0.5
     overhead_penalty: float = 0.0
+    overhead_penalty_scope: str = "readout"
     seed: int = 0
     eval_every: int = 20
     target_loss: float | None = None
@@ -156,6 +163,11 @@ class TrainConfig:
         ):
             raise TrainError(
                 f"overhead_penalty={penalty!r}; must be a finite number >= 0 (0: no penalty)"
+            )
+        if self.overhead_penalty_scope not in PENALTY_SCOPES:
+            raise TrainError(
+                f"overhead_penalty_scope={self.overhead_penalty_scope!r}; accepted: "
+                + ", ".join(PENALTY_SCOPES)
             )
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
@@ -426,7 +438,9 @@ def _train_step(
         log_overhead = -result.log_norm.mean() / probs.shape[1]
         objective = loss
         if config.overhead_penalty > 0:
-            objective = loss + config.overhead_penalty * log_overhead
+            objective = loss + config.overhead_penalty * _penalty(
+                config, result, log_overhead, mask
+            )
         objective.backward()
         if not seen:  # the first evaluation is the batch's state before the step
             p_target = result.target_prob.detach()
@@ -458,6 +472,21 @@ def _duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _penalty(
+    config: TrainConfig, result: Any, log_overhead: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The overhead penalty's term (before its weight): the mean ``−log p_t(v_t)`` of the
+    projections of the unscored steps (``"readout"``), or the mean per-step ``−log_norm``
+    (``"all"``: neurons and projections)."""
+    if config.overhead_penalty_scope == "all":
+        return log_overhead
+    unscored = ~mask
+    if not bool(unscored.any()):
+        return log_overhead.new_zeros(())
+    p = result.target_prob[unscored]
+    return -torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)).mean()
 
 
 class _Progress:

@@ -55,8 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overhead-penalty",
         type=float,
         metavar="L",
-        help="add L x the mean per-step -log of the postselection (neurons and projections) "
-        "to the loss; keeps unscored steps likely (default: the task's, mostly 0)",
+        help="add L x the mean -log probability of the unscored steps' projections to the "
+        "loss (see --overhead-penalty-scope); keeps them likely (default: the task's, mostly 0)",
+    )
+    parser.add_argument(
+        "--overhead-penalty-scope",
+        choices=("readout", "all"),
+        help="what the penalty counts: the unscored steps' projections (readout, default) or "
+        "every postselection, neurons included (all)",
     )
     parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
     parser.add_argument("--target-loss", type=float, help="stop once validation loss <= this")
@@ -127,6 +133,7 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         "dtype": args.dtype,
         "clip": args.clip,
         "overhead_penalty": args.overhead_penalty,
+        "overhead_penalty_scope": args.overhead_penalty_scope,
         "eval_every": args.eval_every,
         "target_loss": args.target_loss,
         "target_accuracy": args.target_accuracy,

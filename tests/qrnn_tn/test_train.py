@@ -199,6 +199,7 @@ def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
         ({"backend": "auto"}, "backend"),
         ({"overhead_penalty": -0.1}, "overhead_penalty"),
         ({"overhead_penalty": float("nan")}, "overhead_penalty"),
+        ({"overhead_penalty_scope": "neurons"}, "overhead_penalty_scope"),
     ],
 )
 def test_bad_configs_are_refused_before_training(changes, match):
@@ -347,42 +348,61 @@ def test_log_overhead_matches_a_dense_replay_of_every_neuron_and_projection():
     assert evaluate(model, data)["log_overhead"] == pytest.approx(expected.mean() / steps)
 
 
-def test_overhead_penalty_adds_its_gradient_to_the_loss():
-    data = xor_data(0, n=3)
-    lam, lr = 0.7, 1e-3
+def _penalty_step(init, data, penalty, scope):
+    """The parameter change of one plain SGD step (lr 1e-3, no clipping), divided by -lr."""
+    model = QRNN(SPEC, backend="statevector", init=init)
+    cfg = config(optimiser="sgd", lr=1e-3, clip=None, steps=1, batch_size=len(data))
+    cfg.overhead_penalty, cfg.overhead_penalty_scope = penalty, scope
+    train(model, data, None, cfg, progress=False)
+    return ((torch.from_numpy(init) - model.theta.detach()) / 1e-3).numpy()
+
+
+def _central_differences(f, init, h=1e-6):
+    grad = np.zeros(len(init))
+    for i in range(len(init)):
+        up, down = init.copy(), init.copy()
+        up[i] += h
+        down[i] -= h
+        grad[i] = (f(up) - f(down)) / (2 * h)
+    return grad
+
+
+def test_overhead_penalty_of_every_postselection_adds_its_gradient():
+    data, lam = xor_data(0, n=3), 0.7
     init = np.random.default_rng(5).normal(0, 0.5, 22)
-    moved = {}
-    for penalty in (0.0, lam):
-        model = QRNN(SPEC, backend="statevector", init=init)
-        cfg = config(optimiser="sgd", lr=lr, clip=None, steps=1, batch_size=3)
-        cfg.overhead_penalty = penalty
-        train(model, data, None, cfg, progress=False)
-        moved[penalty] = (torch.from_numpy(init) - model.theta.detach()) / lr
-    # the step's extra gradient is λ · d/dθ mean(−log_norm)/steps: central differences of the
-    # dense replay (an independent forward computation)
     steps = data.words.shape[1] - 1
-    probe = QRNN(SPEC, backend="statevector", init=init)
-    fd = np.zeros(22)
-    for i in range(22):
-        for sign in (1, -1):
-            with torch.no_grad():
-                probe.theta.copy_(torch.from_numpy(init))
-                probe.theta[i] += sign * 1e-6
-            fd[i] += sign * _neuron_success_log(probe, data.words).mean() / steps / 2e-6
-    extra = (moved[lam] - moved[0.0]).numpy()
-    np.testing.assert_allclose(extra, lam * fd, rtol=1e-4, atol=1e-6)
+    extra = _penalty_step(init, data, lam, "all") - _penalty_step(init, data, 0.0, "all")
+
+    def replay(theta):  # the dense replay: an independent forward computation
+        return _neuron_success_log(QRNN(SPEC, init=theta), data.words).mean() / steps
+
+    np.testing.assert_allclose(extra, lam * _central_differences(replay, init), atol=1e-6)
     assert np.abs(extra).max() > 1e-3
 
 
-def test_overhead_penalty_lowers_the_postselection_overhead():
+def test_overhead_penalty_of_the_readouts_counts_the_unscored_projections():
+    data, lam = xor_data(0, n=3), 0.7
+    init = np.random.default_rng(6).normal(0, 0.5, 22)
+    extra = _penalty_step(init, data, lam, "readout") - _penalty_step(init, data, 0.0, "readout")
+    words, unscored = torch.from_numpy(data.words), ~torch.from_numpy(data.mask)
+    assert unscored.any() and not unscored.all()
+
+    def readout(theta):
+        with torch.no_grad():
+            p = QRNN(SPEC, backend="tensornet", init=theta).run(words).target_prob
+        return float(-torch.log(p[unscored]).mean())
+
+    np.testing.assert_allclose(extra, lam * _central_differences(readout, init), atol=1e-6)
+    assert np.abs(extra).max() > 1e-3
+
+
+@pytest.mark.parametrize(("scope", "metric"), [("all", "log_overhead"), ("readout", "overhead")])
+def test_overhead_penalty_lowers_the_overhead_it_counts(scope, metric):
     data = xor_data(0, n=8)
     results = {}
     for penalty in (0.0, 1.0):
-        model = make_model()
-        summary = train(
-            model, data, None, config(steps=20, overhead_penalty=penalty), progress=False
-        )
-        results[penalty] = summary["best_val"]["log_overhead"]
+        cfg = config(steps=20, overhead_penalty=penalty, overhead_penalty_scope=scope)
+        results[penalty] = train(make_model(), data, None, cfg, progress=False)["best_val"][metric]
     assert results[1.0] < results[0.0] - 0.05
 
 
