@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values
 
@@ -226,7 +228,31 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
         progress=not args.quiet,
     )
     say(_describe_summary(summary))
+    for line in _warnings(summary, data.val):
+        say(f"warning: {line}")
     return 0
+
+
+def _warnings(summary: dict[str, Any], val: Any) -> list[str]:
+    """Why the outcome may not be what was wanted: accuracy at chance, or a validation loss
+    still falling when the step budget ran out."""
+    best, lines = summary["best_val"], []
+    if best is None:
+        return lines
+    if val.labels is not None and len(val.labels):
+        majority = float(np.bincount(val.labels).max() / len(val.labels))
+        if best["accuracy"] <= majority + 0.01:
+            lines.append(
+                f"the best validation accuracy {best['accuracy']:.3f} is at chance (the "
+                f"largest class is {majority:.3f} of the validation set): the model has not "
+                "learnt the task; train longer (--steps) or see the task's documentation"
+            )
+    if summary["stopped"] == "steps" and summary["best_step"] == summary["steps"]:
+        lines.append(
+            f"the validation loss was still falling at the last step ({summary['steps']}); "
+            "more steps may help (--steps, or --resume with a larger --steps)"
+        )
+    return lines
 
 
 def _describe_summary(summary: dict[str, Any]) -> str:
