@@ -311,11 +311,11 @@ def evaluate(
     label distribution is right (QRNN.md §3); otherwise the share of unmasked steps whose
     most probable word is the target. ``overhead`` is the mean of ``1 / p_t(w_{t+1})``
     over all steps (the expected repetitions per projection on a device); ``log_overhead``
-    the mean over steps of ``−log_norm`` (every neuron's success and every projection, as
-    the log of the repetitions a step costs without amplitude amplification). A truncating
-    backend (MPS with a bond cap) adds ``discarded``: the largest weight one sequence of the
-    set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps` bounds the
-    error by it).
+    the mean over steps of ``−log_norm`` (every neuron's success and every projection but
+    the last, as the log of the repetitions a step costs without amplitude amplification).
+    A truncating backend (MPS with a bond cap) adds ``discarded``: the largest weight one
+    sequence of the set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps`
+    bounds the error by it).
     """
     loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
     log_overhead_sum = 0.0
