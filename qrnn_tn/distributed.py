@@ -54,8 +54,8 @@ _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 class RunOutputs(nn.Module):
     """A :class:`~qrnn_tn.model.QRNN` whose forward returns the tensors of its run that
-    :class:`DistributedDataParallel` can carry: ``probs``, ``target_prob`` and the
-    discarded weights (an empty tensor for an exact backend)."""
+    :class:`DistributedDataParallel` can carry: ``probs``, ``target_prob``, ``log_norm``
+    and the discarded weights (an empty tensor for an exact backend)."""
 
     def __init__(self, model: QRNN) -> None:
         super().__init__()
@@ -63,10 +63,10 @@ class RunOutputs(nn.Module):
 
     def forward(
         self, words: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         result = self.model.run(words, targets=targets)
         discarded = result.probs.new_zeros(0) if result.discarded is None else result.discarded
-        return result.probs, result.target_prob, discarded
+        return result.probs, result.target_prob, result.log_norm, discarded
 
 
 class DistributedError(RuntimeError):
@@ -127,7 +127,8 @@ class Group:
         weight = self.world_size / n_global  # DDP divides the summed gradients by the world
         if local_words.shape[0] == 0:  # fewer rows than ranks: join the all-reduce with 0
             local_words, local_mask, local_scored, weight = words[:1], mask[:1], scored[:1], 0.0
-        probs, target_prob, discarded = ddp(local_words, None if targets is None else local_scored)
+        targets = None if targets is None else local_scored
+        probs, target_prob, log_norm, discarded = ddp(local_words, targets)
         losses = step_losses(probs, local_scored, loss_kind)
         local_sum = losses[local_mask].sum()
         (local_sum * weight).backward()
@@ -138,18 +139,21 @@ class Group:
             local_scored,
             local_mask,
             discarded if discarded.numel() else None,
+            log_norm,
         )
         if weight:
             summed, maximum = local.to_tensor(device), local.to_tensor(device)
-        else:  # a rank without rows adds nothing (StepSums() reads "exact" in the maximum)
-            summed = torch.zeros(6, dtype=torch.float64, device=device)
+        else:  # a rank without rows adds nothing and reads "exact" in the maximum
             maximum = StepSums().to_tensor(device)
+            summed = torch.zeros_like(maximum)
         dist.all_reduce(summed)
         dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
         sums = StepSums.from_tensors(summed, maximum)
         if not seen:
             seen.update(sums.summary())
-            seen["grad_norm"] = float(torch.linalg.vector_norm(ddp.module.model.theta.grad))
+            theta = ddp.module.model.theta
+            seen["theta_norm"] = float(torch.linalg.vector_norm(theta.detach()))
+            seen["grad_norm"] = float(torch.linalg.vector_norm(theta.grad))
         return torch.tensor(sums.loss / n_global, dtype=probs.real.dtype, device=device)
 
     # ------------------------------------------------------------------ coordination

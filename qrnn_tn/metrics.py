@@ -1,8 +1,9 @@
 """Batch metrics, computed one way for training steps, evaluation and data-parallel ranks.
 
 A batch contributes sums (:class:`StepSums`): its loss summed over the unmasked steps, how
-many of those it predicts right, the postselection overhead ``1 / p_t(w_{t+1})`` summed
-over every step, and the largest weight a sequence lost to bond truncation. Sums add across
+many of those it predicts right, the postselection overhead ``1 / p_t(w_{t+1})`` and its
+log over all postselections (``−log_norm``) summed over every step, and the largest weight a
+sequence lost to bond truncation. Sums add across
 batches and across ranks (an all-reduce of :meth:`StepSums.to_tensor`), and
 :meth:`StepSums.summary` turns them into the metrics a run reports.
 """
@@ -24,7 +25,8 @@ _NO_TRUNCATION = -1.0
 class StepSums:
     """Sums over the steps of one or more batches.
 
-    ``loss`` and ``correct`` run over the ``scored`` (unmasked) steps; ``overhead`` over all
+    ``loss`` and ``correct`` run over the ``scored`` (unmasked) steps; ``overhead`` and
+    ``log_overhead`` (``−log_norm``: every neuron's success and every projection) over all
     ``steps``; ``discarded`` is the largest weight one sequence lost to truncation over its
     steps (``None`` for an exact backend).
     """
@@ -34,6 +36,7 @@ class StepSums:
     correct: int = 0
     overhead: float = 0.0
     steps: int = 0
+    log_overhead: float = 0.0
     discarded: float | None = None
 
     @classmethod
@@ -45,11 +48,13 @@ class StepSums:
         scored: torch.Tensor,
         mask: torch.Tensor,
         discarded: torch.Tensor | None = None,
+        log_norm: torch.Tensor | None = None,
     ) -> StepSums:
         """The sums of one batch: per-step ``losses`` and ``probs [batch, steps, 2^io]``,
         the probability ``target_prob [batch, steps]`` of the word each step was projected
         on, the ``scored`` words, the ``mask`` of unmasked steps and the MPS's per-step
-        ``discarded [batch, steps]`` weights (``None`` for exact backends)."""
+        ``discarded [batch, steps]`` weights (``None`` for exact backends), and the run's
+        ``log_norm [batch]`` (:class:`~qrnn_tn.backends.RunResult`; ``None``: not counted)."""
         with torch.no_grad():
             tiny = torch.finfo(target_prob.dtype).tiny
             return cls(
@@ -58,6 +63,7 @@ class StepSums:
                 correct=int((probs.argmax(-1) == scored)[mask].sum()),
                 overhead=float((1 / target_prob.clamp_min(tiny)).sum()),
                 steps=target_prob.numel(),
+                log_overhead=0.0 if log_norm is None else -float(log_norm.sum()),
                 discarded=None if discarded is None else float(discarded.sum(dim=-1).max()),
             )
 
@@ -69,22 +75,31 @@ class StepSums:
             correct=self.correct + other.correct,
             overhead=self.overhead + other.overhead,
             steps=self.steps + other.steps,
+            log_overhead=self.log_overhead + other.log_overhead,
             discarded=max(worst) if worst else None,
         )
 
     def to_tensor(self, device: torch.device | None = None) -> torch.Tensor:
-        """``[loss, scored, correct, overhead, steps, discarded]`` in float64, for a
-        reduction across ranks: sum the first five (:meth:`from_tensors`) and take the
-        maximum of the last."""
+        """``[loss, scored, correct, overhead, steps, log_overhead, discarded]`` in float64,
+        for a reduction across ranks: sum all but the last (:meth:`from_tensors`) and take
+        the maximum of the last."""
         discarded = _NO_TRUNCATION if self.discarded is None else self.discarded
-        values = [self.loss, self.scored, self.correct, self.overhead, self.steps, discarded]
+        values = [
+            self.loss,
+            self.scored,
+            self.correct,
+            self.overhead,
+            self.steps,
+            self.log_overhead,
+            discarded,
+        ]
         return torch.tensor(values, dtype=torch.float64, device=device)
 
     @classmethod
     def from_tensors(cls, summed: torch.Tensor, maximum: torch.Tensor) -> StepSums:
         """Sums from :meth:`to_tensor` vectors reduced by sum (``summed``) and by maximum
         (``maximum``, of which only the discarded weight is read)."""
-        loss, scored, correct, overhead, steps, _ = summed.tolist()
+        loss, scored, correct, overhead, steps, log_overhead, _ = summed.tolist()
         discarded = float(maximum[-1])
         return cls(
             loss=loss,
@@ -92,17 +107,20 @@ class StepSums:
             correct=round(correct),
             overhead=overhead,
             steps=round(steps),
+            log_overhead=log_overhead,
             discarded=None if discarded == _NO_TRUNCATION else discarded,
         )
 
     def summary(self) -> dict[str, float]:
         """``loss`` (mean over the scored steps), ``accuracy`` (share of scored steps whose
         most probable word is the target), ``overhead`` (mean expected repetitions per
-        projection on a device) and, for a truncating backend, ``discarded``."""
+        projection on a device), ``log_overhead`` (mean per step of ``−log_norm``) and, for a
+        truncating backend, ``discarded``."""
         out = {
             "loss": self.loss / self.scored if self.scored else math.nan,
             "accuracy": self.correct / self.scored if self.scored else math.nan,
             "overhead": self.overhead / self.steps if self.steps else math.nan,
+            "log_overhead": self.log_overhead / self.steps if self.steps else math.nan,
         }
         if self.discarded is not None:
             out["discarded"] = self.discarded

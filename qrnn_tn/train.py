@@ -56,6 +56,9 @@ __all__ = [
 OPTIMISERS = ("adam", "sgd", "rmsprop", "lbfgs")
 #: Learning-rate schedules by name: ``constant``, or ``cosine`` decay to zero over the run.
 LR_SCHEDULES = ("constant", "cosine")
+#: What the overhead penalty counts: the projections of the unscored steps, or every
+#: postselection (neurons too).
+PENALTY_SCOPES = ("readout", "all")
 #: Config fields that shape the trajectory: a resumed run must not change them.
 _TRAJECTORY_FIELDS = (
     "task",
@@ -64,6 +67,8 @@ _TRAJECTORY_FIELDS = (
     "optimiser",
     "batch_size",
     "clip",
+    "overhead_penalty",
+    "overhead_penalty_scope",
     "seed",
     "eval_every",
     "loss",
@@ -96,7 +101,15 @@ class TrainConfig:
     checked on construction and kept as a plain mapping of the values that differ from the
     defaults (what ``config.json`` records). ``lr_schedule`` ``"cosine"`` lowers the
     learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
-    of the step alone, so a resumed run follows it exactly).
+    of the step alone, so a resumed run follows it exactly). ``overhead_penalty`` ``λ > 0``
+    adds ``λ`` times a postselection cost to the loss: with ``overhead_penalty_scope``
+    ``"readout"`` (the default) the mean ``−log p_t(v_t)`` over the unscored steps (the log of
+    their readout overhead; a next-token loss on the steps the task does not score), with
+    ``"all"`` the mean per-step ``−log_norm`` (every neuron's success probability and every
+    projection but the last, :class:`~qrnn_tn.backends.RunResult`). Without it, a task scored
+    on its last step only (MNIST pixel by pixel) drives the projections of the other steps
+    towards probability zero, where the renormalised state and the gradients become unstable
+    (``docs/mnist.md``).
     """
 
     task: str = ""
@@ -107,6 +120,8 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = None
     clip: float | None = 0.5
+    overhead_penalty: float = 0.0
+    overhead_penalty_scope: str = "readout"
     seed: int = 0
     eval_every: int = 20
     target_loss: float | None = None
@@ -152,6 +167,18 @@ class TrainConfig:
                 raise TrainError(f"{name}={value!r}; must be an integer >= 1")
         if self.clip is not None and not self.clip > 0:
             raise TrainError(f"clip={self.clip!r}; must be > 0, or None for no clipping")
+        penalty = self.overhead_penalty
+        if not (isinstance(penalty, int | float) and not isinstance(penalty, bool)) or not (
+            math.isfinite(penalty) and penalty >= 0
+        ):
+            raise TrainError(
+                f"overhead_penalty={penalty!r}; must be a finite number >= 0 (0: no penalty)"
+            )
+        if self.overhead_penalty_scope not in PENALTY_SCOPES:
+            raise TrainError(
+                f"overhead_penalty_scope={self.overhead_penalty_scope!r}; accepted: "
+                + ", ".join(PENALTY_SCOPES)
+            )
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
 
@@ -293,10 +320,12 @@ def evaluate(
     labelled set, the share of sequences whose most probable label under the exact joint
     label distribution is right (QRNN.md §3); otherwise the share of unmasked steps whose
     most probable word is the target. ``overhead`` is the mean of ``1 / p_t(w_{t+1})``
-    over all steps (the expected repetitions per projection on a device). A truncating
-    backend (MPS with a bond cap) adds ``discarded``: the largest weight one sequence of the
-    set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps` bounds the
-    error by it).
+    over all steps (the expected repetitions per projection on a device); ``log_overhead``
+    the mean over steps of ``−log_norm`` (every neuron's success and every projection but
+    the last, as the log of the repetitions a step costs without amplitude amplification).
+    A truncating backend (MPS with a bond cap) adds ``discarded``: the largest weight one
+    sequence of the set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps`
+    bounds the error by it).
     """
     sums = StepSums()
     for batch in dataset.batches(batch_size):
@@ -305,7 +334,13 @@ def evaluate(
         result = model.run(words_t, targets=targets_t)
         losses = step_losses(result.probs, scored, loss_kind)
         sums += StepSums.of(
-            losses, result.probs, result.target_prob, scored, mask_t, result.discarded
+            losses,
+            result.probs,
+            result.target_prob,
+            scored,
+            mask_t,
+            result.discarded,
+            result.log_norm,
         )
     if sums.scored == 0:
         raise TrainError(f"dataset {dataset.name!r} has no unmasked step to evaluate")
@@ -393,12 +428,25 @@ def _train_step(
         scored = step_targets(words, targets)
         losses = step_losses(result.probs, scored, config.loss)
         loss = losses[mask].mean()
-        loss.backward()
+        objective = loss
+        if config.overhead_penalty > 0:
+            log_overhead = -result.log_norm.mean() / result.probs.shape[1]
+            objective = loss + config.overhead_penalty * _penalty(
+                config, result, log_overhead, mask
+            )
+        objective.backward()
         if not seen:  # the first evaluation is the batch's state before the step
             sums = StepSums.of(
-                losses, result.probs, result.target_prob, scored, mask, result.discarded
+                losses,
+                result.probs,
+                result.target_prob,
+                scored,
+                mask,
+                result.discarded,
+                result.log_norm,
             )
             seen.update(sums.summary())
+            seen["theta_norm"] = float(torch.linalg.vector_norm(model.theta.detach()))
             seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
         return loss
 
@@ -410,6 +458,31 @@ def _train_step(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimiser.step()
     return seen
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _penalty(
+    config: TrainConfig, result: Any, log_overhead: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The overhead penalty's term (before its weight): the mean ``−log p_t(v_t)`` of the
+    projections of the unscored steps (``"readout"``), or the mean per-step ``−log_norm``
+    (``"all"``: neurons and projections)."""
+    if config.overhead_penalty_scope == "all":
+        return log_overhead
+    unscored = ~mask
+    if not bool(unscored.any()):
+        return log_overhead.new_zeros(())
+    p = result.target_prob[unscored]
+    return -torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)).mean()
 
 
 class _Progress:
@@ -431,15 +504,17 @@ class _Progress:
     def validation(self, step: int, train_loss: float, val: dict[str, float]) -> None:
         text = (
             f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} overhead {val['overhead']:.2f}"
+            f" log-overhead {val['log_overhead']:.2f}"
         )
         if "discarded" in val:
             text += f" discarded {val['discarded']:.2g}"
         if self.bar is not None:
             self.bar.write(f"{self.name} step {step}: {text}", file=sys.stderr)
         elif self.enabled:
+            left = (self.total - step) * val["seconds"] / step
             print(
                 f"{self.name} step {step}/{self.total}: loss {train_loss:.4f} | {text} "
-                f"| {val['seconds']:.1f}s",
+                f"| {val['seconds']:.1f}s, about {_duration(left)} left",
                 file=sys.stderr,
                 flush=True,
             )
@@ -530,6 +605,11 @@ def train(
     total = config.total_steps(len(train_set))
     # data-parallel hook (qrnn_tn.distributed): DDP wrapper, None in one process
     group = distributed.current()
+    if group is not None and config.overhead_penalty > 0:
+        raise TrainError(
+            "overhead_penalty is not supported with data-parallel training (--distributed); "
+            "train in one process or set overhead_penalty=0"
+        )
     ddp = group.wrap(model) if group is not None else None
     optimiser = _make_optimiser(config, model)
     state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values
 from qrnn_tn.cli.reach import warn_unread
@@ -52,6 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_options(parser)
     parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
     parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
+    parser.add_argument(
+        "--overhead-penalty",
+        type=float,
+        metavar="L",
+        help="add L x the mean -log probability of the unscored steps' projections to the "
+        "loss (see --overhead-penalty-scope); keeps them likely (default: the task's, mostly 0)",
+    )
+    parser.add_argument(
+        "--overhead-penalty-scope",
+        choices=("readout", "all"),
+        help="what the penalty counts: the unscored steps' projections (readout, default) or "
+        "every postselection, neurons included (all)",
+    )
     parser.add_argument("--eval-every", type=int, metavar="N", help="validate every N steps")
     parser.add_argument("--target-loss", type=float, help="stop once validation loss <= this")
     parser.add_argument(
@@ -120,6 +135,8 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         "backend": args.backend,
         "dtype": args.dtype,
         "clip": args.clip,
+        "overhead_penalty": args.overhead_penalty,
+        "overhead_penalty_scope": args.overhead_penalty_scope,
         "eval_every": args.eval_every,
         "target_loss": args.target_loss,
         "target_accuracy": args.target_accuracy,
@@ -214,7 +231,31 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
         progress=not args.quiet,
     )
     say(_describe_summary(summary))
+    for line in _warnings(summary, data.val):
+        say(f"warning: {line}")
     return 0
+
+
+def _warnings(summary: dict[str, Any], val: Any) -> list[str]:
+    """Why the outcome may not be what was wanted: accuracy at chance, or a validation loss
+    still falling when the step budget ran out."""
+    best, lines = summary["best_val"], []
+    if best is None:
+        return lines
+    if val.labels is not None and len(val.labels):
+        majority = float(np.bincount(val.labels).max() / len(val.labels))
+        if best["accuracy"] <= majority + 0.01:
+            lines.append(
+                f"the best validation accuracy {best['accuracy']:.3f} is at chance (the "
+                f"largest class is {majority:.3f} of the validation set): the model has not "
+                "learnt the task; train longer (--steps) or see the task's documentation"
+            )
+    if summary["stopped"] == "steps" and summary["best_step"] == summary["steps"]:
+        lines.append(
+            f"the validation loss was still falling at the last step ({summary['steps']}); "
+            "more steps may help (--steps, or --resume with a larger --steps)"
+        )
+    return lines
 
 
 def _describe_summary(summary: dict[str, Any]) -> str:

@@ -141,3 +141,45 @@ def test_seeds_in_parallel_processes_match_one_process(tmp_path):
 def test_bad_arguments_exit(argv):
     with pytest.raises(SystemExit):
         reproduce.main(argv)
+
+
+def test_mnist_budget_runs_the_papers_table_and_says_which_data():
+    labels = [run.label for run in BUDGETS["mnist"]]
+    assert labels == [
+        "mnist-pixel (digits=0,1)",
+        "mnist-pixel (digits=3,6)",
+        "mnist-reduced (method=tsne)",
+        "mnist-reduced (method=umap, n_components=3)",
+    ]
+    assert (
+        "MNIST subset (7500 train / 1000 test from the official test set)"
+        in (reproduce.NOTES["mnist"])
+    )
+
+
+def test_rows_report_the_overhead_before_and_after_training(tmp_path):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    def idx(array):
+        header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+        return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 28, 28))
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    for stem in ("train", "t10k"):
+        (tmp_path / f"{stem}-images-idx3-ubyte.gz").write_bytes(idx(images))
+        (tmp_path / f"{stem}-labels-idx1-ubyte.gz").write_bytes(idx(labels))
+    rows = [
+        reproduce.run_task(Run("mnist-pixel", 1, {"digits": "0,1"}), str(tmp_path), seed=s)
+        for s in (0, 1)
+    ]
+    for row in rows:
+        assert row["overhead_init"] >= 1 and row["overhead"] >= 1
+    combined = combine_seeds(rows)
+    assert combined["overhead"] == pytest.approx((rows[0]["overhead"] + rows[1]["overhead"]) / 2)
+    line = reproduce.format_table([combined]).splitlines()[2]
+    assert f"{combined['overhead_init']:.3g} → {combined['overhead']:.3g}" in line

@@ -120,9 +120,11 @@ def test_reproduce_table_formats_done_and_skipped_rows() -> None:
         "paper": "99.2 %",
     }
     lines = reproduce.format_table([done, skipped]).splitlines()
-    assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == 9
+    assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == 10
     assert lines[2] == (
-        "| elman-xor | 1/3/1/2 | 52 | 75/150 (target) | 5.1 | 98.8 % | 0.0142 | learns xor |"
+        "| elman-xor | 1/3/1/2 | 52 | 75/150 (target) | 5.1 | 98.8 % | 0.0142 | — | learns xor |"
     )
     assert "skipped: MNIST IDX files not found: put them in DIR" in lines[3]
-    assert lines[3].count("|") == 9
+    assert lines[3].count("|") == 10
+    with_overhead = {**done, "overhead_init": 4.36, "overhead": 129.3}
+    assert "| 4.36 → 129 |" in reproduce.format_table([with_overhead])

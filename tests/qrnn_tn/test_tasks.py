@@ -104,3 +104,52 @@ def test_digits_reduced_defaults_are_ten_classes_in_two_label_tokens():
 def test_digits_reduced_bad_options(options, match):
     with pytest.raises(DataError, match=match):
         build_datasets("digits-reduced", 0, **options)
+
+
+def _write_idx(path, array):
+    """IDX bytes written independently of the reader: magic, big-endian sizes, uint8 data."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """Eight 28x28 images per split: digit d lights the d-th row of 2x2 blocks of the crop."""
+    labels = np.array([3, 6, 1, 3, 6, 6, 0, 3], dtype=np.uint8)
+    images = np.zeros((8, 28, 28), dtype=np.uint8)
+    for n, d in enumerate(labels):
+        row = 4 + 2 * int(d)  # crop window starts at 4; 10x10 pixel row d
+        images[n, row : row + 2, 4:24] = 255
+    for stem in ("train", "t10k"):
+        _write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte.gz", labels)
+    return tmp_path, labels
+
+
+def test_mnist_pixel_task_selects_the_digits_scans_and_labels(tiny_mnist):
+    directory, labels = tiny_mnist
+    data = build_datasets("mnist-pixel", 0, digits="3,6", data_dir=str(directory), val_fraction=0.4)
+    kept = [int(d) for d in labels if d in (3, 6)]
+    assert len(data.test) == len(kept) == 6 and len(data.train) + len(data.val) == 6
+    assert data.test.labels.tolist() == [int(d == 6) for d in kept]  # classes in --digits order
+    for n, d in enumerate(kept):
+        words = data.test.words[n]
+        assert words.shape == (101,)  # 10x10 pixels, then one 2-bit label token
+        row_major = (words[:100] >> 1) & 1
+        column_major = words[:100] & 1
+        assert np.flatnonzero(row_major).tolist() == list(range(10 * d, 10 * d + 10))
+        assert np.flatnonzero(column_major).tolist() == list(range(d, 100, 10))
+        assert words[100] == int(d == 6)
+    assert data.test.mask[:, :-1].sum() == 0 and data.test.mask[:, -1].all()
+    limited = build_datasets("mnist-pixel", 0, digits="3,6", data_dir=str(directory), limit=4)
+    assert len(limited.test) == 4 and len(limited.train) + len(limited.val) == 4
+
+
+def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
+    monkeypatch.delenv("QRNN_TN_MNIST", raising=False)
+    for name in ("mnist-pixel", "mnist-reduced"):
+        with pytest.raises(DataError, match="--data-dir"):
+            build_datasets(name, 0)

@@ -197,6 +197,9 @@ def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
         ({"lr": -1.0}, "lr"),
         ({"dtype": "float16"}, "dtype"),
         ({"backend": "auto"}, "backend"),
+        ({"overhead_penalty": -0.1}, "overhead_penalty"),
+        ({"overhead_penalty": float("nan")}, "overhead_penalty"),
+        ({"overhead_penalty_scope": "neurons"}, "overhead_penalty_scope"),
     ],
 )
 def test_bad_configs_are_refused_before_training(changes, match):
@@ -251,3 +254,168 @@ def test_a_truncating_backend_reports_its_discarded_weight_in_the_metrics(tmp_pa
     assert all(r["discarded"] > 0 for r in records if r["split"] in ("train", "val"))
     exact = QRNN(SPEC, backend="statevector", init=init)
     assert "discarded" not in evaluate(exact, data)
+
+
+def _neuron_success_log(model: QRNN, words: np.ndarray) -> np.ndarray:
+    """Independent −log_norm per sequence: replay the run with dense numpy matrices, one
+    neuron at a time (QRNN.md §2-3), summing −log of each success probability and each
+    projection but the last (io 1, workspace 2, stages 1, degree 2, order 2, topology all)."""
+    from itertools import combinations
+
+    theta = model.theta.detach().numpy()
+    spec = model.spec
+    n, order, beta = 3, spec.neuron.order, spec.neuron.offset
+    offset_index = [0]
+
+    def take(k):
+        out = theta[offset_index[0] : offset_index[0] + k]
+        offset_index[0] += k
+        return out
+
+    def neuron_params(g):
+        sources = [q for q in range(n) if q != g]
+        subsets = [s for d in range(spec.neuron.degree + 1) for s in combinations(sources, d)]
+        return subsets, take(len(subsets))
+
+    def apply_neuron(psi, g, subsets, angles):
+        out = np.zeros_like(psi)
+        for x in range(2**n):
+            bits = [(x >> (n - 1 - q)) & 1 for q in range(n)]
+            if bits[g]:
+                continue
+            eta = (
+                beta
+                + sum(a for s, a in zip(subsets, angles, strict=True) if all(bits[i] for i in s))
+            ) / 2
+            c, s_ = np.cos(eta) ** (2**order), np.sin(eta) ** (2**order)
+            y = x | (1 << (n - 1 - g))
+            a0, a1 = psi[:, x], psi[:, y]
+            out[:, x], out[:, y] = c * a0 - s_ * a1, s_ * a0 + c * a1
+        norm2 = (out**2).sum(1)
+        return out / np.sqrt(norm2)[:, None], -np.log(norm2)
+
+    def ry(psi, q, a):
+        out = psi.copy()
+        for x in range(2**n):
+            if (x >> (n - 1 - q)) & 1:
+                continue
+            y = x | (1 << (n - 1 - q))
+            c, s_ = np.cos(a / 2), np.sin(a / 2)
+            out[:, x], out[:, y] = c * psi[:, x] - s_ * psi[:, y], s_ * psi[:, x] + c * psi[:, y]
+        return out
+
+    batch, length = words.shape
+    psi = np.zeros((batch, 2**n))
+    psi[:, 0] = 1.0
+    total = np.zeros(batch)
+    layout = []
+    offset_index[0] = 0
+    for g in (1, 2):
+        layout.append(("neuron", g, *neuron_params(g)))
+    for g in (1, 2):
+        layout.append(("ry", g, take(1)[0]))
+    for g in (1, 2):
+        layout.append(("neuron", g, *neuron_params(g)))
+    out_neuron = ("neuron", 0, *neuron_params(0))
+    for t in range(length - 1):
+        flip = words[:, t] == 1
+        psi[flip] = psi[flip][:, np.arange(2**n) ^ 4]
+        for item in layout:
+            if item[0] == "ry":
+                psi = ry(psi, item[1], item[2])
+            else:
+                psi, cost = apply_neuron(psi, *item[1:])
+                total += cost
+        psi[flip] = psi[flip][:, np.arange(2**n) ^ 4]
+        psi, cost = apply_neuron(psi, *out_neuron[1:])
+        total += cost
+        if t == length - 2:  # the last readout is not projected: nothing follows it
+            break
+        keep = ((np.arange(2**n) >> 2) & 1)[None, :] == words[:, t + 1, None]
+        psi = np.where(keep, psi, 0.0)
+        p = (psi**2).sum(1)
+        total -= np.log(p)
+        psi = psi / np.sqrt(p)[:, None]
+        psi[words[:, t + 1] == 1] = psi[words[:, t + 1] == 1][:, np.arange(2**n) ^ 4]
+    return total
+
+
+def test_log_overhead_matches_a_dense_replay_of_every_neuron_and_projection():
+    data = xor_data(0, n=4)
+    model = QRNN(SPEC, backend="statevector", init=np.random.default_rng(3).normal(0, 0.7, 22))
+    expected = _neuron_success_log(model, data.words)
+    steps = data.words.shape[1] - 1
+    assert evaluate(model, data)["log_overhead"] == pytest.approx(expected.mean() / steps)
+
+
+def _penalty_step(init, data, penalty, scope):
+    """The parameter change of one plain SGD step (lr 1e-3, no clipping), divided by -lr."""
+    model = QRNN(SPEC, backend="statevector", init=init)
+    cfg = config(optimiser="sgd", lr=1e-3, clip=None, steps=1, batch_size=len(data))
+    cfg.overhead_penalty, cfg.overhead_penalty_scope = penalty, scope
+    train(model, data, None, cfg, progress=False)
+    return ((torch.from_numpy(init) - model.theta.detach()) / 1e-3).numpy()
+
+
+def _central_differences(f, init, h=1e-6):
+    grad = np.zeros(len(init))
+    for i in range(len(init)):
+        up, down = init.copy(), init.copy()
+        up[i] += h
+        down[i] -= h
+        grad[i] = (f(up) - f(down)) / (2 * h)
+    return grad
+
+
+def test_overhead_penalty_of_every_postselection_adds_its_gradient():
+    data, lam = xor_data(0, n=3), 0.7
+    init = np.random.default_rng(5).normal(0, 0.5, 22)
+    steps = data.words.shape[1] - 1
+    extra = _penalty_step(init, data, lam, "all") - _penalty_step(init, data, 0.0, "all")
+
+    def replay(theta):  # the dense replay: an independent forward computation
+        return _neuron_success_log(QRNN(SPEC, init=theta), data.words).mean() / steps
+
+    np.testing.assert_allclose(extra, lam * _central_differences(replay, init), atol=1e-6)
+    assert np.abs(extra).max() > 1e-3
+
+
+def test_overhead_penalty_of_the_readouts_counts_the_unscored_projections():
+    data, lam = xor_data(0, n=3), 0.7
+    init = np.random.default_rng(6).normal(0, 0.5, 22)
+    extra = _penalty_step(init, data, lam, "readout") - _penalty_step(init, data, 0.0, "readout")
+    words, unscored = torch.from_numpy(data.words), ~torch.from_numpy(data.mask)
+    assert unscored.any() and not unscored.all()
+
+    def readout(theta):
+        with torch.no_grad():
+            p = QRNN(SPEC, backend="tensornet", init=theta).run(words).target_prob
+        return float(-torch.log(p[unscored]).mean())
+
+    np.testing.assert_allclose(extra, lam * _central_differences(readout, init), atol=1e-6)
+    assert np.abs(extra).max() > 1e-3
+
+
+@pytest.mark.parametrize(("scope", "metric"), [("all", "log_overhead"), ("readout", "overhead")])
+def test_overhead_penalty_lowers_the_overhead_it_counts(scope, metric):
+    data = xor_data(0, n=8)
+    results = {}
+    for penalty in (0.0, 1.0):
+        cfg = config(steps=20, overhead_penalty=penalty, overhead_penalty_scope=scope)
+        results[penalty] = train(make_model(), data, None, cfg, progress=False)["best_val"][metric]
+    assert results[1.0] < results[0.0] - 0.05
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (42.4, "42s"), (185, "3m05s"), (3720, "1h02m")]
+)
+def test_durations_read_as_hours_minutes_seconds(seconds, text):
+    assert train_module._duration(seconds) == text
+
+
+def test_log_lines_estimate_the_time_left(capsys):
+    train(make_model(), xor_data(0), None, config(steps=8, eval_every=4), progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "step 4/8" in line]
+    assert len(lines) == 1 and "left" in lines[0] and "log-overhead" in lines[0]
+    elapsed = float(lines[0].split("| ")[-1].split("s,")[0])
+    assert lines[0].endswith(f"about {train_module._duration(elapsed)} left")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from qrnn_tn.cli import demo as demo_module
 from qrnn_tn.cli import main
+from qrnn_tn.cli import train as train_cli
 from qrnn_tn.train import load_run, read_metrics
 
 TINY = """\
@@ -143,3 +146,33 @@ def test_train_warns_about_an_input_bit_no_readout_sees(tmp_path, capsys):
         "depends on it as an input: with topology { custom = … } no neuron takes o0 as a source; "
         "add lane 0 to the sources of a workspace lane's neuron"
     ]
+
+
+MNIST_SUBSET = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "mnist-subset"
+
+
+def test_mnist_pixel_trains_end_to_end_on_real_digits(tmp_path, capsys):
+    if not (MNIST_SUBSET / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"the real MNIST subset is not at {MNIST_SUBSET} (a checkout of shared/)")
+    out = tmp_path / "run"
+    argv = ["train", "default", "--task", "mnist-pixel", "--data-dir", str(MNIST_SUBSET),
+            "--digits", "3,6", "--option", "limit=24", "--steps", "2", "--batch-size", "6",
+            "--eval-every", "2", "--overhead-penalty", "0.5", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    code, text, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "of 101 tokens" in text and "stopped after 2 of 2 steps" in text
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["overhead_penalty"] == 0.5 and config["task_options"]["digits"] == "3,6"
+    test = [r for r in read_metrics(out) if r["split"] == "test"][0]
+    assert test["sequences"] == 24 and test["overhead"] >= 1 and test["log_overhead"] > 0
+
+
+def test_the_summary_warns_at_chance_and_when_still_improving():
+    labels = type("Val", (), {"labels": np.array([0, 0, 0, 1])})()
+    summary = {"best_val": {"accuracy": 0.75}, "stopped": "steps", "best_step": 9, "steps": 9}
+    chance, falling = train_cli._warnings(summary, labels)
+    assert "at chance" in chance and "0.750" in chance
+    assert "still falling" in falling and "(9)" in falling
+    summary = {"best_val": {"accuracy": 1.0}, "stopped": "target", "best_step": 9, "steps": 9}
+    assert train_cli._warnings(summary, labels) == []
