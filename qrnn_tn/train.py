@@ -132,6 +132,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrainError(f"{name}={value!r}; must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TrainError(f"seed={self.seed!r}; must be an integer")
+        if not 0 <= self.seed < 2**63:
+            raise TrainError(f"seed={self.seed}; must be in 0 … 2**63 - 1")
         if (self.steps is None) == (self.epochs is None):
             raise TrainError(
                 f"steps={self.steps!r}, epochs={self.epochs!r}: give exactly one of them"

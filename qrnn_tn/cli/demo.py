@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from qrnn_tn.cli import seed_arg
+
 __all__ = ["register", "run_demo", "DEMO_SPEC", "DEMO_TARGET"]
 
 #: The demo's cell, when present (else the elman-xor task's built-in default).
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="train the Elman XOR cell end to end and plot it", description=_DESCRIPTION
     )
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of data and initialisation")
     parser.set_defaults(func=run_demo)
 
 

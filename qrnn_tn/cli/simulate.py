@@ -15,8 +15,9 @@ import torch
 from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn.backends import RunResult
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.params import program_params
+from qrnn_tn.jsonio import read_text
 from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
 
 __all__ = ["register", "run"]
@@ -65,7 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     values = parser.add_mutually_exclusive_group()
     values.add_argument("--params", metavar="FILE", help="parameters (JSON array or object)")
     values.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="draw parameters with seed S (default 0)"
+        "--seed",
+        type=seed_arg,
+        default=0,
+        metavar="S",
+        help="draw parameters with seed S (default 0)",
     )
     parser.add_argument(
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
@@ -222,7 +227,7 @@ def _read_words(text: str) -> tuple[list[list[str]], bool]:
     """Sequences of token strings, and whether they came from a file (a batch)."""
     path = Path(text)
     if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, "--words", UsageError).splitlines()
         rows = [line.strip() for line in lines]
         sequences = [_SEPARATOR.split(row) for row in rows if row and not row.startswith("#")]
         if not sequences:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.spec import CellSpec, load_spec
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target-accuracy", type=float, help="stop once validation accuracy >= this"
     )
-    parser.add_argument("--seed", type=int, help="seed of data, initialisation and order")
+    parser.add_argument("--seed", type=seed_arg, help="seed of data, initialisation and order")
     parser.add_argument("--digits", metavar="D,D", help="digit classes (pixel/MNIST tasks)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (MNIST tasks)")
     parser.add_argument(
@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write curves.png, distributions.png and samples.png into RUN.",
     )
     plot.add_argument("run", metavar="RUN", help="run directory made by `qrnn-tn train`")
-    plot.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    plot.add_argument("--seed", type=seed_arg, default=0, help="seed of the samples")
     plot.set_defaults(func=run_plot)
 
 

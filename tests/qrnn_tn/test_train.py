@@ -197,6 +197,9 @@ def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
         ({"lr": -1.0}, "lr"),
         ({"dtype": "float16"}, "dtype"),
         ({"backend": "auto"}, "backend"),
+        ({"seed": 2**63}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "1"}, "seed"),
     ],
 )
 def test_bad_configs_are_refused_before_training(changes, match):
