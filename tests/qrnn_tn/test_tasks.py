@@ -104,3 +104,24 @@ def test_digits_reduced_defaults_are_ten_classes_in_two_label_tokens():
 def test_digits_reduced_bad_options(options, match):
     with pytest.raises(DataError, match=match):
         build_datasets("digits-reduced", 0, **options)
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "match"),
+    [
+        ("elman-xor", {"n_triples": "abc"}, "n_triples='abc': expected an integer"),
+        ("elman-xor", {"n_train": 0}, "n_train=0: must be >= 1"),
+        ("elman-xor", {"n_val": True}, "expected an integer"),
+        ("mnist-pixel", {"limit": 0}, "limit=0: must be >= 1"),
+        ("mnist-pixel", {"data_dir": 3}, "expected str"),
+        ("digits-pixel", {"threshold": "x"}, "expected a number"),
+        ("digits-pixel", {"val_fraction": float("nan")}, "finite"),
+        ("memorise", {"pattern": 1}, "expected str"),
+        ("digits-pixel", {"digits": "0,11"}, r"no digit class \[11\]"),
+        ("digits-pixel", {"digits": "3"}, "at least two digits"),
+        ("digits-reduced", {"digits": [4, 4]}, "at least two digits"),
+    ],
+)
+def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
+    with pytest.raises(DataError, match=match):
+        build_datasets(task, 0, **options)
