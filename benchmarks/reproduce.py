@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from compiler.spec import CellSpec, load_spec
+from qrnn_tn import jsonio
 from qrnn_tn.data import DataError
 from qrnn_tn.tasks import (
     MNIST_DIR_ENV,
@@ -345,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(rows)
     header = f"# Reproduction ({args.budget} budget, seeds {', '.join(map(str, args.seeds))})\n\n"
     atomic_write(out / "results.md", lambda f: f.write(header + table), mode="w")
-    text = json.dumps({"budget": args.budget, "seeds": args.seeds, "rows": rows}, indent=2)
+    text = jsonio.dumps({"budget": args.budget, "seeds": args.seeds, "rows": rows}, indent=2)
     atomic_write(out / "results.json", lambda f: f.write(text + "\n"), mode="w")
     print(table)
     return 0

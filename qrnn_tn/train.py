@@ -32,13 +32,14 @@ import torch
 from tqdm import tqdm
 
 from compiler.spec import load_spec
-from qrnn_tn import distributed
+from qrnn_tn import distributed, jsonio
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
 from qrnn_tn.simulate import DTYPE_NAMES
 
 __all__ = [
     "TrainError",
+    "NonFiniteError",
     "TrainConfig",
     "OPTIMISERS",
     "train",
@@ -196,7 +197,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
 
 
 def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    text = jsonio.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
@@ -407,7 +408,10 @@ def _train_step(
         probs = result.probs
         scored = step_targets(words, targets)
         loss = step_losses(probs, scored, config.loss)[mask].mean()
+        _require_finite("the output probabilities", probs)
+        _require_finite("the loss", loss)
         loss.backward()
+        _require_finite("the gradient", model.theta.grad)
         if not seen:  # the first evaluation is the batch's state before the step
             p_target = result.target_prob.detach()
             tiny = torch.finfo(probs.dtype).tiny
@@ -425,7 +429,21 @@ def _train_step(
         if config.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimiser.step()
+    _require_finite("the parameters after the step", model.theta)
     return seen
+
+
+class NonFiniteError(TrainError):
+    """A training step met a NaN or infinity; the run stops before saving it."""
+
+
+def _require_finite(what: str, value: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``value`` holds a NaN or infinity."""
+    if value is not None and not bool(torch.isfinite(value.detach()).all()):
+        raise NonFiniteError(
+            f"{what}: not finite (NaN or infinity); lower the learning rate or the "
+            "initial parameter scale ([init] of the spec), or add gradient clipping"
+        )
 
 
 class _Progress:
@@ -577,7 +595,18 @@ def train(
             lr = scheduled_lr(config, state["step"], total)
             for param_group in optimiser.param_groups:
                 param_group["lr"] = lr
-            record = {**_train_step(model, optimiser, words, mask, targets, config, ddp), "lr": lr}
+            try:
+                seen = _train_step(model, optimiser, words, mask, targets, config, ddp)
+            except NonFiniteError as err:
+                kept = (
+                    ""
+                    if out is None or not (out / "last.pt").exists()
+                    else (f"; {out / 'last.pt'} keeps the last finite checkpoint")
+                )
+                raise NonFiniteError(
+                    f"training stopped at step {state['step'] + 1}: {err}{kept}"
+                ) from None
+            record = {**seen, "lr": lr}
             state["step"] += 1
             step = state["step"]
             record = {"split": "train", "step": step, **record}
@@ -592,6 +621,11 @@ def train(
                 }
                 val["seconds"] = time.perf_counter() - started
                 val = _on_main(lambda val=val: val)  # every rank decides on rank 0's numbers
+                if not all(math.isfinite(v) for v in val.values() if isinstance(v, float)):
+                    raise NonFiniteError(
+                        f"training stopped at step {step}: the validation metrics are not "
+                        f"finite ({val}); lower the learning rate"
+                    )
                 _append(out, val)
                 bar.validation(step, record["loss"], val)
                 if state["best_val"] is None or val["loss"] < state["best_val"]["loss"]:
@@ -653,7 +687,7 @@ def _append(out: Path | None, record: dict[str, Any]) -> None:
     if out is None:
         return
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(jsonio.dumps(record) + "\n")
 
 
 def _save_checkpoint(
@@ -724,7 +758,7 @@ def _resume(
         kept = [
             r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]
         ]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
+        text = "".join(jsonio.dumps(r) + "\n" for r in kept)
         atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
     if state["best_step"] is None:
         return model.theta.detach().clone()

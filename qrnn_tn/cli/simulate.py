@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -14,6 +13,7 @@ import torch
 
 from compiler.spec import load_spec
 from compiler.unroll import Program
+from qrnn_tn import jsonio
 from qrnn_tn.backends import RunResult
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.params import program_params
@@ -129,8 +129,13 @@ def run(args: argparse.Namespace) -> int:
     params = program_params(program, args.params, args.seed)
     simulate = _run_local if args.scheduler is None else _run_on_cluster
     result, report = simulate(args, program, params, tokens, batched)
+    if not bool(torch.isfinite(result.probs).all()):
+        raise UsageError(
+            "the simulation gave non-finite probabilities (NaN or infinity): the parameters "
+            "are too large for float arithmetic; use parameters of moderate size (angles)"
+        )
     if args.json:
-        json.dump(report, sys.stdout)
+        sys.stdout.write(jsonio.dumps(report))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(_text(result, report, spec.io))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.spec import CellSpec, load_spec
+from qrnn_tn import jsonio
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
@@ -247,7 +248,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for split in ("val", "test")
     }
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(jsonio.dumps(results, indent=2))
         return 0
     for split, r in results.items():
         truncated = f"  discarded {r['discarded']:.2g}" if "discarded" in r else ""

@@ -254,3 +254,47 @@ def test_a_truncating_backend_reports_its_discarded_weight_in_the_metrics(tmp_pa
     assert all(r["discarded"] > 0 for r in records if r["split"] in ("train", "val"))
     exact = QRNN(SPEC, backend="statevector", init=init)
     assert "discarded" not in evaluate(exact, data)
+
+
+def _strict_records(path):
+    """Every line of a JSON-lines file parsed by a parser that refuses NaN/Infinity."""
+
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
+
+
+def test_a_huge_learning_rate_stops_the_run_with_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(train_module.NonFiniteError, match="step 1: the parameters after the step"):
+        train(make_model(), xor_data(0), None, config(out, lr=1e308), progress=False)
+    assert not (out / "summary.json").exists()
+    _strict_records(out / "metrics.jsonl")
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(
+    tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    real_losses = train_module.step_losses
+
+    def losses(probs, scored, kind):
+        out = real_losses(probs, scored, kind)
+        calls["n"] += probs.requires_grad  # training steps only, not validations
+        return out * float("nan") if calls["n"] == 5 and probs.requires_grad else out
+
+    monkeypatch.setattr(train_module, "step_losses", losses)
+    out = tmp_path / "run"
+    with pytest.raises(train_module.NonFiniteError, match="step 5: the loss: not finite") as info:
+        train(make_model(), xor_data(0), None, config(out, eval_every=2), progress=False)
+    assert "last.pt keeps the last finite checkpoint" in str(info.value)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["state"]["step"] == 4 and torch.isfinite(ckpt["model"]["theta"]).all()
+    records = _strict_records(out / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records)
+    monkeypatch.setattr(train_module, "step_losses", real_losses)
+    model = make_model()
+    train(model, xor_data(0), None, config(out, eval_every=2), resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(out) if r["split"] == "train"] == list(range(1, 11))

@@ -195,3 +195,11 @@ def test_seeds_outside_int64_are_usage_errors(spec_path, capsys, seed):
         main(["simulate", spec_path, "--words", "0,1,2", "--seed", seed])
     assert info.value.code == 2
     assert "--seed" in capsys.readouterr().err
+
+
+def test_parameters_that_overflow_the_simulation_are_refused(tmp_path, spec_path, capsys):
+    program = compile_program(DICT, steps=2)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([1e308] * len(program.slots)))
+    code, out, err = _run(capsys, spec_path, "--words", "0,1,2", "--params", str(path))
+    assert code == 2 and "non-finite probabilities" in err and out == ""
