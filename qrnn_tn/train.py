@@ -1,26 +1,19 @@
 """Training loop, evaluation, atomic checkpoints with exact resume, and metrics files.
 
-A run directory (``TrainConfig.out``) holds::
-
-    config.json     the config and the cell spec (written when the run starts)
-    metrics.jsonl   one JSON record per line: train steps, validations, the test
-    last.pt         latest checkpoint: model, optimiser, RNG states, step, config
-    best.pt         parameters with the lowest validation loss so far
-    summary.json    the outcome (written when the run ends)
-
-Every file but the metrics log is written atomically (temporary file in the same
-directory, fsync, ``os.replace``). Data order depends only on the seed and the step, so a
-run resumed from ``last.pt`` repeats exactly what the uninterrupted run does.
+The run directory (``TrainConfig.out``) and its files are described in
+:mod:`qrnn_tn.rundir`; one process at a time writes it (a lock). Data order depends only on
+the seed and the step, so a run resumed from ``last.pt`` repeats exactly what the
+uninterrupted run does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -32,9 +25,10 @@ import torch
 from tqdm import tqdm
 
 from compiler.spec import load_spec
-from qrnn_tn import distributed, jsonio
+from qrnn_tn import distributed
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
+from qrnn_tn.rundir import RunDir, RunDirError, atomic_write
 from qrnn_tn.simulate import DTYPE_NAMES
 
 __all__ = [
@@ -171,50 +165,11 @@ class TrainConfig:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` via ``write(file)`` into a temporary sibling, fsync, then ``os.replace``.
-
-    A crash or error at any point leaves the previous file (if any) untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = jsonio.dumps(data, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` file; a line cut short by a crash is skipped."""
+    """Records of a run's ``metrics.jsonl`` (``path``: the file or its run directory); a line
+    cut short by a crash is skipped."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise TrainError(f"no metrics file at {path}; is this a run directory made by train?")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return RunDir(path if path.is_dir() else path.parent).read_metrics()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -236,7 +191,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[QRNN, Tra
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise TrainError(f"which={which!r}; accepted: best, last")
-    ckpt = load_checkpoint(run_dir / f"{which}.pt")
+    ckpt = load_checkpoint(RunDir(run_dir).file(RunDir.BEST if which == "best" else RunDir.LAST))
     config = TrainConfig.from_dict(ckpt["config"])
     spec = load_spec(ckpt["spec"])
     model = build_model(spec, config, init=np.zeros(spec.n_parameters()))
@@ -531,6 +486,7 @@ def train(
     test_set: SequenceDataset | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place; at the end it holds the best validated parameters.
@@ -544,9 +500,12 @@ def train(
     config
         Hyperparameters; ``config.out`` is the run directory.
     resume
-        Continue the run in ``config.out`` from its ``last.pt`` (start afresh if it has
-        none). The trajectory fields of the config must equal the saved ones; ``steps``,
+        Continue the run in ``config.out`` from its ``last.pt`` (an error if it has none).
+        The trajectory fields of the config must equal the saved ones; ``steps``,
         ``epochs`` and the targets may change.
+    overwrite
+        Replace the run already in ``config.out`` (without it, a directory holding a run
+        is an error unless ``resume``).
     progress
         Show a progress bar (terminal) or log lines (otherwise) on stderr.
 
@@ -555,7 +514,51 @@ def train(
     dict
         The summary also written to ``summary.json``: steps done, why training stopped,
         best step and its validation metrics, test metrics, seconds.
+
+    Raises
+    ------
+    RunDirError
+        If another process is writing ``config.out`` (its lock), or its files are damaged.
     """
+    with _holding(None if config.out is None else RunDir(config.out)):
+        return _train(
+            model, train_set, val_set, config, test_set, resume, overwrite, progress=progress
+        )
+
+
+@contextlib.contextmanager
+def _holding(run_dir: RunDir | None) -> Iterator[None]:
+    """Hold ``run_dir``'s lock (rank 0 holds it for a data-parallel run)."""
+    if run_dir is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+
+        def acquire() -> str | None:
+            try:
+                stack.enter_context(run_dir.lock())
+            except RunDirError as err:
+                return str(err)
+            return None
+
+        message = _on_main(acquire)
+        if message is not None:
+            raise RunDirError(message)
+        yield
+
+
+def _train(
+    model: QRNN,
+    train_set: SequenceDataset,
+    val_set: SequenceDataset | None,
+    config: TrainConfig,
+    test_set: SequenceDataset | None,
+    resume: bool,
+    overwrite: bool,
+    *,
+    progress: bool,
+) -> dict[str, Any]:
+    """:func:`train`, with the run directory locked."""
     _check_inputs(
         model, {"train": train_set, "validation": val_set, "test": test_set}, config, resume
     )
@@ -569,22 +572,19 @@ def train(
     state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}
     best_theta = model.theta.detach().clone()
 
-    has_last = out is not None and _on_main((out / "last.pt").exists)
-    if out is not None and not resume and has_last:
-        raise TrainError(
-            f"{out} already holds a run (last.pt); resume it (resume=True / --resume) or "
-            "choose another output directory"
-        )
-    if resume and has_last:
+    existing = [] if out is None else _on_main(RunDir(out).existing)
+    _check_existing(out, existing, resume, overwrite)
+    if resume:
         best_theta = _resume(out, model, optimiser, config, state)
     else:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)  # noqa: NPY002 (the global state)
         random.seed(config.seed)
         if out is not None and distributed.is_main():
-            out.mkdir(parents=True, exist_ok=True)
-            _write_json(out / "config.json", _run_info(model, config))
-            atomic_write(out / "metrics.jsonl", lambda f: None)
+            files = RunDir(out)
+            files.clear()
+            files.write_json(RunDir.CONFIG, _run_info(model, config))
+            files.start_metrics()
 
     run_dir, out = out, (out if distributed.is_main() else None)  # only rank 0 writes
     bar = _Progress(total, state["step"], config.task, progress and distributed.is_main())
@@ -600,8 +600,8 @@ def train(
             except NonFiniteError as err:
                 kept = (
                     ""
-                    if out is None or not (out / "last.pt").exists()
-                    else (f"; {out / 'last.pt'} keeps the last finite checkpoint")
+                    if out is None or not RunDir(out).file(RunDir.LAST).exists()
+                    else (f"; {RunDir(out).file(RunDir.LAST)} keeps the last finite checkpoint")
                 )
                 raise NonFiniteError(
                     f"training stopped at step {state['step'] + 1}: {err}{kept}"
@@ -637,7 +637,7 @@ def train(
                     state["stopped"] = "target"
                 state["seconds"] = time.perf_counter() - started
                 if out is not None:
-                    _save_checkpoint(out / "last.pt", model, optimiser, config, state)
+                    _save_checkpoint(RunDir(out).file(RunDir.LAST), model, optimiser, config, state)
     finally:
         bar.close()
 
@@ -662,7 +662,7 @@ def train(
         _append(out, test)
         summary["test"] = test
     if out is not None:
-        _write_json(out / "summary.json", summary)
+        RunDir(out).write_json(RunDir.SUMMARY, summary)
     return summary
 
 
@@ -683,11 +683,27 @@ def _run_info(model: QRNN, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _append(out: Path | None, record: dict[str, Any]) -> None:
+def _check_existing(out: Path | None, existing: list[str], resume: bool, overwrite: bool) -> None:
+    """Refuse to resume a run that has no checkpoint, or to replace a run unasked."""
     if out is None:
         return
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(jsonio.dumps(record) + "\n")
+    held = ", ".join(existing) if existing else "no run files"
+    if resume and RunDir.LAST not in existing:
+        raise TrainError(
+            f"cannot resume {out}: it has no checkpoint {RunDir.LAST} (it holds {held}); "
+            "nothing was changed. Start a new run there with overwrite=True / --overwrite "
+            "(which deletes those files), or choose another output directory"
+        )
+    if not resume and existing and not overwrite:
+        raise TrainError(
+            f"{out} already holds a run ({held}); resume it (resume=True / --resume), "
+            "replace it (overwrite=True / --overwrite) or choose another output directory"
+        )
+
+
+def _append(out: Path | None, record: dict[str, Any]) -> None:
+    if out is not None:
+        RunDir(out).append_metrics(record)
 
 
 def _save_checkpoint(
@@ -717,7 +733,7 @@ def _save_best(out: Path, model: QRNN, config: TrainConfig, state: dict[str, Any
         "config": config.to_dict(),
         "state": state,
     }
-    atomic_write(out / "best.pt", lambda f: torch.save(ckpt, f))
+    atomic_write(RunDir(out).file(RunDir.BEST), lambda f: torch.save(ckpt, f))
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
@@ -733,7 +749,8 @@ def _resume(
     state: dict[str, Any],
 ) -> torch.Tensor:
     """Restore the run in ``out``; returns the best parameters so far."""
-    ckpt = _on_main(lambda: load_checkpoint(out / "last.pt"))
+    run_dir = RunDir(out)
+    ckpt = _on_main(lambda: load_checkpoint(run_dir.file(RunDir.LAST)))
     # a run saved before a field existed ran with its default
     saved = {**_plain(TrainConfig().to_dict()), **_plain(ckpt["config"])}
     given = _plain(config.to_dict())
@@ -754,15 +771,15 @@ def _resume(
     _set_rng_state(ckpt["rng"])
     state.update(ckpt["state"])
     if distributed.is_main():
-        records = read_metrics(out) if (out / "metrics.jsonl").exists() else []
+        has_log = run_dir.file(RunDir.METRICS).exists()
+        records = run_dir.read_metrics(strict=True) if has_log else []
         kept = [
             r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]
         ]
-        text = "".join(jsonio.dumps(r) + "\n" for r in kept)
-        atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
+        run_dir.write_metrics(kept)
     if state["best_step"] is None:
         return model.theta.detach().clone()
-    best = _on_main(lambda: load_checkpoint(out / "best.pt"))["model"]["theta"]
+    best = _on_main(lambda: load_checkpoint(run_dir.file(RunDir.BEST)))["model"]["theta"]
     return best.to(model.theta)
 
 

@@ -80,9 +80,19 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from qrnn_tn.backends.base import BackendError
     from qrnn_tn.data import DataError
+    from qrnn_tn.rundir import RunDirError
     from qrnn_tn.train import TrainError
 
-    return (UsageError, SpecError, CompileError, BackendError, DataError, TrainError, OSError)
+    return (
+        UsageError,
+        SpecError,
+        CompileError,
+        BackendError,
+        DataError,
+        TrainError,
+        RunDirError,
+        OSError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
