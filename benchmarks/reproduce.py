@@ -37,6 +37,7 @@ import torch
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn import jsonio
 from qrnn_tn.data import DataError
+from qrnn_tn.rundir import RunDir
 from qrnn_tn.tasks import (
     MNIST_DIR_ENV,
     TASKS,
@@ -146,7 +147,8 @@ def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, A
     """The summary of a finished run of ``config`` and ``spec`` in ``run_dir``; None if
     unfinished. A finished run made with another configuration or cell is an error, not a
     result to reuse."""
-    summary_path, info_path = run_dir / "summary.json", run_dir / "config.json"
+    files = RunDir(run_dir)
+    summary_path, info_path = files.file(RunDir.SUMMARY), files.file(RunDir.CONFIG)
     if not summary_path.exists():
         return None
     saved = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -191,13 +193,16 @@ def run_task(
     )
     summary = None if run_dir is None else _finished(run_dir, config, spec)
     if summary is None:
+        # resume a killed run; one killed before its first checkpoint starts afresh
+        resume = run_dir is not None and RunDir(run_dir).file(RunDir.LAST).exists()
         summary = train(
             build_model(spec, config),
             data.train,
             data.val,
             config,
             data.test,
-            resume=run_dir is not None,
+            resume=resume,
+            overwrite=not resume,
             progress=False,
         )
     return {

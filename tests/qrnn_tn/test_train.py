@@ -299,3 +299,20 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(
     model = make_model()
     train(model, xor_data(0), None, config(out, eval_every=2), resume=True, progress=False)
     assert [r["step"] for r in read_metrics(out) if r["split"] == "train"] == list(range(1, 11))
+
+
+def test_resume_needs_a_checkpoint_overwrite_replaces_and_a_held_run_is_refused(tmp_path):
+    from qrnn_tn.rundir import RunDir, RunDirError
+
+    run = tmp_path / "run"
+    train(make_model(), xor_data(0), None, config(run, steps=4), progress=False)
+    (run / "last.pt").unlink()
+    history = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(TrainError, match="no checkpoint last.pt"):
+        train(make_model(), xor_data(0), None, config(run, steps=6), resume=True, progress=False)
+    assert (run / "metrics.jsonl").read_bytes() == history and (run / "best.pt").exists()
+    with RunDir(run).lock(), pytest.raises(RunDirError, match=f"pid {os.getpid()}"):
+        train(make_model(), xor_data(0), None, config(run, steps=2), overwrite=True)
+    assert (run / "metrics.jsonl").read_bytes() == history
+    train(make_model(), xor_data(0), None, config(run, steps=2), overwrite=True, progress=False)
+    assert [r["step"] for r in read_metrics(run) if r["split"] == "train"] == [1, 2]
