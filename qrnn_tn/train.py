@@ -141,6 +141,8 @@ class TrainConfig:
                 raise TrainError(f"{name}={value!r}; must be an integer >= 1")
         if self.clip is not None and not self.clip > 0:
             raise TrainError(f"clip={self.clip!r}; must be > 0, or None for no clipping")
+        if not isinstance(self.task_options, dict):
+            raise TrainError(f"task_options={self.task_options!r}; must be a dict of options")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
 

@@ -140,13 +140,15 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         config.task_options = task_options(args.task, options)
         return config
     data = dict(saved)
-    if args.task != data["task"]:
-        raise UsageError(f"--task {args.task} but the run in {overrides['out']} is {data['task']}")
+    if args.task != data.get("task"):
+        raise UsageError(
+            f"--task {args.task} but the run in {overrides['out']} is {data.get('task')!r}"
+        )
     if args.steps is not None or args.epochs is not None:
         data["steps"], data["epochs"] = args.steps, args.epochs
     given = {k: v for k, v in overrides.items() if v is not None and k not in ("steps", "epochs")}
     data.update(given)
-    if options:
+    if options and isinstance(data.get("task_options"), dict):
         data["task_options"] = task_options(args.task, {**data["task_options"], **options})
     return TrainConfig.from_dict(data)
 
