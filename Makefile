@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint docs docs-deps tutorials wheel-check clean
 
 setup: $(STAMP)
 
@@ -24,9 +24,29 @@ bench: setup
 	$(BIN)/python -m benchmarks.contraction_scaling --quick
 	$(BIN)/python -m benchmarks.mps --quick
 
+DOCS_STAMP := $(VENV)/.docs-installed
+
+docs-deps: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+docs: docs-deps
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+tutorials: setup
+	QRNN_TN_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python docs/tutorials/compile_and_inspect.py --out runs/tutorials/compile
+	QRNN_TN_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python docs/tutorials/contraction_cost.py --out runs/tutorials/cost
+	QRNN_TN_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python docs/tutorials/train_wide.py
+	QRNN_TN_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python docs/tutorials/data_parallel_and_dask.py
+
+wheel-check: setup
+	PYTHON=$(BIN)/python .ci/wheel-check
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -145,7 +145,7 @@ def _warm_up() -> None:
     from qrnn_tn.backends.tensornet import prepare
 
     program = compile_program(spec_for("local1", 4), steps=1)
-    plan = prepare(program, BackendOptions(extra={"cache_dir": None}))
+    plan = prepare(program, BackendOptions(backend_options={"cache_dir": None}))
     params = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
     words = torch.zeros(1, 2, dtype=torch.long)
     _loss(plan.run(params, words).probs, words).backward()
@@ -178,7 +178,7 @@ def run_point(point: dict) -> dict:
         options = BackendOptions(
             dtype=torch.float64,
             memory_budget=point["mem_cap"],
-            extra={"cache_dir": cache, "search_time": point["search_time"]},
+            backend_options={"cache_dir": cache, "search_time": point["search_time"]},
         )
         before = search_count()
         plan, out["plan_cold_s"] = _timed(lambda: prepare(program, options))
@@ -219,7 +219,7 @@ def run_point(point: dict) -> dict:
             out["baseline_retained_bytes"], out["baseline_fwd_bwd_s"] = _timed(base)
             _report(out)
     other_options = BackendOptions(dtype=torch.float64, memory_budget=point["mem_cap"])
-    auto_options = replace(other_options, extra={"cache_dir": None})
+    auto_options = replace(other_options, backend_options={"cache_dir": None})
     candidates, _ = rank_backends(program, auto_options)
     out["predicted_flops"] = {c.name: c.cost.flops for c in candidates}
     out["predicted_seconds"] = {c.name: c.cost.predicted_seconds for c in candidates}

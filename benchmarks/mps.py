@@ -71,7 +71,7 @@ def time_mps(
     program = compile_program(local_spec(lanes), steps=steps)
     params, words = _inputs(program, batch, init=init)
     extra = {"max_bond": bond, "checkpoint_steps": checkpoint_steps}
-    options = BackendOptions(batch_size=batch, memory_budget=memory_budget, extra=extra)
+    options = BackendOptions(batch_size=batch, memory_budget=memory_budget, backend_options=extra)
     plan = prepare(program, options)
     with torch.no_grad():
         start = time.perf_counter()
@@ -253,7 +253,7 @@ def _op_totals(steps: int) -> dict[str, dict]:
 
     program = compile_program(local_spec(100), steps=steps)
     params, words = _inputs(program, 32)
-    plan = prepare(program, BackendOptions(batch_size=32, extra={"max_bond": 32}))
+    plan = prepare(program, BackendOptions(batch_size=32, backend_options={"max_bond": 32}))
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
         plan.run(params, words)
     return {
@@ -298,7 +298,7 @@ def exactness(bonds: list[int]) -> list[dict]:
     exact = None
     for bond in [None, *bonds]:
         theta = params.clone().requires_grad_(True)
-        plan = prepare(program, BackendOptions(extra={"max_bond": bond}))
+        plan = prepare(program, BackendOptions(backend_options={"max_bond": bond}))
         result = plan.run(theta, words)
         (grad,) = torch.autograd.grad(result.log_norm.sum(), theta)
         if exact is None:
@@ -334,7 +334,9 @@ def error_study(cases: list[tuple[int, int]], bonds: list[int], batch: int = 2) 
             exact_plan = prepare_statevector(program, BackendOptions(batch_size=batch))
             exact = _probs_and_grad(exact_plan, params, words)
             for bond in bonds:
-                plan = prepare(program, BackendOptions(batch_size=batch, extra={"max_bond": bond}))
+                plan = prepare(
+                    program, BackendOptions(batch_size=batch, backend_options={"max_bond": bond})
+                )
                 probs, grad, result = _probs_and_grad(plan, params, words)
                 rows.append(
                     {

@@ -253,7 +253,9 @@ def run_contraction(cfg: dict) -> dict:
     words = torch.as_tensor(rng.integers(0, 2**program.io, (cfg["batch"], program.n_tokens)))
     with tempfile.TemporaryDirectory() as cache:
         extra = {"cache_dir": cache, "search_time": 1.0}
-        options = BackendOptions(batch_size=cfg["batch"], memory_budget=cfg["budget"], extra=extra)
+        options = BackendOptions(
+            batch_size=cfg["batch"], memory_budget=cfg["budget"], backend_options=extra
+        )
         plan = prepare(program, options)
     cost = plan.cost
     with torch.no_grad():  # one untimed run, as the workers get

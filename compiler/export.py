@@ -29,6 +29,7 @@ from compiler.ir import (
     WordX,
 )
 from compiler.lower import decompose_neurons
+from compiler.reach import reach
 from compiler.spec import CellSpec, SpecError, load_spec
 from compiler.unroll import Program
 
@@ -352,7 +353,10 @@ def _check_words(words: Sequence[int], program: Program) -> list[int]:
 
 def _topology_text(spec: CellSpec) -> str:
     topology = spec.neuron.topology
-    return {"all": "all", "local": f"local {topology.radius}"}.get(topology.kind, "custom")
+    if topology.kind == "local":
+        site = ", i/o lanes one site" if topology.io == "site" else ""
+        return f"local {topology.radius}{site}"
+    return topology.kind
 
 
 def _cell_text(spec: CellSpec) -> str:
@@ -547,6 +551,9 @@ def to_dot(program_or_dag: Program | GateDAG) -> str:
 def summary(program: Program, cost: HasDescribe | None = None) -> str:
     """A plain-text account of the program (as opt_einsum's ``PathInfo``).
 
+    It ends with what the readouts can see (:func:`compiler.reach.reach`): per input bit,
+    whether a neuron reads it and from how many steps back it can change a readout.
+
     Parameters
     ----------
     program
@@ -583,6 +590,7 @@ def summary(program: Program, cost: HasDescribe | None = None) -> str:
     width = max(len(label) for label, _ in rows) + 2
     lines = [f"QRNN program {spec.name!r}" if spec.name else "QRNN program"]
     lines += [f"  {label + ':':<{width}}{value}" for label, value in rows]
+    lines += ["", str(reach(program))]
     if cost is not None:
         lines += ["", cost.describe()]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,12 @@ The keys follow QRNN.md §8::
     [neuron] degree, order, topology, offset
     [init]   bias_std, weight_std, rotation_std
 
+Topologies (QRNN.md §4): ``"all"``; ``{ local = r }``, a chain in lane order (i/o lanes first,
+then workspace) where a neuron sees the lanes at most ``r`` away; ``{ local = r, io = "site" }``,
+the same chain with the i/o register counted as one site at its head, so that every i/o lane
+is a source of the first ``r`` workspace neurons (with plain ``local = 1`` the i/o lane 0
+neighbours only lane 1, and no workspace neuron ever reads it); and ``{ custom = { g = [...] } }``.
+
 Only ``cell.io`` and ``cell.workspace`` are required. Every error is a :class:`SpecError`
 that names the key path, the bad value and what is accepted.
 """
@@ -33,6 +39,7 @@ __all__ = [
     "CellSpec",
     "load_spec",
     "MAX_PARAMETERS",
+    "LOCAL_IO",
 ]
 
 #: Largest parameter table a spec may ask for (float64: 400 MB).
@@ -63,19 +70,31 @@ class Topology:
 
     ``kind`` is ``"all"``, ``"local"`` (with ``radius`` r) or ``"custom"`` (with
     ``sources``, one sorted tuple of source lanes per lane, indexed by target lane).
+    A local chain measures distance in *sites*: with ``io = "lanes"`` (the default) every lane
+    is a site of its own; with ``io = "site"`` the ``I`` i/o lanes together form site 0 and
+    workspace lane ``h_j`` is site ``j + 1``, so the i/o lanes see each other and the first
+    ``r`` workspace lanes, and those see every i/o lane.
     """
 
     kind: str = "all"
     radius: int | None = None
     sources: tuple[tuple[int, ...], ...] | None = None
+    io: str = "lanes"
 
-    def sources_of(self, target: int, n_lanes: int) -> tuple[int, ...]:
-        """Source lanes of the neuron on ``target`` in a cell of ``n_lanes`` lanes, sorted."""
+    def sources_of(self, target: int, n_lanes: int, io: int = 0) -> tuple[int, ...]:
+        """Source lanes of the neuron on ``target``, sorted.
+
+        ``n_lanes`` is the cell's lane count and ``io`` its i/o lane count (needed only by a
+        local chain with ``io = "site"``).
+        """
         if self.kind == "all":
             return tuple(q for q in range(n_lanes) if q != target)
         if self.kind == "local":
-            lo, hi = max(0, target - self.radius), min(n_lanes - 1, target + self.radius)
-            return tuple(q for q in range(lo, hi + 1) if q != target)
+            site = (lambda q: 0 if q < io else q - io + 1) if self.io == "site" else (lambda q: q)
+            here = site(target)
+            return tuple(
+                q for q in range(n_lanes) if q != target and abs(site(q) - here) <= self.radius
+            )
         return self.sources[target]
 
     def to_value(self) -> Any:
@@ -83,8 +102,17 @@ class Topology:
         if self.kind == "all":
             return "all"
         if self.kind == "local":
-            return {"local": self.radius}
+            return {"local": self.radius} | ({"io": self.io} if self.io != "lanes" else {})
         return {"custom": {str(g): list(s) for g, s in enumerate(self.sources)}}
+
+    def describe(self) -> str:
+        """The topology as it is written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
+        if self.kind == "all":
+            return '"all"'
+        if self.kind == "local":
+            extra = f', io = "{self.io}"' if self.io != "lanes" else ""
+            return f"{{ local = {self.radius}{extra} }}"
+        return "{ custom = … }"
 
 
 @dataclass(frozen=True)
@@ -128,7 +156,7 @@ class CellSpec:
 
     def sources_of(self, target: int) -> tuple[int, ...]:
         """Source lanes of the neuron on ``target``."""
-        return self.neuron.topology.sources_of(target, self.n_lanes)
+        return self.neuron.topology.sources_of(target, self.n_lanes, self.io)
 
     def n_parameters(self) -> int:
         """Number of trainable parameters (QRNN.md §5), computed without building tables."""
@@ -168,13 +196,15 @@ def subsets_count(n_sources: int, degree: int, cap: int | None = None) -> int:
     return total
 
 
-def source_counts(topology: Topology, n_lanes: int) -> list[int]:
-    """How many sources the neuron of each lane has, without listing the sources."""
+def source_counts(topology: Topology, n_lanes: int, io: int = 0) -> list[int]:
+    """How many sources the neuron of each lane has (closed forms where there are some)."""
     if topology.kind == "all":
         return [n_lanes - 1] * n_lanes
-    if topology.kind == "local":
+    if topology.kind == "local" and topology.io == "lanes":
         r = topology.radius
         return [min(n_lanes - 1, g + r) - max(0, g - r) for g in range(n_lanes)]
+    if topology.kind == "local":
+        return [len(topology.sources_of(g, n_lanes, io)) for g in range(n_lanes)]
     return [len(sources) for sources in topology.sources]
 
 
@@ -185,7 +215,7 @@ def parameter_count(spec: CellSpec, cap: int | None = None) -> int:
     sums stop early and any result above ``cap`` only means "more than ``cap``".
     """
     d = spec.neuron.degree
-    counts = source_counts(spec.neuron.topology, spec.n_lanes)
+    counts = source_counts(spec.neuron.topology, spec.n_lanes, spec.io)
     sums = {k: subsets_count(k, d, cap) for k in set(counts)}
     workspace = sum(sums[k] for k in counts[spec.io :])
     io = sum(sums[k] for k in counts[: spec.io])
@@ -245,20 +275,46 @@ def _at_most(path: str, value: float, high: float) -> None:
         raise SpecError(path, f"got {value:g}; must be at most {high:g} in magnitude")
 
 
+#: Values of ``io`` in a local topology: each i/o lane its own site, or all of them one site.
+LOCAL_IO = ("lanes", "site")
+
+
+def _parse_local(value: Mapping[str, Any]) -> Topology:
+    path = "neuron.topology"
+    _check_keys(path, value, ["local", "io"])
+    radius = value["local"]
+    _check_type(f"{path}.local", radius, int)
+    _at_least(f"{path}.local", radius, 1)
+    io = value.get("io", "lanes")
+    if io not in LOCAL_IO:
+        raise SpecError(
+            f"{path}.io",
+            f'got {io!r}; accepted: "lanes" (each i/o lane is a site of the chain, the default) '
+            'or "site" (the i/o lanes together are one site at the head of the chain, so every '
+            "i/o lane feeds the first workspace neurons)",
+        )
+    return Topology(kind="local", radius=radius, io=io)
+
+
 def _parse_topology(value: Any, n_lanes: int) -> Topology:
     path = "neuron.topology"
-    accepted = 'accepted: "all", { local = r } with r >= 1, or { custom = { lane = [sources] } }'
+    accepted = (
+        'accepted: "all", { local = r } with r >= 1 (optionally io = "site"), '
+        "or { custom = { lane = [sources] } }"
+    )
     if isinstance(value, str):
         if value != "all":
             raise SpecError(path, f"got {value!r}; {accepted}")
         return Topology()
-    if len(value) != 1 or next(iter(value)) not in ("local", "custom"):
+    if "local" in value:
+        return _parse_local(value)
+    if "io" in value:
+        raise SpecError(
+            f"{path}.io", 'applies to a local chain only: write { local = r, io = "site" }'
+        )
+    if len(value) != 1 or next(iter(value)) != "custom":
         raise SpecError(path, f"got {value!r}; {accepted}")
-    kind, arg = next(iter(value.items()))
-    if kind == "local":
-        _check_type(f"{path}.local", arg, int)
-        _at_least(f"{path}.local", arg, 1)
-        return Topology(kind="local", radius=arg)
+    arg = value["custom"]
     if not isinstance(arg, Mapping):
         raise SpecError(f"{path}.custom", f"got {arg!r}; expected a table lane -> [source lanes]")
     sources: dict[int, tuple[int, ...]] = {}
@@ -331,7 +387,8 @@ def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
     if not 1 <= order <= 4:
         raise SpecError("neuron.order", f"got {_short(order)}; accepted: 1, 2, 3 or 4")
     topology = _parse_topology(neuron.get("topology", "all"), io + workspace)
-    max_sources = max(source_counts(topology, io + workspace))
+    n_lanes = io + workspace
+    max_sources = max(source_counts(topology, n_lanes, io))
     degree = neuron.get("degree", min(defaults.degree, max(max_sources, 1)))
     if not 1 <= degree <= max(max_sources, 1):
         raise SpecError(

@@ -2,4 +2,6 @@
 
 from qrnn_tn.simulate import simulate
 
-__all__ = ["simulate"]
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "simulate"]

@@ -29,7 +29,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from qrnn_tn.model import step_losses, step_targets
+from qrnn_tn.metrics import StepSums
+from qrnn_tn.model import QRNN, step_losses, step_targets
 
 __all__ = [
     "DistributedError",
@@ -49,6 +50,23 @@ T = TypeVar("T")
 #: Seconds a rank waits for the others (init, barrier, collectives) before giving up.
 DEFAULT_TIMEOUT = float(os.environ.get("QRNN_TN_DIST_TIMEOUT", "300"))
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class RunOutputs(nn.Module):
+    """A :class:`~qrnn_tn.model.QRNN` whose forward returns the tensors of its run that
+    :class:`DistributedDataParallel` can carry: ``probs``, ``target_prob`` and the
+    discarded weights (an empty tensor for an exact backend)."""
+
+    def __init__(self, model: QRNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, words: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        result = self.model.run(words, targets=targets)
+        discarded = result.probs.new_zeros(0) if result.discarded is None else result.discarded
+        return result.probs, result.target_prob, discarded
 
 
 class DistributedError(RuntimeError):
@@ -73,11 +91,15 @@ class Group:
     # ------------------------------------------------------------------ model
 
     def wrap(self, model: nn.Module) -> DistributedDataParallel:
-        """``model`` (moved to this rank's device) in DDP; parameters start from rank 0's."""
+        """``model`` (moved to this rank's device) in DDP; parameters start from rank 0's.
+
+        DDP runs :class:`RunOutputs` around it, so a rank sees the whole run (the target
+        probabilities and the MPS's discarded weights too), not only the distributions.
+        """
         if model.theta.device != self.device:
             model.to(self.device)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        return DistributedDataParallel(RunOutputs(model), device_ids=device_ids)
 
     def loss_backward(
         self,
@@ -105,30 +127,30 @@ class Group:
         weight = self.world_size / n_global  # DDP divides the summed gradients by the world
         if local_words.shape[0] == 0:  # fewer rows than ranks: join the all-reduce with 0
             local_words, local_mask, local_scored, weight = words[:1], mask[:1], scored[:1], 0.0
-        probs = ddp(local_words, None if targets is None else local_scored)
-        local_sum = step_losses(probs, local_scored, loss_kind)[local_mask].sum()
+        probs, target_prob, discarded = ddp(local_words, None if targets is None else local_scored)
+        losses = step_losses(probs, local_scored, loss_kind)
+        local_sum = losses[local_mask].sum()
         (local_sum * weight).backward()
-        module = ddp.module
-        with torch.no_grad():
-            p_target = probs.gather(-1, local_scored.unsqueeze(-1)).squeeze(-1)
-            tiny = torch.finfo(probs.dtype).tiny
-            correct = (probs.argmax(-1) == local_scored)[local_mask].sum()
-            stats = torch.stack(
-                [
-                    local_sum.detach().double(),
-                    correct.double(),
-                    (1 / p_target.clamp_min(tiny)).sum().double(),
-                    torch.tensor(float(p_target.numel()), dtype=torch.float64, device=device),
-                ]
-            ) * (1.0 if weight else 0.0)
-        dist.all_reduce(stats)
-        loss_sum, correct_sum, overhead_sum, n_steps = stats.tolist()
+        local = StepSums.of(
+            losses,
+            probs,
+            target_prob,
+            local_scored,
+            local_mask,
+            discarded if discarded.numel() else None,
+        )
+        if weight:
+            summed, maximum = local.to_tensor(device), local.to_tensor(device)
+        else:  # a rank without rows adds nothing (StepSums() reads "exact" in the maximum)
+            summed = torch.zeros(6, dtype=torch.float64, device=device)
+            maximum = StepSums().to_tensor(device)
+        dist.all_reduce(summed)
+        dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
+        sums = StepSums.from_tensors(summed, maximum)
         if not seen:
-            seen["loss"] = loss_sum / n_global
-            seen["accuracy"] = correct_sum / n_global
-            seen["overhead"] = overhead_sum / n_steps
-            seen["grad_norm"] = float(torch.linalg.vector_norm(module.theta.grad))
-        return torch.tensor(loss_sum / n_global, dtype=probs.real.dtype, device=device)
+            seen.update(sums.summary())
+            seen["grad_norm"] = float(torch.linalg.vector_norm(ddp.module.model.theta.grad))
+        return torch.tensor(sums.loss / n_global, dtype=probs.real.dtype, device=device)
 
     # ------------------------------------------------------------------ coordination
 

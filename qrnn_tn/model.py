@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +24,21 @@ from qrnn_tn.backends import (
     BackendOptions,
     Plan,
     RunResult,
-    backend_names,
-    check_extra,
+    check_backend_options,
     choose,
     get_backend,
 )
+from qrnn_tn.backends.options import OptionsInput
+from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import check_tokens
 from qrnn_tn.simulate import init_params
 
-__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss", "real_dtype"]
+__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss"]
 
 #: Loss kinds accepted by :meth:`QRNN.loss` (QRNN.md §6).
 LOSS_KINDS = ("nll", "paper")
 #: Prepared plans kept per model (least recently used are dropped).
 _PLAN_CACHE_SIZE = 32
-
-
-def real_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The real dtype of the parameters for a backend ``dtype`` (complex64 -> float32, ...)."""
-    if dtype in (torch.float32, torch.complex64):
-        return torch.float32
-    if dtype in (torch.float64, torch.complex128):
-        return torch.float64
-    raise ValueError(
-        f"dtype {dtype} is not supported; use torch.float32, float64, complex64 or complex128"
-    )
 
 
 def step_targets(words: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -110,9 +101,9 @@ class QRNN(nn.Module):
     memory_budget
         Bytes allowed to a plan (default: the available memory).
     backend_options
-        Backend-specific options (:attr:`~qrnn_tn.backends.BackendOptions.extra`), e.g.
-        ``{"max_bond": 32}`` for ``backend="mps"``; with ``"auto"`` each backend receives
-        the keys it reads.
+        Backend-specific options: a mapping such as ``{"max_bond": 32}`` (with ``"auto"``
+        each backend receives the keys it reads) or typed objects such as
+        ``MPSOptions(max_bond=32)`` (:mod:`qrnn_tn.backends.options`); checked here, once.
 
     Attributes
     ----------
@@ -130,19 +121,16 @@ class QRNN(nn.Module):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         memory_budget: int | None = None,
-        backend_options: Mapping[str, Any] | None = None,
+        backend_options: OptionsInput = None,
     ) -> None:
         super().__init__()
         self.spec = load_spec(spec)
         self.backend = backend
         self.dtype = dtype
         self.memory_budget = memory_budget
-        self.backend_options = dict(backend_options or {})
+        self.backend_options = check_backend_options(backend_options, backend)
         slots = build_slots(self.spec)
         self.slot_names: tuple[str, ...] = tuple(s.name for s in slots)
-        if backend != "auto":
-            get_backend(backend)  # fail now, with the list of backends, not at the first run
-        check_extra(self.backend_options, backend_names() if backend == "auto" else [backend])
         if init is None:
             if generator is None and seed is not None:
                 generator = torch.Generator().manual_seed(seed)
@@ -212,7 +200,7 @@ class QRNN(nn.Module):
             device=self.theta.device,
             memory_budget=self.memory_budget,
             batch_size=batch,
-            extra=self.backend_options,
+            backend_options=self.backend_options,
         )
         program = self.program(steps, separate_targets)
         if self.backend == "auto":
@@ -246,16 +234,7 @@ class QRNN(nn.Module):
     def _tokens(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
         """``tokens`` as int64 on the model's device, or ValueError for non-integers and
         words outside ``0 … 2^io - 1``."""
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ValueError(f"{where} must hold integer tokens; got dtype {tokens.dtype}")
-        tokens = tokens.to(torch.int64)
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= 2**self.io:
-            raise ValueError(
-                f"{where} holds tokens in [{low}, {high}]; a cell with io={self.io} reads "
-                f"words 0 … {2**self.io - 1}"
-            )
-        return tokens.to(self.theta.device)
+        return check_tokens(tokens, self.io, where, ValueError).to(self.theta.device)
 
     def check_targets(
         self, targets: torch.Tensor | np.ndarray | None, words: torch.Tensor

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from qrnn_tn import jsonio
+from qrnn_tn.errors import Error
 
 __all__ = ["RunDir", "RunDirError", "atomic_write"]
 
 
-class RunDirError(ValueError):
+class RunDirError(Error, ValueError):
     """A run directory is in use, damaged, or not what the command expects."""
 
 

@@ -16,7 +16,17 @@ import torch
 from compiler.ir import Slot
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
-from qrnn_tn.backends import BackendError, BackendOptions, Plan, RunResult, choose, get_backend
+from qrnn_tn.backends import (
+    BackendError,
+    BackendOptions,
+    Plan,
+    RunResult,
+    check_backend_options,
+    choose,
+    get_backend,
+)
+from qrnn_tn.backends.options import OptionsInput
+from qrnn_tn.dtypes import parse_dtype
 
 __all__ = [
     "simulate",
@@ -24,17 +34,9 @@ __all__ = [
     "load_program",
     "make_plan",
     "as_words",
-    "parse_dtype",
-    "DTYPE_NAMES",
 ]
 
 #: Simulation dtypes by name (``--dtype`` and the ``dtype`` argument accept these names).
-DTYPE_NAMES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "complex64": torch.complex64,
-    "complex128": torch.complex128,
-}
 _MODES = ("teacher", "sample")
 
 
@@ -56,15 +58,6 @@ def init_params(
     }
     scale = torch.tensor([std[slot.kind] for slot in slots], dtype=torch.float64)
     return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
-
-
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A simulation dtype from its name (``"float32"`` …) or a ``torch.dtype``."""
-    if isinstance(dtype, torch.dtype) and dtype in DTYPE_NAMES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPE_NAMES:
-        return DTYPE_NAMES[dtype.removeprefix("torch.")]
-    raise BackendError(f"dtype {dtype!r} is not supported; accepted: {', '.join(DTYPE_NAMES)}")
 
 
 @lru_cache(maxsize=16)
@@ -121,10 +114,10 @@ def make_plan(
     dtype: str | torch.dtype = torch.float64,
     batch: int = 1,
     memory_budget: int | None = None,
-    extra: dict | None = None,
+    backend_options: OptionsInput = None,
 ) -> tuple[Plan, str]:
-    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`);
-    ``extra`` holds backend-specific options (:attr:`BackendOptions.extra`).
+    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`)
+    with ``backend_options`` (see :mod:`qrnn_tn.backends.options`).
 
     Returns the plan and a sentence saying which backend runs it and why.
     """
@@ -132,7 +125,7 @@ def make_plan(
         dtype=parse_dtype(dtype),
         memory_budget=memory_budget,
         batch_size=batch,
-        extra=dict(extra or {}),
+        backend_options=check_backend_options(backend_options, backend),
     )
     if backend == "auto":
         return choose(program, options)
@@ -156,6 +149,7 @@ def simulate(
     mode: str = "teacher",
     seed: int | None = None,
     memory_budget: int | None = None,
+    backend_options: OptionsInput = None,
 ) -> RunResult:
     """Simulate a QRNN cell on token sequences.
 
@@ -183,6 +177,9 @@ def simulate(
         Seeds the parameter draw (when ``params`` is ``None``) and the sampling.
     memory_budget
         Bytes a run may use (default: the memory available).
+    backend_options
+        Backend-specific options: a mapping such as ``{"max_bond": 32}`` or typed objects
+        such as ``MPSOptions(max_bond=32)`` (:mod:`qrnn_tn.backends.options`).
 
     Returns
     -------
@@ -192,6 +189,7 @@ def simulate(
     """
     if mode not in _MODES:
         raise BackendError(f"mode {mode!r} is not supported; accepted: {', '.join(_MODES)}")
+    backend_options = check_backend_options(backend_options, backend)
     spec = _spec_of(spec_or_program)
     tokens = as_words(words, spec.io)
     if mode == "teacher" and tokens.shape[1] < 2:
@@ -206,7 +204,7 @@ def simulate(
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     if params is None:
         params = init_params(program, spec, generator)
-    plan, _ = make_plan(program, backend, dtype, tokens.shape[0], memory_budget)
+    plan, _ = make_plan(program, backend, dtype, tokens.shape[0], memory_budget, backend_options)
     if not isinstance(params, torch.Tensor):
         params = torch.as_tensor(np.asarray(params, dtype=np.float64))
     return plan.run(params, tokens, mode=mode, generator=generator)

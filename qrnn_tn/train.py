@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 from compiler.spec import load_spec
 from qrnn_tn import distributed
+from qrnn_tn.backends import check_backend_options, options_as_dict
 from qrnn_tn.data import SequenceDataset
+from qrnn_tn.dtypes import DTYPE_NAMES
+from qrnn_tn.metrics import StepSums
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
 from qrnn_tn.rundir import RunDir, RunDirError, atomic_write
-from qrnn_tn.simulate import DTYPE_NAMES
 
 __all__ = [
     "TrainError",
@@ -85,7 +87,9 @@ class TrainConfig:
     applied with L-BFGS, whose line search needs the true gradient). ``out`` is the run
     directory (``None``: keep nothing on disk). ``task_options`` records how the datasets
     were built (see :mod:`qrnn_tn.tasks`); ``backend_options`` go to the backend (e.g.
-    ``{"max_bond": 32}`` with ``backend="mps"``). ``lr_schedule`` ``"cosine"`` lowers the
+    ``{"max_bond": 32}`` with ``backend="mps"``, or ``MPSOptions(max_bond=32)``): they are
+    checked on construction and kept as a plain mapping of the values that differ from the
+    defaults (what ``config.json`` records). ``lr_schedule`` ``"cosine"`` lowers the
     learning rate from ``lr`` to zero along half a cosine over the run's steps (a function
     of the step alone, so a resumed run follows it exactly).
     """
@@ -108,6 +112,12 @@ class TrainConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     task_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str):
+            raise TrainError(f"backend={self.backend!r}; give a backend name or 'auto'")
+        resolved = check_backend_options(self.backend_options, self.backend)
+        self.backend_options = options_as_dict(resolved)
 
     def validate(self) -> None:
         """Raise :class:`TrainError` naming the first bad field and what is accepted."""
@@ -250,32 +260,21 @@ def evaluate(
     set lost to truncation over its steps (module :mod:`qrnn_tn.backends.mps` bounds the
     error by it).
     """
-    loss_sum, n_scored, correct, overhead_sum, n_steps = 0.0, 0, 0, 0.0, 0
-    discarded: dict[str, float] = {}
+    sums = StepSums()
     for batch in dataset.batches(batch_size):
         words_t, mask_t, targets_t = _tensors(*batch, device=model.theta.device)
         scored = step_targets(words_t, targets_t)
         result = model.run(words_t, targets=targets_t)
-        probs = result.probs
-        for key, value in _truncation(result).items():
-            discarded[key] = max(value, discarded.get(key, 0.0))
-        loss_sum += float(step_losses(probs, scored, loss_kind)[mask_t].sum())
-        n_scored += int(mask_t.sum())
-        correct += int((probs.argmax(-1) == scored)[mask_t].sum())
-        p_target = result.target_prob
-        overhead_sum += float((1 / p_target.clamp_min(torch.finfo(probs.dtype).tiny)).sum())
-        n_steps += p_target.numel()
-    if n_scored == 0:
+        losses = step_losses(result.probs, scored, loss_kind)
+        sums += StepSums.of(
+            losses, result.probs, result.target_prob, scored, mask_t, result.discarded
+        )
+    if sums.scored == 0:
         raise TrainError(f"dataset {dataset.name!r} has no unmasked step to evaluate")
-    accuracy = correct / n_scored
+    metrics = sums.summary()
     if dataset.labels is not None:
-        accuracy = _label_accuracy(model, dataset, batch_size)
-    return {
-        "loss": loss_sum / n_scored,
-        "accuracy": accuracy,
-        "overhead": overhead_sum / n_steps,
-        "sequences": len(dataset),
-    } | discarded
+        metrics["accuracy"] = _label_accuracy(model, dataset, batch_size)
+    return metrics | {"sequences": len(dataset)}
 
 
 def _tensors(
@@ -285,15 +284,6 @@ def _tensors(
     words_t, mask_t = torch.from_numpy(words).to(device), torch.from_numpy(mask).to(device)
     targets_t = None if targets is None else torch.from_numpy(targets).to(device)
     return words_t, mask_t, targets_t
-
-
-def _truncation(result: Any) -> dict[str, float]:
-    """``{"discarded": w}`` for a truncating backend (MPS): the largest weight any sequence of
-    the batch lost to bond truncation over its steps; ``{}`` for the exact backends."""
-    discarded = getattr(result, "discarded", None)
-    if discarded is None:
-        return {}
-    return {"discarded": float(discarded.detach().sum(dim=-1).max())}
 
 
 def _label_accuracy(model: QRNN, dataset: SequenceDataset, batch_size: int) -> float:
@@ -362,21 +352,19 @@ def _train_step(
             group = distributed.current()
             return group.loss_backward(ddp, words, mask, targets, config.loss, seen)
         result = model.run(words, targets=targets)
-        probs = result.probs
         scored = step_targets(words, targets)
-        loss = step_losses(probs, scored, config.loss)[mask].mean()
-        _require_finite("the output probabilities", probs)
+        _require_finite("the output probabilities", result.probs)
+        losses = step_losses(result.probs, scored, config.loss)
+        loss = losses[mask].mean()
         _require_finite("the loss", loss)
         loss.backward()
         _require_finite("the gradient", model.theta.grad)
         if not seen:  # the first evaluation is the batch's state before the step
-            p_target = result.target_prob.detach()
-            tiny = torch.finfo(probs.dtype).tiny
-            seen["loss"] = float(loss.detach())
-            seen["accuracy"] = float((probs.argmax(-1) == scored)[mask].double().mean())
-            seen["overhead"] = float((1 / p_target.clamp_min(tiny)).mean())
+            sums = StepSums.of(
+                losses, result.probs, result.target_prob, scored, mask, result.discarded
+            )
+            seen.update(sums.summary())
             seen["grad_norm"] = float(torch.linalg.vector_norm(model.theta.grad))
-            seen.update(_truncation(result))
         return loss
 
     if config.optimiser == "lbfgs":

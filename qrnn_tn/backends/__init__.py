@@ -15,28 +15,49 @@ from qrnn_tn.backends.base import (
     RunResult,
     available_memory,
     backend_names,
-    check_extra,
+    check_backend_options,
     choose,
     get_backend,
     rank_backends,
     register_backend,
 )
+from qrnn_tn.backends.options import (
+    MPSOptions,
+    SpecificOptions,
+    StatevectorOptions,
+    TensorNetOptions,
+    default_cache_dir,
+    describe_options,
+    options_as_dict,
+    resolve_backend_options,
+)
 
 __all__ = [
+    "available_memory",
+    "backend_names",
     "BackendError",
     "BackendOptions",
     "Candidate",
-    "Cost",
-    "Plan",
-    "RunResult",
-    "available_memory",
-    "backend_names",
-    "check_extra",
+    "check_backend_options",
     "choose",
+    "Cost",
+    "default_cache_dir",
+    "describe_options",
     "get_backend",
+    "MPSOptions",
+    "options_as_dict",
+    "Plan",
     "rank_backends",
+    "readout_inds",
     "register_backend",
+    "resolve_backend_options",
+    "RunResult",
+    "SpecificOptions",
+    "StatevectorOptions",
+    "TensorNetOptions",
+    "to_quimb",
 ]
 
 # Importing the backend modules registers them (in this order).
 from qrnn_tn.backends import mps, statevector, tensornet  # noqa: E402, F401
+from qrnn_tn.backends.tn_quimb import readout_inds, to_quimb  # noqa: E402

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from compiler.unroll import Program
+from qrnn_tn.backends.options import (
+    OPTIONS_BY_BACKEND,
+    OptionsInput,
+    SpecificOptions,
+    resolve_backend_options,
+)
+from qrnn_tn.errors import BackendError
+from qrnn_tn.semantics import check_tokens
 
 __all__ = [
     "BackendError",
@@ -38,10 +46,6 @@ __all__ = [
 
 #: Seconds per flop for a backend with no time model of its own (:attr:`Cost.seconds`).
 DEFAULT_FLOP_SECONDS = 1e-9
-
-
-class BackendError(RuntimeError):
-    """A backend cannot run a program as asked (too large, bad input, unsupported)."""
 
 
 @dataclass(frozen=True)
@@ -109,26 +113,51 @@ class RunResult:
                   (neuron success probabilities and projections): the log-probability of the
                   whole postselected history on a device.
     words:        ``[batch, steps + 1]`` the tokens used (the sampled ones in ``"sample"`` mode).
+    discarded:    ``[batch, steps]`` the weight each step lost to bond truncation (a backend
+                  that truncates, the MPS under ``max_bond``; not differentiated), or
+                  ``None`` for an exact run. The MPS backend bounds the error by it.
     """
 
     probs: torch.Tensor
     target_prob: torch.Tensor
     log_norm: torch.Tensor
     words: torch.Tensor
+    discarded: torch.Tensor | None = None
+
+
+_Specific = TypeVar("_Specific", bound=SpecificOptions)
 
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Options every backend understands; backends may read more from ``extra``."""
+    """How to prepare a plan: what every backend reads, and each backend's own options.
+
+    ``backend_options`` takes a flat mapping (``{"max_bond": 32}``), a typed options object
+    (:class:`~qrnn_tn.backends.options.MPSOptions` …) or a sequence of them, and holds them
+    as typed objects (:func:`~qrnn_tn.backends.options.resolve_backend_options`); a backend
+    reads its own with :meth:`of`.
+    """
 
     dtype: torch.dtype = torch.float64
     device: str | torch.device = "cpu"
     memory_budget: int | None = None
     batch_size: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    backend_options: tuple[SpecificOptions, ...] = ()
+
+    def __post_init__(self) -> None:
+        resolved = resolve_backend_options(self.backend_options)  # type: ignore[arg-type]
+        object.__setattr__(self, "backend_options", resolved)
 
     def budget(self) -> int:
+        """The memory budget in bytes (:func:`available_memory` when not set)."""
         return self.memory_budget if self.memory_budget is not None else available_memory()
+
+    def of(self, cls: type[_Specific]) -> _Specific:
+        """The options of the backend that ``cls`` belongs to (its defaults when not given)."""
+        for obj in self.backend_options:
+            if isinstance(obj, cls):
+                return obj
+        return cls()
 
 
 class Plan(Protocol):
@@ -209,17 +238,9 @@ def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) 
             f"{backend}: in {mode} mode words must have shape {expected} for a program of "
             f"{program.steps} steps; got {list(words.shape)}"
         )
-    if words.dtype.is_floating_point or words.dtype.is_complex or words.dtype == torch.bool:
-        raise BackendError(f"{backend}: words must be integer tokens; got {words.dtype}")
-    words = words.to(torch.int64)
     checked = words if mode == "teacher" else words[:, :1]
-    top = 2**program.io
-    if checked.numel() and (checked.min() < 0 or checked.max() >= top):
-        bad = checked[(checked < 0) | (checked >= top)][0].item()
-        raise BackendError(
-            f"{backend}: token {bad} is out of range; a cell with io={program.io} "
-            f"reads words 0 … {top - 1}"
-        )
+    check_tokens(checked, program.io, f"{backend}: words", BackendError)
+    words = words.to(torch.int64)
     if mode == "sample":
         out = words.new_zeros(words.shape[0], length)
         out[:, 0] = words[:, 0]
@@ -240,7 +261,6 @@ Estimator = Callable[[Program, BackendOptions], Cost]
 class _Registered:
     prepare: Callable[[Program, BackendOptions], Plan]
     estimate: Estimator | None
-    options: tuple[str, ...]
 
 
 _BACKENDS: dict[str, _Registered] = {}
@@ -250,44 +270,46 @@ def register_backend(
     name: str,
     prepare: Callable[[Program, BackendOptions], Plan],
     estimate: Estimator | None = None,
-    options: Sequence[str] = (),
+    options: type[SpecificOptions] | None = None,
 ) -> None:
     """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``).
 
     ``estimate`` gives a quick upper bound on the cost without the work of ``prepare``
-    (e.g. without a path search); :func:`choose` uses it when given. ``options`` names the
-    keys of :attr:`BackendOptions.extra` the backend reads; any other key is refused.
+    (e.g. without a path search); :func:`choose` uses it when given. ``options`` is the
+    backend's options class (a frozen :class:`~qrnn_tn.backends.options.SpecificOptions`
+    subclass whose ``backend`` is ``name``); its fields are the keys the backend accepts.
     """
-    _BACKENDS[name] = _Registered(prepare, estimate, tuple(options))
+    if options is None:
+        options = make_dataclass(
+            f"{name}Options", [], bases=(SpecificOptions,), frozen=True, namespace={"backend": name}
+        )
+    if options.backend != name:
+        raise ValueError(f"options class {options.__name__} is for backend {options.backend!r}")
+    OPTIONS_BY_BACKEND[name] = options
+    _BACKENDS[name] = _Registered(prepare, estimate)
 
 
 def backend_names() -> list[str]:
+    """The registered backends, sorted."""
     return sorted(_BACKENDS)
 
 
-def check_extra(extra: Mapping[str, Any], names: Sequence[str]) -> None:
-    """Raise :class:`BackendError` for a key of ``extra`` that none of ``names`` reads
-    (a misspelt option would otherwise be silently ignored)."""
-    unknown = sorted(set(extra) - {key for name in names for key in _BACKENDS[name].options})
-    if unknown:
-        accepted = "; ".join(f"{n}: {', '.join(_BACKENDS[n].options) or 'none'}" for n in names)
-        raise BackendError(f"unknown backend option(s) {', '.join(unknown)}; accepted: {accepted}")
-
-
-def _own_options(name: str, options: BackendOptions) -> BackendOptions:
-    """``options`` with only the ``extra`` keys backend ``name`` reads (for ``choose``)."""
-    keys = _BACKENDS[name].options
-    return replace(options, extra={k: v for k, v in options.extra.items() if k in keys})
+def check_backend_options(options: OptionsInput, backend: str) -> tuple[SpecificOptions, ...]:
+    """``options`` resolved for ``backend`` (``"auto"``: any backend), or :class:`BackendError`:
+    the one check at a boundary (model, simulate, CLI), before any data is built."""
+    if backend != "auto" and backend not in _BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; available: {', '.join(backend_names())}")
+    return resolve_backend_options(options, backend)
 
 
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
-    """The backend's ``prepare(program, options)``; it refuses ``extra`` keys it does not read."""
+    """The backend's ``prepare(program, options)``; it refuses options of other backends."""
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
     prepare = _BACKENDS[name].prepare
 
     def checked(program: Program, options: BackendOptions) -> Plan:
-        check_extra(options.extra, [name])
+        check_backend_options(options.backend_options, name)
         return prepare(program, options)
 
     return checked
@@ -296,7 +318,6 @@ def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
 def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[Cost, Plan | None]:
     """The backend's quick estimate, or its prepared plan's cost (with the plan, for reuse)."""
     entry = _BACKENDS[name]
-    options = _own_options(name, options)
     if entry.estimate is not None:
         return entry.estimate(program, options), None
     plan = entry.prepare(program, options)
@@ -321,10 +342,8 @@ def rank_backends(
     Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
     after them those that the options make approximate (the MPS backend under a
     ``max_bond`` below the exact bond), in the same order. Costs come from each backend's
-    quick estimate where it has one (no path search). Each backend receives the ``extra``
-    keys it reads; a key no backend reads is an error.
+    quick estimate where it has one (no path search). Each backend reads its own options.
     """
-    check_extra(options.extra, backend_names())
     budget = options.budget()
     candidates: list[Candidate] = []
     refused: dict[str, str] = {}
@@ -352,7 +371,7 @@ def _planned_past_estimate(
         if _BACKENDS[name].estimate is None or not refused.get(name, "").startswith("estimated"):
             continue
         try:
-            plan = _BACKENDS[name].prepare(program, _own_options(name, options))
+            plan = _BACKENDS[name].prepare(program, options)
         except BackendError as err:
             refused[name] += f"; planned: {err}"
             continue
@@ -387,7 +406,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     best = candidates[0]
     plan = best.plan
     if plan is None:
-        plan = _BACKENDS[best.name].prepare(program, _own_options(best.name, options))
+        plan = _BACKENDS[best.name].prepare(program, options)
     others = (
         ", ".join(
             f"{c.name} {c.cost.predicted_seconds:.2g} s"

@@ -3,13 +3,9 @@
 The state is an MPS over the lanes in lane order, torch tensors with the batch as leading
 dimension, kept in mixed canonical form around a small dense block (``mps_state``). Neurons,
 RY layers, input writes, projections and resets are applied in program order; truncated SVDs
-(``mps_svd``) cap the bonds. Options in ``BackendOptions.extra``:
+(``mps_svd``) cap the bonds. Options: :class:`~qrnn_tn.backends.options.MPSOptions`
+(``max_bond``, ``cutoff``, ``max_window``, and the two checkpoint levels below).
 
-``max_bond``         bond cap (``None``: no cap, exact).
-``cutoff``           drop singular values below ``cutoff · s_max`` (default: ``1e-14`` in
-                     float64, ``1e-7`` in float32, i.e. only numerical zeros).
-``max_window``       widest neuron window contracted directly (default 10); wider ones are
-                     gathered by swaps.
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
                      default 1; 0: none). Without checkpoints the backward does not run the
                      forward again but keeps every step's graph: faster while bonds stay
@@ -26,8 +22,8 @@ With a bond cap, float64 is the fast dtype: its splits go through ``eigh`` of a 
 (:func:`~qrnn_tn.backends.mps_svd.split`), which float32's precision does not allow, so a
 float32 run takes the full SVD and is not faster on CPU.
 
-The run returns :class:`MPSRunResult`, a :class:`RunResult` plus the discarded weight per
-step. Truncation error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
+The run's :attr:`RunResult.discarded` holds the discarded weight per step. Truncation
+error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
 readout, the normalised state is off by ``‖ψ̃ - ψ‖ ≤ Σ_i √(2ε_i)`` (each SVD removes an
 orthogonal part of relative norm √ε_i; renormalising at most doubles it in the 2-norm sense
 ``‖a/‖a‖ - ψ‖² = 2 - 2√(1-ε) ≤ 2ε``; neurons and projections are then divided by their
@@ -39,13 +35,11 @@ from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 
-from compiler.gates import neuron_branch_amplitudes
+from compiler.ir import WordBit
 from compiler.unroll import Program
 from qrnn_tn.backends.base import (
     BackendError,
@@ -60,31 +54,17 @@ from qrnn_tn.backends.base import (
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
 from qrnn_tn.backends.mps_cost import mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
+from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.recompute import recompute
+from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
 
-__all__ = ["MPSRunResult", "MPSPlan", "prepare", "default_cutoff"]
-
-_OPTIONS = ("max_bond", "cutoff", "max_window", "checkpoint_steps", "checkpoint_outer")
-
-
-@dataclass
-class MPSRunResult(RunResult):
-    """:class:`RunResult` plus ``discarded [batch, steps]``: truncated weight per step."""
-
-    discarded: torch.Tensor
+__all__ = ["MPSPlan", "prepare", "default_cutoff"]
 
 
 def default_cutoff(dtype: torch.dtype) -> float:
     """Relative singular-value cutoff that drops numerical zeros only."""
     return 1e-14 if dtype == torch.float64 else 1e-7
-
-
-def _real(dtype: torch.dtype) -> torch.dtype:
-    if dtype in (torch.float64, torch.complex128):
-        return torch.float64
-    if dtype in (torch.float32, torch.complex64):
-        return torch.float32
-    raise BackendError(f"dtype {dtype} is not supported; use float32/64 or complex64/128")
 
 
 class _Tables:
@@ -108,17 +88,13 @@ class _Tables:
         """``c``, ``s`` of every neuron layout and RY cos/sin from the parameters."""
         neurons = []
         for table in compiled.neurons:
-            theta = params[torch.as_tensor(table.slots, device=params.device)]
-            mono = torch.as_tensor(table.monomials, dtype=params.dtype, device=params.device)
-            eta = (table.offset + mono @ theta) / 2
-            c, s = neuron_branch_amplitudes(eta, table.order)
+            slots = torch.as_tensor(table.slots, device=params.device)
+            c, s = neuron_amplitudes(params, slots, table.monomials, table.offset, table.order)
             branch = torch.as_tensor(table.branch, device=params.device)
             neurons.append((c[branch].reshape(table.shape), s[branch].reshape(table.shape)))
         rotations = []
-        for const, terms in compiled.rotations:
-            angle = params.new_tensor(const)
-            for slot, coef in terms:
-                angle = angle + coef * params[slot]
+        for rotation in compiled.rotations:
+            angle = angle_value(params, rotation)
             rotations.append((torch.cos(angle / 2), torch.sin(angle / 2)))
         return cls(neurons, rotations)
 
@@ -127,20 +103,18 @@ class MPSPlan:
     """A program prepared for the MPS backend (see the module doc for the options)."""
 
     def __init__(self, program: Program, options: BackendOptions) -> None:
-        extra = options.extra
+        own = options.of(MPSOptions)
         self.program = program
         self.options = options
-        self.dtype = _real(options.dtype)
-        self.max_bond = extra.get("max_bond")
-        if self.max_bond is not None and (not isinstance(self.max_bond, int) or self.max_bond < 1):
-            raise BackendError(f"max_bond must be a positive integer or None; got {self.max_bond}")
-        self.cutoff = float(extra.get("cutoff", default_cutoff(self.dtype)))
+        self.dtype = real_dtype(options.dtype)
+        self.max_bond = own.max_bond
+        self.cutoff = default_cutoff(self.dtype) if own.cutoff is None else own.cutoff
         try:
-            self.compiled = compile_mps(program, int(extra.get("max_window", 10)))
+            self.compiled = compile_mps(program, own.max_window)
         except ValueError as err:
             raise BackendError(str(err)) from err
-        self.checkpoint_steps = self._inner_block(extra.get("checkpoint_steps", 1))
-        self.checkpoint_outer = self._outer_block(extra.get("checkpoint_outer", "auto"))
+        self.checkpoint_steps = own.checkpoint_steps
+        self.checkpoint_outer = self._outer_block(own.checkpoint_outer)
         self.cost = self._cost_at(self.checkpoint_outer)
 
     def _cost_at(self, checkpoint_outer: int) -> Cost:
@@ -155,21 +129,13 @@ class MPSPlan:
             checkpoint_outer=checkpoint_outer,
         )
 
-    @staticmethod
-    def _inner_block(option) -> int:
-        """Steps per checkpoint block: a non-negative integer, or :class:`BackendError`."""
-        if not isinstance(option, numbers.Integral) or isinstance(option, bool) or option < 0:
-            raise BackendError(f"checkpoint_steps must be a non-negative integer; got {option!r}")
-        return int(option)
-
     def _outer_block(self, option) -> int:
         """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one
         level), resolving ``"auto"`` as the module doc says. The backward memory grows with
         the outer block beyond ``√T``, so the longest block that fits is found by bisection."""
         inner, steps = self.checkpoint_steps, self.program.steps
         if option != "auto":
-            valid = isinstance(option, int) and not isinstance(option, bool) and option >= 0
-            if not valid or (option and inner > 0 and option % inner):
+            if option and inner > 0 and option % inner:
                 raise BackendError(
                     f"checkpoint_outer must be 'auto', 0 or a positive multiple of "
                     f"checkpoint_steps ({inner}); got {option!r}"
@@ -197,7 +163,7 @@ class MPSPlan:
         *,
         mode: str = "teacher",
         generator: torch.Generator | None = None,
-    ) -> MPSRunResult:
+    ) -> RunResult:
         """Per-step distributions of ``words [batch, steps + 1]`` (``[batch, 1]`` prompts in
         ``"sample"`` mode; see :class:`RunResult`)."""
         program = self.program
@@ -227,7 +193,7 @@ class MPSPlan:
             run = partial(self._chunks, size=self.checkpoint_outer, run=run, checkpointed=True)
         out = run(steps, uniforms, words, *flat, *tables.flat)
         words, (probs, log_norm, discarded) = out[0], out[-3:]
-        return MPSRunResult(
+        return RunResult(
             probs=probs,
             target_prob=target_probs(program, probs, words),
             log_norm=log_norm.sum(dim=1),
@@ -288,7 +254,7 @@ class MPSPlan:
                     state.rotate(ins[1], cos, sin)
                 elif kind == "x":
                     _, pos, token, bit = ins
-                    state.flip(pos, ((words[:, token] >> (io - 1 - bit)) & 1).bool())
+                    state.flip(pos, token_bits(words, [WordBit(token, bit)], io).bool())
                 elif kind == "swap":
                     state.swap(ins[1])
                 elif kind == "readout":
@@ -326,4 +292,4 @@ def prepare(program: Program, options: BackendOptions) -> MPSPlan:
     return MPSPlan(program, options)
 
 
-register_backend("mps", prepare, options=_OPTIONS)
+register_backend("mps", prepare, options=MPSOptions)

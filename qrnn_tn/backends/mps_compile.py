@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.ir import Neuron
+from compiler.ir import Angle, Neuron
 from compiler.unroll import Program
 
 __all__ = ["NeuronTable", "Compiled", "compile_mps"]
@@ -37,7 +37,7 @@ class Compiled:
 
     steps: list[list[tuple]]
     neurons: list[NeuronTable]
-    rotations: list[tuple[float, tuple[tuple[int, float], ...]]]  # Angle (const, terms)
+    rotations: list[Angle]
     windows: list[int]  # width of every neuron window (for the cost model)
     swaps: int
 
@@ -134,7 +134,7 @@ def compile_mps(program: Program, max_window: int) -> Compiled:
     return Compiled(
         steps=steps,
         neurons=neurons,
-        rotations=[(const, terms) for const, terms in rotations],
+        rotations=[Angle(const, terms) for const, terms in rotations],
         windows=windows,
         swaps=n_swaps,
     )

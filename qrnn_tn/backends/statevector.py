@@ -32,15 +32,10 @@ applied per step with one matrix product per group of sequences; the cost model 
 state-changing kernels (default ``⌈√kernels⌉``) and, in the backward pass, replays each segment
 from its checkpoint and runs every kernel's exact adjoint (a block's gradient, summed over its
 uses, goes back through its kernels once): peak memory about ``2√kernels`` states, where
-autograd keeps several per kernel. ``options.extra`` keys:
-
-- ``gradient``: ``"recompute"`` (default) or ``"autograd"`` (plain autograd over the same
-  elementwise kernels, no blocks, every intermediate kept; for checks and comparisons);
-- ``segment``: kernels per checkpoint segment;
-- ``cache_tables``: build each table once per run (default while twice the tables take less
-  than a quarter of the memory budget) or at every use (wide cells);
-- ``fuse``: ``True``/``False`` to force blocks on (where their matrices fit) or off; by default
-  the cost model decides (real dtypes only).
+autograd keeps several per kernel. Options: :class:`~qrnn_tn.backends.options.StatevectorOptions`
+(``gradient``: ``"autograd"`` runs plain autograd over the same elementwise kernels, no blocks,
+every intermediate kept, for checks and comparisons; ``segment``; ``cache_tables``, for wide
+cells; ``fuse``).
 """
 
 from __future__ import annotations
@@ -66,25 +61,21 @@ from qrnn_tn.backends.base import (
     register_backend,
     target_probs,
 )
+from qrnn_tn.backends.options import StatevectorOptions
+from qrnn_tn.dtypes import real_dtype
+from qrnn_tn.semantics import token_bits
 
-__all__ = ["StatevectorPlan", "prepare", "MAX_QUBITS", "DTYPES"]
+__all__ = ["StatevectorPlan", "prepare", "MAX_QUBITS"]
 
 #: Widest register this backend accepts (2^40 amplitudes is already terabytes).
 MAX_QUBITS = 40
 #: Simulation dtypes and the real dtype of their tables, parameters and probabilities.
-DTYPES = {
-    torch.float32: torch.float32,
-    torch.float64: torch.float64,
-    torch.complex64: torch.float32,
-    torch.complex128: torch.float64,
-}
 #: Largest norm² decay (in bits) allowed between two renormalisations, per real dtype.
 _DECAY_LIMIT_BITS = {torch.float32: 80, torch.float64: 600}
 #: Tables are cached while twice their size stays below this or a quarter of the budget.
 _TABLE_CACHE_BYTES = 256 * 2**20
 #: Cost of one torch call, in element operations, for choosing between table algorithms.
 _CALL_OVERHEAD = 4096
-_GRADIENTS = ("recompute", "autograd")
 
 
 # ----------------------------------------------------------------------------- classical bits
@@ -460,10 +451,7 @@ class _Run:
     def _bit(self, value: _Bit, like: torch.Tensor) -> torch.Tensor:
         if value in self.assignment:
             return self.assignment[value]
-        bit = torch.full_like(like, value.const)
-        for word_bit in value.bits:
-            bit ^= (self.words[:, word_bit.token] >> (self.io - 1 - word_bit.bit)) & 1
-        return bit
+        return token_bits(self.words, value.bits, self.io, value.const)
 
     def groups(self, values: tuple[_Bit, ...]) -> tuple[torch.Tensor, list[int]]:
         """The sequences sorted by :meth:`index` (a permutation) and the size of each group."""
@@ -1181,39 +1169,29 @@ class StatevectorPlan:
     """A :class:`Program` prepared for exact batched statevector simulation.
 
     ``run(params, words)`` returns per-step distributions ``[batch, steps, 2^io]``; see the
-    module docstring for the algorithm and the ``options.extra`` keys.
+    module docstring for the algorithm and :class:`StatevectorOptions` for the options.
     """
 
     def __init__(self, program: Program, options: BackendOptions) -> None:
-        if options.dtype not in DTYPES:
-            raise BackendError(
-                f"statevector: dtype {options.dtype} is not supported; use "
-                + ", ".join(str(d) for d in DTYPES)
-            )
         _check_program(program)
         self.program, self.options = program, options
-        self.real_dtype = DTYPES[options.dtype]
-        self.gradient = options.extra.get("gradient", "recompute")
-        if self.gradient not in _GRADIENTS:
-            raise BackendError(
-                f"statevector: extra['gradient'] = {self.gradient!r}; accepted: {_GRADIENTS}"
-            )
+        self.real_dtype = real_dtype(options.dtype)
+        own = options.of(StatevectorOptions)
+        self.gradient = own.gradient
         compiled = _Compiler(program, _DECAY_LIMIT_BITS[self.real_dtype])
         self._kernels, self._sizes = compiled.kernels, compiled.sizes
         self._providers, self._arrangements = compiled.providers, compiled.arrangements
-        fuse = options.extra.get("fuse")
+        fuse = own.fuse
         if self.gradient == "recompute" and not options.dtype.is_complex and fuse is not False:
             item = self.real_dtype.itemsize
             self._kernels, self._sizes = _fuse(
                 self._kernels, self._sizes, options.batch_size, item, fuse
             )
         changing = sum(k.changes_state for k in self._kernels)
-        segment = options.extra.get("segment") or math.ceil(math.sqrt(changing))
-        if not isinstance(segment, int) or segment < 1:
-            raise BackendError(f"statevector: extra['segment'] = {segment!r}; expected an int >= 1")
+        segment = own.segment or math.ceil(math.sqrt(changing))
         self._segments = _segments(self._kernels, segment)
         self._segment = segment
-        self._cache_option = options.extra.get("cache_tables")
+        self._cache_option = own.cache_tables
         self._sampleable = _sampleable(program)
 
     # -- cost ---------------------------------------------------------------------------
@@ -1409,4 +1387,4 @@ def prepare(program: Program, options: BackendOptions) -> StatevectorPlan:
     return StatevectorPlan(program, options)
 
 
-register_backend("statevector", prepare, options=("gradient", "segment", "cache_tables", "fuse"))
+register_backend("statevector", prepare, options=StatevectorOptions)

@@ -7,20 +7,15 @@ run fits the budget, and reports the cost, all before any tensor work. ``run`` f
 leaves from parameters and words (:mod:`qrnn_tn.backends.tn_values`) and contracts each step
 once for the whole batch (:mod:`qrnn_tn.backends.tn_contract`).
 
-Options read from ``BackendOptions.extra``: ``cache_dir`` (path cache; default
-``$QRNN_TN_CACHE`` or ``~/.cache/qrnn-tn/paths``; ``None`` for memory only), ``search_time``
-(hyper-optimiser seconds per wide network, default 5), ``neuron_form`` (``"auto"``,
-``"hyper"``, ``"literal"``), ``max_slices`` (default 4096), ``checkpoint`` (default True),
-``parallel`` (where the hyper-optimiser runs its trials: default ``False``, this process; a
-``dask.distributed.Client`` or an executor runs them there, see
-:class:`~qrnn_tn.backends.tn_plan.PlannerOptions`).
+Options: :class:`~qrnn_tn.backends.options.TensorNetOptions` (the path cache's directory,
+search time, neuron form, slicing limit, checkpointing, and where the search runs its trials,
+see :class:`~qrnn_tn.backends.tn_plan.PlannerOptions`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cotengra as ctg
@@ -38,6 +33,7 @@ from qrnn_tn.backends.base import (
     register_backend,
     target_probs,
 )
+from qrnn_tn.backends.options import TensorNetOptions
 from qrnn_tn.backends.tn_contract import Contraction, compile_contraction
 from qrnn_tn.backends.tn_executor import run_on_executor
 from qrnn_tn.backends.tn_network import (
@@ -50,7 +46,6 @@ from qrnn_tn.backends.tn_network import (
 from qrnn_tn.backends.tn_plan import (
     PlannerOptions,
     TreeCost,
-    default_cache_dir,
     find_tree,
     greedy_estimate_tree,
     search_count,
@@ -60,15 +55,9 @@ from qrnn_tn.backends.tn_plan import (
     tree_score,
 )
 from qrnn_tn.backends.tn_values import LeafValues
+from qrnn_tn.dtypes import real_dtype
 
 __all__ = ["TensorNetPlan", "estimate", "prepare", "search_count"]
-
-_REAL = {
-    torch.float32: torch.float32,
-    torch.complex64: torch.float32,
-    torch.float64: torch.float64,
-    torch.complex128: torch.float64,
-}
 
 
 @dataclass
@@ -85,21 +74,16 @@ class TensorNetPlan:
     """A program prepared for exact tensor-network contraction (see the module docstring)."""
 
     def __init__(self, program: Program, options: BackendOptions):
-        if options.dtype not in _REAL:
-            raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
         self.program = program
         self.options = options
-        self.dtype = _REAL[options.dtype]
-        extra = options.extra
-        cache = extra.get("cache_dir", default_cache_dir())
+        self.dtype = real_dtype(options.dtype)
+        own = options.of(TensorNetOptions)
         self.planner = PlannerOptions(
-            cache_dir=Path(cache) if cache is not None else None,
-            search_time=float(extra.get("search_time", 5.0)),
-            parallel=extra.get("parallel", False),
+            cache_dir=own.cache_dir, search_time=own.search_time, parallel=own.parallel
         )
-        self.neuron_form = extra.get("neuron_form", "auto")
-        self.max_slices = int(extra.get("max_slices", 4096))
-        self.checkpoint = bool(extra.get("checkpoint", True))
+        self.neuron_form = own.neuron_form
+        self.max_slices = own.max_slices
+        self.checkpoint = own.checkpoint
         self._plans: dict[int, _BatchPlan] = {}
         self._plan(options.batch_size)
 
@@ -149,7 +133,7 @@ class TensorNetPlan:
                     f"gradients (width {best.width:.0f}; {sliced}; budget "
                     f"{format_bytes(budget)}). "
                     "Ways out: fewer steps, a smaller batch, more slicing "
-                    "(extra['max_slices']), a larger memory_budget, or another backend "
+                    "(the backend option max_slices), a larger memory_budget, or another backend "
                     "(statevector for few qubits, mps for long sequences)."
                 )
             tree = slice_tree(net, tree, target, self.planner)
@@ -267,10 +251,8 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
     this is close to an upper bound that :func:`qrnn_tn.backends.choose` can compare without
     paying for the full search.
     """
-    if options.dtype not in _REAL:
-        raise BackendError(f"dtype {options.dtype} unsupported; use float32/64, complex64/128")
-    itemsize = torch.finfo(_REAL[options.dtype]).bits // 8
-    form = options.extra.get("neuron_form", "auto")
+    itemsize = torch.finfo(real_dtype(options.dtype)).bits // 8
+    form = options.of(TensorNetOptions).neuron_form
     budget = options.budget()
     costs, contractions = [], 0
     for step, net in enumerate(iter_networks(program, options.batch_size, form)):
@@ -301,9 +283,4 @@ def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:
     return TensorNetPlan(program, options)
 
 
-register_backend(
-    "tensornet",
-    prepare,
-    estimate,
-    options=("cache_dir", "search_time", "parallel", "neuron_form", "max_slices", "checkpoint"),
-)
+register_backend("tensornet", prepare, estimate, options=TensorNetOptions)

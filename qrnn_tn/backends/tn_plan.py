@@ -26,7 +26,6 @@ __all__ = [
     "SegmentPlan",
     "TreeCost",
     "clear_memory_cache",
-    "default_cache_dir",
     "find_tree",
     "greedy_estimate_tree",
     "search_count",
@@ -78,12 +77,6 @@ def search_count() -> int:
 def clear_memory_cache() -> None:
     """Forget trees held in memory (the disk cache stays), as a fresh process would."""
     _MEMO.clear()
-
-
-def default_cache_dir() -> Path:
-    """``$QRNN_TN_CACHE`` or ``~/.cache/qrnn-tn/paths``."""
-    env = os.environ.get("QRNN_TN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "qrnn-tn" / "paths"
 
 
 @dataclass(frozen=True)

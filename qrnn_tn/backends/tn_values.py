@@ -1,7 +1,7 @@
 """Values of the network's leaves as torch tensors, from parameters and words.
 
 Neurons are filled in groups of equal shape (one vectorised evaluation of η, c and s per
-group, through :func:`compiler.gates.neuron_branch_amplitudes`); word-dependent leaves are
+group, through :func:`qrnn_tn.semantics.neuron_amplitudes`); word-dependent leaves are
 batched one-hot vectors and ``X``-or-identity matrices. Everything a ket and its bra share is
 computed once and reused across readout steps.
 """
@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import torch
 
-from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import Program
 from qrnn_tn.backends.tn_network import Leaf
+from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
 
 __all__ = ["LeafValues"]
 
@@ -46,16 +46,10 @@ class LeafValues:
             where = {q: i for i, q in enumerate(op.sources)}
             pattern = tuple(tuple(where[q] for q in s) for s in op.subsets)
             groups[(len(op.sources), pattern, op.order, op.offset)].append(pos)
-        for (m, pattern, order, offset), members in groups.items():
+        for (m, _pattern, order, offset), members in groups.items():
             slots = torch.tensor([self.program.ops[p].slots for p in members])
-            branches = torch.arange(2**m)
-            bits = (branches[:, None] >> (m - 1 - torch.arange(m))[None, :]) & 1
-            mono = torch.ones(2**m, len(pattern), dtype=self.dtype)
-            for j, subset in enumerate(pattern):
-                for i in subset:
-                    mono[:, j] *= bits[:, i].to(self.dtype)
-            eta = (offset + self.params[slots] @ mono.T) / 2
-            c, s = neuron_branch_amplitudes(eta, order)
+            monomials = self.program.ops[members[0]].monomials()  # one pattern per group
+            c, s = neuron_amplitudes(self.params, slots, monomials, offset, order)
             # T[n, in, out, x] = M(x)[out, in] with M = [[c, -s], [s, c]]
             t = torch.stack([torch.stack([c, s], 1), torch.stack([-s, c], 1)], 1)
             t = t.reshape(len(members), *([2] * (m + 2)))
@@ -64,11 +58,7 @@ class LeafValues:
 
     def word_bits(self, const: int, bits: tuple) -> torch.Tensor:
         """``const`` XOR the given word bits, per sequence: ``[batch]`` of 0/1."""
-        io = self.program.io
-        out = torch.full((self.words.shape[0],), const, dtype=torch.long)
-        for wb in bits:
-            out = out ^ ((self.words[:, wb.token] >> (io - 1 - wb.bit)) & 1)
-        return out
+        return token_bits(self.words, bits, self.program.io, const)
 
     def value(self, leaf: Leaf) -> torch.Tensor:
         """The tensor of ``leaf``, in the order of its indices."""
@@ -96,7 +86,7 @@ class LeafValues:
             return torch.where(bit[:, None, None] == 1, eye.flip(0), eye)
         if leaf.name == "x":
             return torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=self.dtype)
-        angle = self._angle(leaf.ref)
+        angle = angle_value(self.params, leaf.ref)
         rot = _ry(angle)
         controls = len(leaf.inds) - 2
         if controls == 0:
@@ -104,9 +94,3 @@ class LeafValues:
         eye = torch.eye(2, dtype=self.dtype)
         blocks = torch.stack([eye] * (2**controls - 1) + [rot])
         return blocks.reshape(*([2] * (controls + 2)))
-
-    def _angle(self, angle) -> torch.Tensor:
-        value = torch.tensor(angle.const, dtype=self.dtype)
-        for slot, coef in angle.terms:
-            value = value + coef * self.params[slot]
-        return value

@@ -45,36 +45,49 @@ def seed_arg(text: str) -> int:
     return value
 
 
-def parse_key_values(texts: Sequence[str], flag: str, example: str) -> dict[str, Any]:
-    """``KEY=VALUE`` arguments of a repeatable ``flag`` as a dict; each value is read as
-    JSON where it parses (``8``, ``0.5``, ``null``, ``[3, 6]``) and kept as text otherwise."""
+def parse_key_values(
+    texts: Sequence[str], flag: str, example: str, *, decode: bool = True
+) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments of a repeatable ``flag`` as a dict. With ``decode`` each
+    value is read as JSON where it parses (``8``, ``0.5``, ``null``, ``[3, 6]``) and kept as
+    text otherwise; without it every value stays text (for typed options that parse it)."""
     options: dict[str, Any] = {}
     for text in texts:
         key, sep, value = text.partition("=")
         if not sep or not key:
             raise UsageError(f"{flag} {text!r}: write KEY=VALUE, e.g. {flag} {example}")
+        if not decode:
+            options[key] = value
+            continue
         try:
             options[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             options[key] = value
     return options
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """The repeatable ``--backend-option KEY=VALUE`` flag (read by :func:`backend_options`)."""
+    """The repeatable ``--backend-option KEY=VALUE`` flag (read by :func:`backend_options`);
+    its help lists every backend's options from their definitions."""
+    from qrnn_tn.backends.options import OPTIONS_BY_BACKEND
+
+    accepted = "; ".join(
+        f"{name}: {', '.join(cls.keys())}" for name, cls in sorted(OPTIONS_BY_BACKEND.items())
+    )
     parser.add_argument(
         "--backend-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="backend-specific option (e.g. --backend mps --backend-option max_bond=32); "
-        "repeatable",
+        help="backend-specific option, repeatable (e.g. --backend mps --backend-option "
+        f"max_bond=32); accepted: {accepted}. The docs' backends page says what each means",
     )
 
 
-def backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--backend-option`` arguments as a dict."""
-    return parse_key_values(args.backend_option, "--backend-option", "max_bond=32")
+def backend_options(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--backend-option`` arguments as text; the backend's options class parses them
+    (:func:`~qrnn_tn.backends.check_backend_options`)."""
+    return parse_key_values(args.backend_option, "--backend-option", "max_bond=32", decode=False)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

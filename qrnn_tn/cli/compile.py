@@ -13,6 +13,7 @@ from compiler.export import summary, to_dot, to_json, to_qasm3
 from compiler.unroll import Program, compile_program
 from qrnn_tn.cli import UsageError, seed_arg
 from qrnn_tn.cli.params import program_params
+from qrnn_tn.cli.reach import warn_unread
 
 __all__ = ["register", "run", "FORMATS"]
 
@@ -24,6 +25,8 @@ summary (default), lossless JSON, OpenQASM 3 of the literal circuit (neurons exp
 ancilla circuits; postselections are annotated measurements) or Graphviz DOT. OpenQASM 3
 angles are numbers with --params or --seed, otherwise `input float[64] theta_k` parameters;
 token bits are numbers with --words, otherwise `bit[io] w<t>` registers assigned before a run.
+The summary ends with what the readouts can see: per input bit, which neurons read it and from
+how many steps back it can change a readout; an input bit no readout can see is also a warning.
 """
 
 
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     words = None if args.words is None else _parse_words(args.words)
     steps = args.steps if args.steps is not None else len(words) - 1 if words else 1
     program = compile_program(Path(args.spec), steps, literal=args.literal)
+    warn_unread("compile", program.spec)
     if words is not None and len(words) != program.n_tokens:
         raise UsageError(
             f"--words gives {len(words)} tokens; {steps} steps need steps + 1 = {program.n_tokens}"

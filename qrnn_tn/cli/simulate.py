@@ -14,11 +14,13 @@ import torch
 from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn import jsonio
-from qrnn_tn.backends import RunResult
+from qrnn_tn.backends import RunResult, check_backend_options
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.params import program_params
+from qrnn_tn.cli.reach import warn_unread
+from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.jsonio import read_text
-from qrnn_tn.simulate import DTYPE_NAMES, load_program, make_plan
+from qrnn_tn.simulate import load_program, make_plan
 
 __all__ = ["register", "run"]
 
@@ -122,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.scheduler_timeout > 0:
         raise UsageError(f"--scheduler-timeout {args.scheduler_timeout:g}: must be > 0 seconds")
+    check_backend_options(backend_options(args), args.backend)
     spec = load_spec(Path(args.spec))
+    warn_unread("simulate", spec)
     sequences, batched = _read_words(args.words)
     tokens = _check_words(sequences, spec.io)
     program = load_program(spec, tokens.shape[1] - 1)
@@ -179,7 +183,7 @@ def _run_on_cluster(
             args.dtype,
             tokens.shape[0],
             args.memory_budget,
-            extra={**backend_options(args), "parallel": client},
+            backend_options={**backend_options(args), "parallel": client},
         )
         slices = plan.cost.details["slices per step"]
         if max(slices) == 1:
@@ -283,8 +287,7 @@ def _report(
         values = (values if values.dtype == torch.int64 else values.double()).tolist()
         return values if batched else values[0]
 
-    discarded = getattr(result, "discarded", None)
-    extra = {} if discarded is None else {"discarded": unbatch(discarded)}
+    extra = {} if result.discarded is None else {"discarded": unbatch(result.discarded)}
     return {
         "backend": backend,
         "reason": reason,

@@ -10,6 +10,7 @@ from typing import Any
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn import jsonio
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
+from qrnn_tn.cli.reach import warn_unread
 from qrnn_tn.rundir import RunDir
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
@@ -203,6 +204,8 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
     config = build_config(args, saved)
     config.validate()
     spec = _spec(args.spec, args.task)
+    if main_rank:
+        warn_unread("train", spec)
     data = build_datasets(config.task, seed=config.seed, **config.task_options)
     if data.train.io != spec.io:
         raise UsageError(

@@ -144,3 +144,27 @@ def test_summary_dot_and_literal(spec_path, capsys):
 def test_unknown_backend_is_a_user_error(spec_path, capsys):
     code, _, err = _run(capsys, spec_path, "--backend", "no-such-backend")
     assert code == 2 and "no-such-backend" in err and "Traceback" not in err
+
+
+LOCAL_CHAIN = """\
+[cell]
+io = 2
+workspace = 3
+[neuron]
+topology = { local = 1%s }
+"""
+
+
+def test_compile_shows_what_the_readouts_see_and_warns_about_unread_bits(tmp_path, capsys):
+    path = tmp_path / "chain.toml"
+    path.write_text(LOCAL_CHAIN % "")
+    code, out, err = _run(capsys, str(path), "--steps", "2")
+    assert code == 0
+    assert "What the readouts can see (2 steps" in out
+    assert "Input bit 0 (o0, most significant): never read" in out
+    (line,) = err.splitlines()
+    assert line.startswith("qrnn-tn compile: warning: input bit 0 (o0, most significant)")
+    assert 'io = "site"' in line
+    path.write_text(LOCAL_CHAIN % ', io = "site"')
+    code, out, err = _run(capsys, str(path), "--steps", "2")
+    assert code == 0 and err == "" and "never read" not in out

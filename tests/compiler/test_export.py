@@ -290,3 +290,13 @@ def test_summary_of_the_paper_memorisation_cell():
     assert re.search(r"Logical qubits:\s+8 \(3 i/o \+ 5 workspace\)", text)
     assert re.search(r"Ancillas \(literal\):\s+2$", text, re.M)
     assert text.rstrip().endswith("backend: fake (exact)")
+
+
+def test_json_round_trip_and_summary_of_a_local_chain_with_the_io_site():
+    spec = {"cell": {"io": 2, "workspace": 3}, "neuron": {"topology": {"local": 1, "io": "site"}}}
+    program = compile_program(spec, steps=2)
+    again = from_json(to_json(program))
+    assert again == program and again.spec.neuron.topology.io == "site"
+    text = summary(program)
+    assert "topology local 1, i/o lanes one site" in text
+    assert re.search(r"Input bit 0 \(o0, most significant\):\s+read by h0, changes", text)

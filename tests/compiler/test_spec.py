@@ -57,9 +57,40 @@ def test_local_and_custom_sources():
     assert spec.sources_of(1) == ()
 
 
+def test_local_chain_with_the_io_lanes_as_one_site():
+    topology = {"local": 1, "io": "site"}
+    spec = load_spec({"cell": {"io": 2, "workspace": 4}, "neuron": {"topology": topology}})
+    # sites: o0 o1 -> 0, h0 -> 1, h1 -> 2, ...; a neuron sees the lanes within one site
+    expected = [(1, 2), (0, 2), (0, 1, 3), (2, 4), (3, 5), (4,)]
+    assert [spec.sources_of(g) for g in range(6)] == expected
+    spec = load_spec(
+        {"cell": {"io": 3, "workspace": 3}, "neuron": {"topology": topology | {"local": 2}}}
+    )
+    expected = [(1, 2, 3, 4), (0, 2, 3, 4), (0, 1, 3, 4), (0, 1, 2, 4, 5), (0, 1, 2, 3, 5), (3, 4)]
+    assert [spec.sources_of(g) for g in range(6)] == expected
+    assert spec.neuron.topology == Topology("local", radius=2, io="site")
+    assert spec.neuron.topology.to_value() == {"local": 2, "io": "site"}
+    assert spec.neuron.topology.describe() == '{ local = 2, io = "site" }'
+    lanes = load_spec(
+        {"cell": {"io": 2, "workspace": 4}, "neuron": {"topology": {"local": 1, "io": "lanes"}}}
+    )
+    assert lanes.neuron.topology == Topology("local", radius=1)
+    assert lanes.neuron.topology.to_value() == {"local": 1}
+
+
+def test_io_site_in_toml_and_json(tmp_path):
+    text = '[cell]\nio = 2\nworkspace = 3\n[neuron]\ntopology = { local = 1, io = "site" }\n'
+    (tmp_path / "a.toml").write_text(text)
+    spec = load_spec(tmp_path / "a.toml")
+    assert spec.neuron.topology.io == "site"
+    assert load_spec(json.dumps(spec.to_dict())) == spec
+    assert spec.n_parameters() == load_spec(spec.to_dict()).n_parameters()
+
+
 topologies = st.one_of(
     st.just("all"),
     st.integers(1, 4).map(lambda r: {"local": r}),
+    st.integers(1, 4).map(lambda r: {"local": r, "io": "site"}),
 )
 
 
@@ -106,6 +137,21 @@ def test_round_trip(io, workspace, stages, order, topology, data):
             {"cell": {"io": 2, "workspace": 2}, "neuron": {"topology": {"local": 0}}},
             "neuron.topology.local",
             ">= 1",
+        ),
+        (
+            {"cell": {"io": 2, "workspace": 2}, "neuron": {"topology": {"local": 1, "io": "x"}}},
+            "neuron.topology.io",
+            '"site"',
+        ),
+        (
+            {"cell": {"io": 2, "workspace": 2}, "neuron": {"topology": {"io": "site"}}},
+            "neuron.topology.io",
+            "local chain only",
+        ),
+        (
+            {"cell": {"io": 2, "workspace": 2}, "neuron": {"topology": {"local": 1, "r": 2}}},
+            "neuron.topology.r",
+            "unknown key",
         ),
         (
             {"cell": {"io": 1, "workspace": 1}, "neuron": {"topology": {"custom": {"0": [0]}}}},
@@ -172,6 +218,22 @@ fuzzed = st.dictionaries(
 def test_fuzzed_specs_raise_only_spec_error(data):
     try:
         spec = load_spec(data)
+    except SpecError:
+        return
+    assert load_spec(spec.to_dict()) == spec
+
+
+topology_values = st.dictionaries(
+    st.sampled_from(["local", "io", "custom", "x"]),
+    json_values | st.sampled_from(["site", "lanes", "all"]) | st.integers(-1, 5),
+    max_size=3,
+)
+
+
+@given(topology_values | json_values)
+def test_fuzzed_topologies_raise_only_spec_error(topology):
+    try:
+        spec = load_spec({"cell": {"io": 2, "workspace": 3}, "neuron": {"topology": topology}})
     except SpecError:
         return
     assert load_spec(spec.to_dict()) == spec

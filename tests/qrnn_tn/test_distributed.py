@@ -20,34 +20,46 @@ SPECS = {
     "elman-xor": {"cell": {"io": 1, "workspace": 2, "stages": 1}},
     "dna": {"cell": {"io": 3, "workspace": 1, "stages": 0}},  # a target stream
 }
+#: Runs named ``TASK-capped`` train TASK on the MPS backend with a bond cap of 1 (truncating).
+CAPPED = "-capped"
 WORLD = 2
 TIMEOUT = 20.0  # seconds a rank waits for its peers in these tests
 
 
 def _data(task: str = "elman-xor"):
     # batches of 4 then 2: uneven shards
+    task = task.removesuffix(CAPPED)
     if task == "dna":
         return dna(6, n_sequences=6, seed=3)
     return elman_xor(2, n_sequences=6, seed=3)
 
 
 def _config(out, steps: int, optimiser: str = "adam", task: str = "elman-xor") -> TrainConfig:
+    capped = task.endswith(CAPPED)
     return TrainConfig(
-        task=task,
+        task=task.removesuffix(CAPPED),
         lr=0.1,
         optimiser=optimiser,
         batch_size=4,
         steps=steps,
         eval_every=2,
-        backend="statevector",
+        backend="mps" if capped else "statevector",
+        backend_options={"max_bond": 1} if capped else {},
         dtype="float64",
         out=None if out is None else str(out),
     )
 
 
+def _model(config: TrainConfig) -> QRNN:
+    return QRNN(
+        SPECS[config.task], backend=config.backend, seed=7, backend_options=config.backend_options
+    )
+
+
 def _one_process(out, steps: int, optimiser: str = "adam", task: str = "elman-xor") -> np.ndarray:
-    model = QRNN(SPECS[task], backend="statevector", seed=7)
-    train(model, _data(task), None, _config(out, steps, optimiser, task), progress=False)
+    config = _config(out, steps, optimiser, task)
+    model = _model(config)
+    train(model, _data(task), None, config, progress=False)
     return model.theta.detach().numpy().copy()
 
 
@@ -71,8 +83,8 @@ def _worker(rank: int, port: int, job: dict, results) -> None:
                 train_module._train_step = failing_step
             thetas = []
             for out, steps, resume, optimiser, task in job["runs"]:
-                model = QRNN(SPECS[task], backend="statevector", seed=7)
                 config = _config(out, steps, optimiser, task)
+                model = _model(config)
                 train(model, _data(task), None, config, resume=resume, progress=False)
                 thetas.append(model.theta.detach().numpy().copy())
         results.put((rank, "ok", thetas))
@@ -86,7 +98,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(job: dict, limit: float = 60.0) -> dict[int, tuple]:
+def _spawn(job: dict, limit: float = 180.0) -> dict[int, tuple]:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = _free_port()
@@ -111,37 +123,45 @@ def _spawn(job: dict, limit: float = 60.0) -> dict[int, tuple]:
 
 
 def test_two_ranks_match_one_process_and_resume(tmp_path):
-    """One spawn, four runs: adam for 3 steps, adam for 2 steps resumed to 3, L-BFGS 1 step,
-    adam on a task with a target stream (DNA).
+    """One spawn, five runs: adam for 3 steps, adam for 2 steps resumed to 3, L-BFGS 1 step,
+    adam on a task with a target stream (DNA), adam on a truncating MPS (whose discarded
+    weight the ranks report as one process does).
 
     (L-BFGS's line search amplifies round-off over several steps, so it is checked on one.)
     """
     adam = _one_process(tmp_path / "one", 3)
     lbfgs = _one_process(None, 1, "lbfgs")
     stream = _one_process(None, 3, "adam", "dna")
+    capped = _one_process(tmp_path / "one-capped", 2, "adam", "elman-xor-capped")
     runs = [
         (tmp_path / "ddp", 3, False, "adam", "elman-xor"),
         (tmp_path / "resumed", 2, False, "adam", "elman-xor"),
         (tmp_path / "resumed", 3, True, "adam", "elman-xor"),
         (None, 1, False, "lbfgs", "elman-xor"),
         (None, 3, False, "adam", "dna"),
+        (tmp_path / "ddp-capped", 2, False, "adam", "elman-xor-capped"),
     ]
     got = _spawn({"runs": runs})
     for rank in range(WORLD):
         status, thetas = got[rank]
         assert status == "ok", thetas
-        for theta, expected in zip(thetas, [adam, None, adam, lbfgs, stream], strict=True):
+        expect = [adam, None, adam, lbfgs, stream, capped]
+        for theta, expected in zip(thetas, expect, strict=True):
             if expected is not None:
                 np.testing.assert_allclose(theta, expected, rtol=0, atol=1e-10)
     last_one = load_checkpoint(tmp_path / "one" / "last.pt")["model"]["theta"]
     for run in ("ddp", "resumed"):
         last = load_checkpoint(tmp_path / run / "last.pt")["model"]["theta"]
         torch.testing.assert_close(last, last_one, rtol=0, atol=1e-10)
-        one, ddp = read_metrics(tmp_path / "one"), read_metrics(tmp_path / run)
+    for one_run, run in (("one", "ddp"), ("one", "resumed"), ("one-capped", "ddp-capped")):
+        one, ddp = read_metrics(tmp_path / one_run), read_metrics(tmp_path / run)
         assert [(r["split"], r["step"]) for r in ddp] == [(r["split"], r["step"]) for r in one]
         for a, b in zip(one, ddp, strict=True):
-            for key in ("loss", "accuracy", "overhead"):
-                assert b[key] == pytest.approx(a[key], rel=0, abs=1e-10), (key, a, b)
+            assert set(a) == set(b), (a, b)
+            for key in ("loss", "accuracy", "overhead", "discarded"):
+                if key in a:
+                    assert b[key] == pytest.approx(a[key], rel=0, abs=1e-10), (key, a, b)
+    assert all(r["discarded"] > 0 for r in read_metrics(tmp_path / "ddp-capped"))
 
 
 def test_a_failing_rank_stops_the_other_with_a_clear_error(tmp_path):

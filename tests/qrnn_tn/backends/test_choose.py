@@ -8,6 +8,7 @@ from compiler.unroll import compile_program
 from qrnn_tn.backends import (
     BackendError,
     BackendOptions,
+    check_backend_options,
     choose,
     get_backend,
     rank_backends,
@@ -18,7 +19,9 @@ from qrnn_tn.backends import (
 def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
     program = compile_program("examples/dna.toml", steps=6)
     before = tensornet.search_count()
-    plan, reason = choose(program, BackendOptions(batch_size=4, extra={"cache_dir": tmp_path}))
+    plan, reason = choose(
+        program, BackendOptions(batch_size=4, backend_options={"cache_dir": tmp_path})
+    )
     assert plan.cost.backend == "statevector"
     assert reason.startswith("chose statevector")
     assert tensornet.search_count() == before
@@ -27,7 +30,7 @@ def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
 def test_wide_local_cell_gets_the_tensor_network(tmp_path):
     spec = {"cell": {"io": 2, "workspace": 38}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=1)
-    options = BackendOptions(memory_budget=2**30, extra={"cache_dir": tmp_path})
+    options = BackendOptions(memory_budget=2**30, backend_options={"cache_dir": tmp_path})
     plan, reason = choose(program, options)
     assert plan.cost.backend == "tensornet"
     assert "statevector" in reason  # ruled out, and the reason says why
@@ -36,7 +39,7 @@ def test_wide_local_cell_gets_the_tensor_network(tmp_path):
 def test_estimate_bounds_the_planned_cost(tmp_path):
     spec = {"cell": {"io": 2, "workspace": 10}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=2)
-    options = BackendOptions(extra={"cache_dir": tmp_path})
+    options = BackendOptions(backend_options={"cache_dir": tmp_path})
     quick = tensornet.estimate(program, options)
     planned = get_backend("tensornet")(program, options).cost
     assert planned.flops <= quick.flops
@@ -46,7 +49,7 @@ def test_estimate_bounds_the_planned_cost(tmp_path):
 def test_nothing_fits_names_every_backend():
     program = compile_program("examples/dna.toml", steps=3)
     with pytest.raises(BackendError) as info:
-        choose(program, BackendOptions(memory_budget=10, extra={"cache_dir": None}))
+        choose(program, BackendOptions(memory_budget=10, backend_options={"cache_dir": None}))
     message = str(info.value)
     assert "statevector" in message and "tensornet" in message
     assert "fewer steps" in message
@@ -68,7 +71,7 @@ def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp
     spec = {"cell": {"io": 2, "workspace": 22}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=3)
     extra = {"cache_dir": tmp_path, "search_time": 0.0}  # no time-boxed search: deterministic
-    options = BackendOptions(memory_budget=2**26, extra=extra)
+    options = BackendOptions(memory_budget=2**26, backend_options=extra)
     candidates, refused = rank_backends(program, options)
     assert not candidates and refused["tensornet"].startswith("estimated")
     plan, reason = choose(program, options)
@@ -81,13 +84,15 @@ def test_each_backend_gets_only_its_own_options(tmp_path):
     ranks after every exact backend) and the cache directory to the tensor network only."""
     program = compile_program("examples/dna.toml", steps=4)
     extra = {"cache_dir": tmp_path, "max_bond": 2}
-    candidates, refused = rank_backends(program, BackendOptions(extra=extra))
+    candidates, refused = rank_backends(program, BackendOptions(backend_options=extra))
     names = [c.name for c in candidates]
     assert "statevector" in names and names[-1] == "mps"
     assert [c.cost.exact for c in candidates] == [True] * (len(names) - 1) + [False]
     assert "option" not in refused.get("tensornet", "")
-    assert get_backend("mps")(program, BackendOptions(extra={"max_bond": 2})).max_bond == 2
-    plan, reason = choose(program, BackendOptions(extra=extra))
+    assert (
+        get_backend("mps")(program, BackendOptions(backend_options={"max_bond": 2})).max_bond == 2
+    )
+    plan, reason = choose(program, BackendOptions(backend_options=extra))
     assert plan.cost.exact and "mps" in reason and "(approximate)" in reason
 
 
@@ -98,10 +103,12 @@ def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
     spec = {"cell": {"io": 2, "workspace": 28}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=6)
     extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 1}
-    options = BackendOptions(batch_size=2, memory_budget=2**28, extra=extra)
+    options = BackendOptions(batch_size=2, memory_budget=2**28, backend_options=extra)
     with pytest.raises(BackendError, match="max_bond"):
         choose(program, options)
-    capped = BackendOptions(batch_size=2, memory_budget=2**28, extra={**extra, "max_bond": 8})
+    capped = BackendOptions(
+        batch_size=2, memory_budget=2**28, backend_options={**extra, "max_bond": 8}
+    )
     plan, reason = choose(program, capped)
     assert plan.cost.backend == "mps" and plan.max_bond == 8 and not plan.cost.exact
     assert "approximate: no exact backend fits" in reason
@@ -110,14 +117,17 @@ def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
 
 @pytest.mark.parametrize("backend", ["auto", "statevector", "mps", "tensornet"])
 def test_a_misspelt_option_is_refused_with_the_accepted_ones(backend):
-    program = compile_program("examples/dna.toml", steps=2)
-    options = BackendOptions(extra={"max_bnd": 8})
     first_listed = "mps" if backend == "auto" else backend  # auto lists every backend's keys
     with pytest.raises(BackendError, match=f"option.*max_bnd.*accepted: {first_listed}: "):
-        if backend == "auto":
-            choose(program, options)
-        else:
-            get_backend(backend)(program, options)
+        check_backend_options({"max_bnd": 8}, backend)
+    with pytest.raises(BackendError, match="option.*max_bnd.*accepted: mps: "):
+        BackendOptions(backend_options={"max_bnd": 8})
+
+
+def test_another_backends_options_are_refused():
+    program = compile_program("examples/dna.toml", steps=2)
+    with pytest.raises(BackendError, match="MPSOptions.*do not apply here; use StatevectorOptions"):
+        get_backend("statevector")(program, BackendOptions(backend_options={"max_bond": 2}))
 
 
 def test_small_cells_are_ranked_by_predicted_time_not_flops():
@@ -130,7 +140,7 @@ def test_small_cells_are_ranked_by_predicted_time_not_flops():
 
     def ranked(qubits, steps):
         program = compile_program(spec_for("local1", qubits), steps=steps)
-        candidates, _ = rank_backends(program, BackendOptions(extra={"cache_dir": None}))
+        candidates, _ = rank_backends(program, BackendOptions(backend_options={"cache_dir": None}))
         return {c.name: c.cost for c in candidates}
 
     small = ranked(12, 1)

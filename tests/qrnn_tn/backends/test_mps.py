@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
-from qrnn_tn.backends.mps import MPSRunResult, prepare
+from qrnn_tn.backends.mps import prepare
 from qrnn_tn.backends.mps_svd import split
 from tests.reference import dense_run
 
@@ -128,10 +128,9 @@ def test_exact_against_dense(io, work, stages, degree, order, topo, max_window, 
     # are ill-conditioned, not a test of the MPS.
     targets = np.take_along_axis(reference, words[:, 1:, None], axis=2)
     assume(targets.min() > 1e-8)
-    plan = prepare(program, BackendOptions(extra={"max_window": max_window}))
+    plan = prepare(program, BackendOptions(backend_options={"max_window": max_window}))
     theta = torch.tensor(params, requires_grad=True)
     result = plan.run(theta, torch.as_tensor(words))
-    assert isinstance(result, MPSRunResult)
     np.testing.assert_allclose(result.probs.detach().numpy(), reference, atol=1e-10)
     assert float(result.discarded.max()) < 1e-20
     weights = _loss_weights(result.probs.shape, seed)
@@ -166,7 +165,7 @@ def test_truncation_error_bounded_by_discarded_weight():
     words = rng.integers(0, 4, (3, 5))
     exact = reference_probs(program, params, words)
     for bond in (2, 3, 4):
-        result = prepare(program, BackendOptions(extra={"max_bond": bond})).run(
+        result = prepare(program, BackendOptions(backend_options={"max_bond": bond})).run(
             torch.tensor(params), torch.as_tensor(words)
         )
         assert float(result.discarded.max()) > 0
@@ -191,7 +190,7 @@ def test_gradients_finite_on_product_states(offset, words):
     words = torch.tensor(words)
     for extra in ({}, {"max_bond": 2}, {"cutoff": 0.0}):
         theta = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
-        result = prepare(program, BackendOptions(extra=extra)).run(theta, words)
+        result = prepare(program, BackendOptions(backend_options=extra)).run(theta, words)
         loss = -torch.log(result.target_prob.clamp_min(1e-30)).sum() + result.probs.sum()
         (grad,) = torch.autograd.grad(loss, theta)
         assert torch.isfinite(grad).all()
@@ -201,7 +200,7 @@ def test_product_state_gradient_equals_dense():
     program = compile_program(_spec(1, 3, 1, 2, 1, {"local": 1}), steps=2)
     words = torch.tensor([[0, 1, 1], [1, 0, 1]])
     theta = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
-    result = prepare(program, BackendOptions(extra={"cutoff": 0.0})).run(theta, words)
+    result = prepare(program, BackendOptions(backend_options={"cutoff": 0.0})).run(theta, words)
     (grad,) = torch.autograd.grad(result.probs[..., 0].sum(), theta)
     theta_ref = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
     dense = dense_torch(program, theta_ref, words)
@@ -242,7 +241,7 @@ def test_sample_mode_and_checkpointing_agree():
     levels = [(0, 0), (1, 0), (3, 0), (1, 2), (2, 4)]  # (steps per block, per outer block)
     for inner, outer in levels:
         extra = {"checkpoint_steps": inner, "checkpoint_outer": outer}
-        plan = prepare(program, BackendOptions(extra=extra))
+        plan = prepare(program, BackendOptions(backend_options=extra))
         gen = torch.Generator().manual_seed(7)
         result = plan.run(params, words, mode="sample", generator=gen)
         (grad,) = torch.autograd.grad(result.log_norm.sum(), params)
@@ -257,13 +256,13 @@ def test_sample_mode_and_checkpointing_agree():
 
 def test_checkpoint_options_are_checked():
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=40)
-    for extra in (
-        {"checkpoint_steps": 2, "checkpoint_outer": 3},
-        {"checkpoint_outer": "x"},
-        {"checkpoint_outer": True},
-    ):
-        with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
-            prepare(program, BackendOptions(extra=extra))
+    with pytest.raises(BackendError, match="multiple of checkpoint_steps"):
+        prepare(
+            program, BackendOptions(backend_options={"checkpoint_steps": 2, "checkpoint_outer": 3})
+        )
+    for bad in ("x", True, -1):
+        with pytest.raises(BackendError, match="checkpoint_outer=.*an integer >= 0 or 'auto'"):
+            prepare(program, BackendOptions(backend_options={"checkpoint_outer": bad}))
 
 
 def test_auto_checkpoint_outer_recomputes_least_within_the_budget():
@@ -287,9 +286,9 @@ def test_auto_checkpoint_outer_recomputes_least_within_the_budget():
 @pytest.mark.parametrize("bad", [-1, 1.5, "x", True])
 def test_checkpoint_steps_is_checked(bad):
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=4)
-    with pytest.raises(BackendError, match="checkpoint_steps must be a non-negative integer"):
-        prepare(program, BackendOptions(extra={"checkpoint_steps": bad}))
-    plan = prepare(program, BackendOptions(extra={"checkpoint_steps": np.int64(2)}))
+    with pytest.raises(BackendError, match="checkpoint_steps=.*expected an integer >= 0"):
+        prepare(program, BackendOptions(backend_options={"checkpoint_steps": bad}))
+    plan = prepare(program, BackendOptions(backend_options={"checkpoint_steps": np.int64(2)}))
     assert plan.checkpoint_steps == 2 and type(plan.checkpoint_steps) is int
 
 
@@ -299,7 +298,7 @@ def test_wide_local_cell_runs():
     plan_for = {}
     for steps in (100, 3):
         program = compile_program(_spec(2, 62, 1, 2, 2, {"local": 1}), steps=steps)
-        plan_for[steps] = prepare(program, BackendOptions(extra={"max_bond": 4}))
+        plan_for[steps] = prepare(program, BackendOptions(backend_options={"max_bond": 4}))
     params = torch.tensor(rng.normal(0, 1.0, plan_for[100].program.n_params))
     words = torch.as_tensor(rng.integers(0, 4, (2, 101)))
     with torch.no_grad():
@@ -315,13 +314,13 @@ def test_cost_and_registration():
     program = compile_program(_spec(2, 8, 1, 2, 2, {"local": 1}), steps=5)
     assert "mps" in backend_names()
     exact = prepare(program, BackendOptions(batch_size=4)).cost
-    capped = prepare(program, BackendOptions(batch_size=4, extra={"max_bond": 4})).cost
+    capped = prepare(program, BackendOptions(batch_size=4, backend_options={"max_bond": 4})).cost
     assert exact.exact and not capped.exact
     assert capped.flops < exact.flops
     assert 0 < capped.peak_bytes_forward <= capped.peak_bytes_backward
-    assert prepare(program, BackendOptions(extra={"max_bond": 32})).cost.exact
+    assert prepare(program, BackendOptions(backend_options={"max_bond": 32})).cost.exact
     wide = compile_program(_spec(2, 98, 1, 2, 2, {"local": 1}), steps=10)
-    assert not prepare(wide, BackendOptions(extra={"max_bond": 32})).cost.exact
+    assert not prepare(wide, BackendOptions(backend_options={"max_bond": 32})).cost.exact
     assert "mps" in prepare(wide, BackendOptions()).cost.describe()
 
 
@@ -333,7 +332,8 @@ def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, 
     params = torch.tensor(np.random.default_rng(0).normal(0, 1, program.n_params))
     params.requires_grad_(True)
     plan = prepare(
-        program, BackendOptions(extra={"checkpoint_steps": inner, "checkpoint_outer": outer})
+        program,
+        BackendOptions(backend_options={"checkpoint_steps": inner, "checkpoint_outer": outer}),
     )
     seen = []
     run_steps = plan._run_steps

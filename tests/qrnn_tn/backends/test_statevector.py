@@ -28,7 +28,9 @@ from tests.reference import apply_matrix, bit_of, dense_run
 
 
 def _plan(program, dtype=torch.float64, batch=1, budget=None, **extra):
-    options = BackendOptions(dtype=dtype, batch_size=batch, memory_budget=budget, extra=extra)
+    options = BackendOptions(
+        dtype=dtype, batch_size=batch, memory_budget=budget, backend_options=extra
+    )
     return prepare(program, options)
 
 

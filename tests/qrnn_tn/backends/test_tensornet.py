@@ -38,7 +38,9 @@ def _options(tmp_path=None, dtype=torch.float64, batch=1, **extra) -> BackendOpt
     extra.setdefault("cache_dir", tmp_path)
     extra.setdefault("search_time", 0.0)
     budget = extra.pop("memory_budget", None)
-    return BackendOptions(dtype=dtype, batch_size=batch, memory_budget=budget, extra=extra)
+    return BackendOptions(
+        dtype=dtype, batch_size=batch, memory_budget=budget, backend_options=extra
+    )
 
 
 def _case(spec: dict, steps: int, batch: int, seed: int, scale: float = 1.0):

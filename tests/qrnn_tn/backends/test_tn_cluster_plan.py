@@ -66,7 +66,7 @@ def test_path_search_on_a_dask_client(case, hyper_spy):
     ):
         before = tn_plan.search_count()
         extra = {"cache_dir": None, "search_time": 0.3, "parallel": client}
-        plan = prepare(program, BackendOptions(dtype=torch.float64, extra=extra))
+        plan = prepare(program, BackendOptions(dtype=torch.float64, backend_options=extra))
         assert tn_plan.search_count() - before == program.steps
         assert "ComputeScore" in cluster.scheduler.task_prefixes  # trials ran on the workers
     assert len(hyper_spy) == program.steps
@@ -77,7 +77,7 @@ def test_path_search_on_a_dask_client(case, hyper_spy):
 def test_path_search_stays_in_process_by_default(case, hyper_spy):
     program, theta, words, expected = case
     extra = {"cache_dir": None, "search_time": 0.1}
-    plan = prepare(program, BackendOptions(dtype=torch.float64, extra=extra))
+    plan = prepare(program, BackendOptions(dtype=torch.float64, backend_options=extra))
     assert hyper_spy and all(h.parallel is False for h in hyper_spy)
     torch.testing.assert_close(_probs(plan, theta, words), expected, rtol=0, atol=1e-10)
 
@@ -87,7 +87,7 @@ def test_sliced_trees_reload_from_the_path_cache(case, tmp_path):
     options = BackendOptions(
         dtype=torch.float64,
         memory_budget=SMALL_BUDGET,
-        extra={"cache_dir": str(tmp_path), "search_time": 0.0},
+        backend_options={"cache_dir": str(tmp_path), "search_time": 0.0},
     )
     tn_plan.clear_memory_cache()
     first = prepare(program, options)
@@ -104,7 +104,7 @@ def test_sliced_trees_reload_from_the_path_cache(case, tmp_path):
 def test_max_slices_is_never_exceeded(case):
     program = case[0]
     extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 32}
-    options = BackendOptions(dtype=torch.float64, memory_budget=SMALL_BUDGET, extra=extra)
+    options = BackendOptions(dtype=torch.float64, memory_budget=SMALL_BUDGET, backend_options=extra)
     tn_plan.clear_memory_cache()
     with pytest.raises(BackendError, match=r"within max_slices=32 \(it would take 2\^6\)"):
         prepare(program, options)

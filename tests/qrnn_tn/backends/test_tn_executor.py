@@ -33,7 +33,7 @@ def case():
         dtype=torch.float64,
         batch_size=2,
         memory_budget=30_000,
-        extra={"cache_dir": None, "search_time": 0.0},
+        backend_options={"cache_dir": None, "search_time": 0.0},
     )
     plan = prepare(program, options)
     assert max(plan.cost.details["slices per step"]) > 1
@@ -64,7 +64,7 @@ def test_thread_pool_equals_statevector(case):
     program, plan, theta, words, _ = case
     with ThreadPoolExecutor(2) as pool:
         remote = _probs_and_grad(plan, theta, words, executor=pool)
-    options = BackendOptions(dtype=torch.float64, batch_size=2, extra={})
+    options = BackendOptions(dtype=torch.float64, batch_size=2, backend_options={})
     reference = _probs_and_grad(get_backend("statevector")(program, options), theta, words)
     _close(remote, reference)
 

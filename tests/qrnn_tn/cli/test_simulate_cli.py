@@ -203,3 +203,14 @@ def test_parameters_that_overflow_the_simulation_are_refused(tmp_path, spec_path
     path.write_text(json.dumps([1e308] * len(program.slots)))
     code, out, err = _run(capsys, spec_path, "--words", "0,1,2", "--params", str(path))
     assert code == 2 and "non-finite probabilities" in err and out == ""
+
+
+def test_simulate_warns_about_an_input_bit_no_readout_sees(tmp_path, spec_path, capsys):
+    path = tmp_path / "chain.toml"
+    path.write_text("[cell]\nio = 2\nworkspace = 2\n[neuron]\ntopology = { local = 1 }\n")
+    code, out, err = _run(capsys, str(path), "--words", "3,1,0", "--seed", "0")
+    assert code == 0 and "step" in out.lower()
+    (line,) = err.splitlines()
+    assert line.startswith("qrnn-tn simulate: warning: input bit 0 (o0, most significant)")
+    _, _, err = _run(capsys, spec_path, "--words", "3,1,0", "--seed", "0")
+    assert err == ""

@@ -134,3 +134,16 @@ def test_backend_options_are_part_of_the_run(tmp_path, capsys):
     argv[argv.index(str(out))] = str(tmp_path / "misspelt")
     code, _, err = run(capsys, *argv, "--steps", "1")
     assert code == 2 and "unknown backend option(s) max_bnd" in err
+
+
+def test_train_warns_about_an_input_bit_no_readout_sees(tmp_path, capsys):
+    path = tmp_path / "blind.toml"
+    path.write_text(TINY + "[neuron.topology.custom]\n0 = [1]\n1 = [2]\n2 = [1]\n")
+    code, _, err = run(capsys, *train_args(str(path), tmp_path / "run", "--steps", "1"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == [
+        "qrnn-tn train: warning: input bit 0 (o0) of the tokens is never read, so no readout "
+        "depends on it as an input: with topology { custom = … } no neuron takes o0 as a source; "
+        "add lane 0 to the sources of a workspace lane's neuron"
+    ]

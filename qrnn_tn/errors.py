@@ -1,0 +1,17 @@
+"""The project's errors: one base, :class:`Error`, and one type per layer beneath it.
+
+Each keeps the built-in parent it had (``ValueError`` for bad input, ``RuntimeError`` for a
+run that cannot go ahead), so code that catches those keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Error", "BackendError"]
+
+
+class Error(Exception):
+    """Base of every error qrnn-tn raises on purpose (catch it to catch them all)."""
+
+
+class BackendError(Error, RuntimeError):
+    """A backend cannot run a program as asked (too large, bad input or option, unsupported)."""
