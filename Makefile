@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/qrnn-tn demo
+	$(BIN)/qrnn-tn demo --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qrnn_tn import jsonio
+
 CELLS = {
     "local1": {"local": 1},
     "local2": {"local": 2},
@@ -252,7 +254,7 @@ def _best_greedy_width(net) -> float:
 def _report(out: dict) -> None:
     """Print the results so far: a point that times out later keeps what it measured."""
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(out), flush=True)
+    print(jsonio.dumps(out), flush=True)
 
 
 def _child(point: dict, timeout: float) -> dict:
@@ -312,7 +314,7 @@ def sweep(rows: list[tuple[str, list[int], list[int]]], args) -> list[dict]:
                     "statevector": _has_statevector() and qubits <= STATEVECTOR_MAX_QUBITS,
                 }
                 res = _child(point, args.timeout)
-                print(json.dumps(res), flush=True)
+                print(jsonio.dumps(res), flush=True)
                 results.append(res)
                 if "error" in res:
                     break
@@ -547,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     data = {"points": results, "crossover": crossings}
-    (args.out / "scaling.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    (args.out / "scaling.json").write_text(jsonio.dumps(data, indent=1), encoding="utf-8")
     plot(results, args.out)
     plot_crossover(results, args.out)
     print(

@@ -25,6 +25,7 @@ import torch
 
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
+from qrnn_tn import jsonio
 from qrnn_tn.backends.base import BackendOptions, available_memory
 from qrnn_tn.backends.mps import prepare
 from qrnn_tn.backends.statevector import prepare as prepare_statevector
@@ -493,7 +494,7 @@ def report(results: dict, threads: int) -> None:
                 f"{r['fwd_bwd_over_forward']:.2f}x"
             )
     if "exactness" in results:
-        print(json.dumps(results["exactness"], indent=2))
+        print(jsonio.dumps(results["exactness"], indent=2))
     for r in results.get("errors", []):
         print(
             f"errors: {r['lanes']} lanes, {r['steps']} steps, {r['init']} init, bond "
@@ -587,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {"threads": args.threads, "quick": q} | {name: parts[name]() for name in chosen}
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "mps.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
+    tmp.write_text(jsonio.dumps(results, indent=2))
     tmp.replace(args.out / "mps.json")
     if {"by_lanes", "by_bond", "by_steps"} <= results.keys():
         plot(results, args.out / "mps.png")

@@ -38,7 +38,9 @@ from typing import Any
 import torch
 
 from compiler.spec import CellSpec, load_spec
+from qrnn_tn import jsonio
 from qrnn_tn.data import DataError
+from qrnn_tn.rundir import RunDir
 from qrnn_tn.tasks import (
     MNIST_DIR_ENV,
     TASKS,
@@ -173,7 +175,8 @@ def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, A
     """The summary of a finished run of ``config`` and ``spec`` in ``run_dir``; None if
     unfinished. A finished run made with another configuration or cell is an error, not a
     result to reuse."""
-    summary_path, info_path = run_dir / "summary.json", run_dir / "config.json"
+    files = RunDir(run_dir)
+    summary_path, info_path = files.file(RunDir.SUMMARY), files.file(RunDir.CONFIG)
     if not summary_path.exists():
         return None
     saved = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -219,13 +222,16 @@ def run_task(
     model = build_model(spec, config)
     initial = evaluate(model, data.test, loss_kind=config.loss)
     if summary is None:
+        # resume a killed run; one killed before its first checkpoint starts afresh
+        resume = run_dir is not None and RunDir(run_dir).file(RunDir.LAST).exists()
         summary = train(
             model,
             data.train,
             data.val,
             config,
             data.test,
-            resume=run_dir is not None,
+            resume=resume,
+            overwrite=not resume,
             progress=False,
         )
     return {
@@ -387,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.budget in NOTES:
         header += NOTES[args.budget] + "\n\n"
     atomic_write(out / "results.md", lambda f: f.write(header + table), mode="w")
-    text = json.dumps({"budget": args.budget, "seeds": args.seeds, "rows": rows}, indent=2)
+    text = jsonio.dumps({"budget": args.budget, "seeds": args.seeds, "rows": rows}, indent=2)
     atomic_write(out / "results.json", lambda f: f.write(text + "\n"), mode="w")
     print(header + table)
     return 0

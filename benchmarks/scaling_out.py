@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from qrnn_tn import jsonio
+
 PROFILES = {
     "quick": {
         "training": {"workspace": 9, "length": 24, "batch": 32, "steps": 12, "warmup": 2},
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contraction", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.contraction:
-        print(json.dumps(run_contraction(json.loads(args.contraction))))
+        print(jsonio.dumps(run_contraction(json.loads(args.contraction))))
         return 0
     from qrnn_tn.train import atomic_write
 
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = time.perf_counter() - started
     sys.stdout.write(table(result))
     path = args.out / f"scaling_out{'_quick' if args.quick else ''}.json"
-    text = json.dumps(result, indent=1) + "\n"
+    text = jsonio.dumps(result, indent=1) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
     print(f"wrote {path} in {result['seconds']:.0f} s")
     return 0

@@ -41,6 +41,7 @@ import torch
 
 from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import Program, compile_program
+from qrnn_tn import jsonio
 from qrnn_tn.backends import BackendOptions, get_backend
 from qrnn_tn.simulate import init_params
 
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(measure(Point(**json.loads(args.child)))))
+        print(jsonio.dumps(measure(Point(**json.loads(args.child)))))
         return 0
     timeout = 300 if args.quick else 1200
     results = []
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     table, wide = ratios(results), wide_cost()
     report = {"quick": args.quick, "results": results, "ratios": table, "wide": wide}
     name = "statevector_quick" if args.quick else "statevector"
-    _write_atomic(args.out / f"{name}.json", json.dumps(report, indent=1).encode())
+    _write_atomic(args.out / f"{name}.json", jsonio.dumps(report, indent=1).encode())
     plot(results, args.out / f"{name}.png")
     print(_summary(results, table, wide))
     print(f"\nwrote {args.out / (name + '.json')} and {args.out / (name + '.png')}")

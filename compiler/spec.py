@@ -46,14 +46,22 @@ __all__ = [
 MAX_PARAMETERS = 50_000_000
 #: Largest number of lanes a spec may ask for.
 MAX_LANES = 4096
+#: Largest magnitude of the offset β and the initial standard deviations: angles are
+#: periodic, and larger values overflow float64 once the neuron sums its terms.
+MAX_MAGNITUDE = 1e6
+#: Deepest nesting of arrays/tables a spec file may have (a spec needs 4).
+MAX_DEPTH = 32
 
 
 class SpecError(ValueError):
     """A cell spec is malformed; the message names the key path, the value and the fix."""
 
-    def __init__(self, path: str, message: str):
+    def __init__(self, path: str, message: str, origin: str = ""):
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.origin = origin
+        text = f"{path}: {message}" if path else message
+        super().__init__(f"{origin}: {text}" if origin else text)
 
 
 @dataclass(frozen=True)
@@ -174,17 +182,43 @@ class CellSpec:
         return out
 
 
-def subsets_count(n_sources: int, degree: int) -> int:
-    """Number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included)."""
-    return sum(math.comb(n_sources, i) for i in range(min(degree, n_sources) + 1))
+def subsets_count(n_sources: int, degree: int, cap: int | None = None) -> int:
+    """Number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included).
+
+    With ``cap``, the sum stops as soon as it exceeds ``cap`` (the result is then some
+    number above ``cap``), so a huge degree costs a few terms, not thousands of binomials.
+    """
+    total = 0
+    for i in range(min(degree, n_sources) + 1):
+        total += math.comb(n_sources, i)
+        if cap is not None and total > cap:
+            break
+    return total
 
 
-def parameter_count(spec: CellSpec) -> int:
-    """Total slot count: every neuron's subsets plus the work-stage RY angles."""
+def source_counts(topology: Topology, n_lanes: int, io: int = 0) -> list[int]:
+    """How many sources the neuron of each lane has (closed forms where there are some)."""
+    if topology.kind == "all":
+        return [n_lanes - 1] * n_lanes
+    if topology.kind == "local" and topology.io == "lanes":
+        r = topology.radius
+        return [min(n_lanes - 1, g + r) - max(0, g - r) for g in range(n_lanes)]
+    if topology.kind == "local":
+        return [len(topology.sources_of(g, n_lanes, io)) for g in range(n_lanes)]
+    return [len(sources) for sources in topology.sources]
+
+
+def parameter_count(spec: CellSpec, cap: int | None = None) -> int:
+    """Total slot count: every neuron's subsets plus the work-stage RY angles.
+
+    Time linear in the lanes: one binomial sum per distinct source count. With ``cap``, the
+    sums stop early and any result above ``cap`` only means "more than ``cap``".
+    """
     d = spec.neuron.degree
-    per_lane = [subsets_count(len(spec.sources_of(g)), d) for g in range(spec.n_lanes)]
-    workspace = sum(per_lane[spec.io :])
-    io = sum(per_lane[: spec.io])
+    counts = source_counts(spec.neuron.topology, spec.n_lanes, spec.io)
+    sums = {k: subsets_count(k, d, cap) for k in set(counts)}
+    workspace = sum(sums[k] for k in counts[spec.io :])
+    io = sum(sums[k] for k in counts[: spec.io])
     return (1 + spec.stages) * workspace + spec.stages * spec.workspace + io
 
 
@@ -207,10 +241,21 @@ def _check_type(path: str, value: Any, expected: type | tuple[type, ...]) -> Non
     kinds = expected if isinstance(expected, tuple) else (expected,)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise SpecError(
-            path, f"got {value!r} ({type(value).__name__}); expected {_type_name(expected)}"
+            path, f"got {_short(value)} ({type(value).__name__}); expected {_type_name(expected)}"
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(path, f"got {value!r}; expected a finite number")
+    if isinstance(value, int) and float in kinds and abs(value) > MAX_MAGNITUDE:
+        raise SpecError(path, f"got {_short(value)}; expected a number of magnitude <= 1e6")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters (values may be huge integers or deep lists)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # more digits than int -> str allows; too deep
+        text = f"a {type(value).__name__} too large to print"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_keys(path: str, table: Mapping[str, Any], allowed: list[str]) -> None:
@@ -222,7 +267,12 @@ def _check_keys(path: str, table: Mapping[str, Any], allowed: list[str]) -> None
 
 def _at_least(path: str, value: int, low: int) -> None:
     if value < low:
-        raise SpecError(path, f"got {value}; must be >= {low}")
+        raise SpecError(path, f"got {_short(value)}; must be >= {low}")
+
+
+def _at_most(path: str, value: float, high: float) -> None:
+    if value > high:
+        raise SpecError(path, f"got {value:g}; must be at most {high:g} in magnitude")
 
 
 #: Values of ``io`` in a local topology: each i/o lane its own site, or all of them one site.
@@ -308,7 +358,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
     for section, schema in _SCHEMA.items():
         table = data.get(section, {})
         if not isinstance(table, Mapping):
-            raise SpecError(section, f"got {table!r}; expected a table")
+            raise SpecError(section, f"got {_short(table)}; expected a table")
         _check_keys(section, table, list(schema))
         for key, value in table.items():
             _check_type(f"{section}.{key}", value, schema[key])
@@ -335,24 +385,26 @@ def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
     defaults = NeuronSpec()
     order = neuron.get("order", defaults.order)
     if not 1 <= order <= 4:
-        raise SpecError("neuron.order", f"got {order}; accepted: 1, 2, 3 or 4")
+        raise SpecError("neuron.order", f"got {_short(order)}; accepted: 1, 2, 3 or 4")
     topology = _parse_topology(neuron.get("topology", "all"), io + workspace)
     n_lanes = io + workspace
-    max_sources = max(len(topology.sources_of(g, n_lanes, io)) for g in range(n_lanes))
+    max_sources = max(source_counts(topology, n_lanes, io))
     degree = neuron.get("degree", min(defaults.degree, max(max_sources, 1)))
     if not 1 <= degree <= max(max_sources, 1):
         raise SpecError(
             "neuron.degree",
-            f"got {degree}; must be between 1 and {max_sources}, the most sources any neuron "
-            "has in this topology (a neuron with fewer sources uses all its subsets)",
+            f"got {_short(degree)}; must be between 1 and {max_sources}, the most sources any "
+            "neuron has in this topology (a neuron with fewer sources uses all its subsets)",
         )
     offset = float(neuron.get("offset", defaults.offset))
+    _at_most("neuron.offset", abs(offset), MAX_MAGNITUDE)
 
     init = tables["init"]
     stds = {k: float(init.get(k, getattr(InitSpec(), k))) for k in _SCHEMA["init"]}
     for key, value in stds.items():
         if value < 0:
             raise SpecError(f"init.{key}", f"got {value}; a standard deviation must be >= 0")
+        _at_most(f"init.{key}", value, MAX_MAGNITUDE)
 
     spec = CellSpec(
         io=io,
@@ -362,12 +414,12 @@ def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
         init=InitSpec(**stds),
         name=name,
     )
-    count = spec.n_parameters()
+    count = parameter_count(spec, cap=MAX_PARAMETERS)
     if count > MAX_PARAMETERS:
         raise SpecError(
             "neuron.degree",
-            f"this cell has {count:,} parameters (more than {MAX_PARAMETERS:,}, whose tables "
-            "would not fit in memory); lower neuron.degree or use a local topology",
+            f"this cell has more than {MAX_PARAMETERS:,} parameters (whose tables would not "
+            "fit in memory); lower neuron.degree or use a local topology",
         )
     return spec
 
@@ -398,8 +450,19 @@ def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
         path = Path(source)
         if not path.is_file():
             raise SpecError("", f"spec file {str(path)!r} does not exist")
-        text = path.read_text(encoding="utf-8")
-        return spec_from_dict(_parse_text(text, str(path), json_first=path.suffix == ".json"))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SpecError(
+                "", f"spec file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason})"
+            ) from None
+        except OSError as err:
+            raise SpecError("", f"spec file {str(path)!r} cannot be read: {err}") from None
+        data = _parse_text(text, str(path), json_first=path.suffix == ".json")
+        try:
+            return spec_from_dict(data)
+        except SpecError as err:
+            raise SpecError(err.path, err.message, origin=f"spec file {str(path)!r}") from None
     if isinstance(source, str):
         return spec_from_dict(
             _parse_text(source, "<string>", json_first=source.lstrip()[:1] == "{")
@@ -410,12 +473,34 @@ def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
 
 
 def _parse_text(text: str, origin: str, *, json_first: bool) -> Mapping[str, Any]:
-    if json_first:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecError("", f"{origin} is not valid JSON: {err}") from None
+    """The document in ``text``; every failure of the parser is a :class:`SpecError`."""
+    kind = "JSON" if json_first else "TOML"
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError("", f"{origin} is not valid TOML: {err}") from None
+        data = json.loads(text) if json_first else tomllib.loads(text)
+    except RecursionError:
+        raise SpecError("", f"{origin}: nesting too deep for a cell spec") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SpecError("", f"{origin} is not valid {kind}: {err}") from None
+    except (ValueError, OverflowError):  # int() refuses more than 4300 digits
+        raise SpecError(
+            "", f"{origin}: a number with too many digits (over 4300); no spec value needs that"
+        ) from None
+    depth = _depth(data)
+    if depth > MAX_DEPTH:
+        raise SpecError("", f"{origin}: nesting {depth} levels deep; a cell spec needs 4")
+    return data
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """Nesting depth of lists/dicts in ``value``, counted up to ``limit`` (no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth >= limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest

@@ -7,6 +7,7 @@ import torch
 
 from qrnn_tn.model import QRNN
 from qrnn_tn.plots import plot_run
+from qrnn_tn.rundir import RunDir
 from qrnn_tn.tasks import build_datasets, default_config, task_options
 from qrnn_tn.train import evaluate, train
 
@@ -20,10 +21,12 @@ print(f"{model.n_params} parameters; first slots: {list(model.slot_values())[:3]
 
 # Adam with the task's defaults, stopping at 99% validation accuracy on the xor bits.
 # Checkpoints go to runs/example-xor; running the script again resumes that run (which
-# just reloads the best parameters once the run has finished).
+# just reloads the best parameters once the run has finished). Resuming needs a checkpoint:
+# without one (a first run, or one killed before its first checkpoint) the run starts afresh.
 config = default_config("elman-xor", out="runs/example-xor", target_accuracy=0.99)
 config.task_options = options
-summary = train(model, data.train, data.val, config, data.test, resume=True)
+resume = RunDir(config.out).file(RunDir.LAST).exists()
+summary = train(model, data.train, data.val, config, data.test, resume=resume, overwrite=not resume)
 print(f"stopped after {summary['steps']} steps; test accuracy {summary['test']['accuracy']:.3f}")
 
 # The exact per-step distributions of one sequence, and the metrics of a whole set.

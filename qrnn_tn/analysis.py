@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from compiler.spec import load_spec
+from qrnn_tn import jsonio
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import QRNN, step_losses, step_targets
 from qrnn_tn.plots import plot_bands
@@ -196,7 +197,7 @@ def _load(path: Path, study: str, measure: str) -> dict[str, Any]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    text = jsonio.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 

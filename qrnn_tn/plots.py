@@ -21,6 +21,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qrnn_tn.model import QRNN, step_targets  # noqa: E402
+from qrnn_tn.rundir import RunDir  # noqa: E402
 from qrnn_tn.train import atomic_write, load_run, read_metrics  # noqa: E402
 
 __all__ = [
@@ -202,7 +203,7 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
 
     run_dir = Path(run_dir)
     out = {"curves": plot_curves(run_dir, run_dir / "curves.png")}
-    if not (run_dir / "best.pt").is_file():
+    if not RunDir(run_dir).file(RunDir.BEST).is_file():
         return out
     model, config = load_run(run_dir, "best")
     if config.task not in TASKS:

@@ -7,6 +7,7 @@ Every builder is deterministic given ``seed``; the three splits use distinct see
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,14 @@ def _digits(digits: Any, val_fraction: float) -> tuple[int, ...]:
         out = tuple(int(d) for d in digits)
     except (TypeError, ValueError):
         raise DataError(f"task option digits={digits!r}; give digits like 0,1 or [3, 6]") from None
+    unknown = [d for d in out if not 0 <= d <= 9]
+    if unknown:
+        raise DataError(f"task option digits={digits!r}: no digit class {unknown}; digits are 0-9")
+    if len(set(out)) != len(out) or len(out) < 2:
+        raise DataError(
+            f"task option digits={digits!r}: give at least two digits without repeats (e.g. 0,1); "
+            "a classifier of one class is trivially right"
+        )
     if not 0 < val_fraction < 1:
         raise DataError(f"task option val_fraction={val_fraction!r}; must be in (0, 1)")
     return out
@@ -343,7 +352,36 @@ def task_options(name: str, options: dict[str, Any] | None = None) -> dict[str, 
             f"task {name!r} has no option(s) {', '.join(unknown)}; accepted: "
             + ", ".join(f"{k} (default {v!r})" for k, v in task.options.items())
         )
+    for key, value in options.items():
+        _check_option(name, key, value, task.options[key])
     return {**task.options, **options}
+
+
+#: Options that may be None (their default) besides their type; every other option has
+#: the type of its default.
+_OPTIONAL = {"data_dir": str, "limit": int}
+
+
+def _check_option(task: str, key: str, value: Any, default: Any) -> None:
+    """Refuse an option value of the wrong type, or an integer below 1."""
+    kind = _OPTIONAL.get(key, type(default))
+    where = f"task {task!r} option {key}={value!r}"
+    if value is None and key in _OPTIONAL:
+        return
+    if key == "digits" and isinstance(value, list | tuple):
+        return  # a list of digits; _digits checks each
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(f"{where}: expected a number")
+        if not math.isfinite(value):
+            raise DataError(f"{where}: expected a finite number")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DataError(f"{where}: expected an integer")
+        if value < 1:
+            raise DataError(f"{where}: must be >= 1")
+    elif not isinstance(value, kind):
+        raise DataError(f"{where}: expected {kind.__name__}")
 
 
 def build_datasets(name: str, seed: int = 0, **options: Any) -> TaskData:

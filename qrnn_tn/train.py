@@ -1,26 +1,19 @@
 """Training loop, evaluation, atomic checkpoints with exact resume, and metrics files.
 
-A run directory (``TrainConfig.out``) holds::
-
-    config.json     the config and the cell spec (written when the run starts)
-    metrics.jsonl   one JSON record per line: train steps, validations, the test
-    last.pt         latest checkpoint: model, optimiser, RNG states, step, config
-    best.pt         parameters with the lowest validation loss so far
-    summary.json    the outcome (written when the run ends)
-
-Every file but the metrics log is written atomically (temporary file in the same
-directory, fsync, ``os.replace``). Data order depends only on the seed and the step, so a
-run resumed from ``last.pt`` repeats exactly what the uninterrupted run does.
+The run directory (``TrainConfig.out``) and its files are described in
+:mod:`qrnn_tn.rundir`; one process at a time writes it (a lock). Data order depends only on
+the seed and the step, so a run resumed from ``last.pt`` repeats exactly what the
+uninterrupted run does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -38,9 +31,11 @@ from qrnn_tn.data import SequenceDataset
 from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.metrics import StepSums
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
+from qrnn_tn.rundir import RunDir, RunDirError, atomic_write
 
 __all__ = [
     "TrainError",
+    "NonFiniteError",
     "TrainConfig",
     "OPTIMISERS",
     "train",
@@ -157,6 +152,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrainError(f"{name}={value!r}; must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TrainError(f"seed={self.seed!r}; must be an integer")
+        if not 0 <= self.seed < 2**63:
+            raise TrainError(f"seed={self.seed}; must be in 0 … 2**63 - 1")
         if (self.steps is None) == (self.epochs is None):
             raise TrainError(
                 f"steps={self.steps!r}, epochs={self.epochs!r}: give exactly one of them"
@@ -179,6 +178,8 @@ class TrainConfig:
                 f"overhead_penalty_scope={self.overhead_penalty_scope!r}; accepted: "
                 + ", ".join(PENALTY_SCOPES)
             )
+        if not isinstance(self.task_options, dict):
+            raise TrainError(f"task_options={self.task_options!r}; must be a dict of options")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise TrainError(f"target_accuracy={self.target_accuracy!r}; must be in (0, 1]")
 
@@ -203,50 +204,11 @@ class TrainConfig:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` via ``write(file)`` into a temporary sibling, fsync, then ``os.replace``.
-
-    A crash or error at any point leaves the previous file (if any) untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` file; a line cut short by a crash is skipped."""
+    """Records of a run's ``metrics.jsonl`` (``path``: the file or its run directory); a line
+    cut short by a crash is skipped."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise TrainError(f"no metrics file at {path}; is this a run directory made by train?")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return RunDir(path if path.is_dir() else path.parent).read_metrics()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -268,7 +230,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[QRNN, Tra
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise TrainError(f"which={which!r}; accepted: best, last")
-    ckpt = load_checkpoint(run_dir / f"{which}.pt")
+    ckpt = load_checkpoint(RunDir(run_dir).file(RunDir.BEST if which == "best" else RunDir.LAST))
     config = TrainConfig.from_dict(ckpt["config"])
     spec = load_spec(ckpt["spec"])
     model = build_model(spec, config, init=np.zeros(spec.n_parameters()))
@@ -426,6 +388,7 @@ def _train_step(
             return group.loss_backward(ddp, words, mask, targets, config.loss, seen)
         result = model.run(words, targets=targets)
         scored = step_targets(words, targets)
+        _require_finite("the output probabilities", result.probs)
         losses = step_losses(result.probs, scored, config.loss)
         loss = losses[mask].mean()
         objective = loss
@@ -434,7 +397,9 @@ def _train_step(
             objective = loss + config.overhead_penalty * _penalty(
                 config, result, log_overhead, mask
             )
+        _require_finite("the loss", objective)
         objective.backward()
+        _require_finite("the gradient", model.theta.grad)
         if not seen:  # the first evaluation is the batch's state before the step
             sums = StepSums.of(
                 losses,
@@ -457,6 +422,7 @@ def _train_step(
         if config.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimiser.step()
+    _require_finite("the parameters after the step", model.theta)
     return seen
 
 
@@ -483,6 +449,19 @@ def _penalty(
         return log_overhead.new_zeros(())
     p = result.target_prob[unscored]
     return -torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)).mean()
+
+
+class NonFiniteError(TrainError):
+    """A training step met a NaN or infinity; the run stops before saving it."""
+
+
+def _require_finite(what: str, value: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``value`` holds a NaN or infinity."""
+    if value is not None and not bool(torch.isfinite(value.detach()).all()):
+        raise NonFiniteError(
+            f"{what}: not finite (NaN or infinity); lower the learning rate or the "
+            "initial parameter scale ([init] of the spec), or add gradient clipping"
+        )
 
 
 class _Progress:
@@ -572,6 +551,7 @@ def train(
     test_set: SequenceDataset | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place; at the end it holds the best validated parameters.
@@ -585,9 +565,12 @@ def train(
     config
         Hyperparameters; ``config.out`` is the run directory.
     resume
-        Continue the run in ``config.out`` from its ``last.pt`` (start afresh if it has
-        none). The trajectory fields of the config must equal the saved ones; ``steps``,
+        Continue the run in ``config.out`` from its ``last.pt`` (an error if it has none).
+        The trajectory fields of the config must equal the saved ones; ``steps``,
         ``epochs`` and the targets may change.
+    overwrite
+        Replace the run already in ``config.out`` (without it, a directory holding a run
+        is an error unless ``resume``).
     progress
         Show a progress bar (terminal) or log lines (otherwise) on stderr.
 
@@ -596,7 +579,51 @@ def train(
     dict
         The summary also written to ``summary.json``: steps done, why training stopped,
         best step and its validation metrics, test metrics, seconds.
+
+    Raises
+    ------
+    RunDirError
+        If another process is writing ``config.out`` (its lock), or its files are damaged.
     """
+    with _holding(None if config.out is None else RunDir(config.out)):
+        return _train(
+            model, train_set, val_set, config, test_set, resume, overwrite, progress=progress
+        )
+
+
+@contextlib.contextmanager
+def _holding(run_dir: RunDir | None) -> Iterator[None]:
+    """Hold ``run_dir``'s lock (rank 0 holds it for a data-parallel run)."""
+    if run_dir is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+
+        def acquire() -> str | None:
+            try:
+                stack.enter_context(run_dir.lock())
+            except RunDirError as err:
+                return str(err)
+            return None
+
+        message = _on_main(acquire)
+        if message is not None:
+            raise RunDirError(message)
+        yield
+
+
+def _train(
+    model: QRNN,
+    train_set: SequenceDataset,
+    val_set: SequenceDataset | None,
+    config: TrainConfig,
+    test_set: SequenceDataset | None,
+    resume: bool,
+    overwrite: bool,
+    *,
+    progress: bool,
+) -> dict[str, Any]:
+    """:func:`train`, with the run directory locked."""
     _check_inputs(
         model, {"train": train_set, "validation": val_set, "test": test_set}, config, resume
     )
@@ -615,22 +642,19 @@ def train(
     state = {"step": 0, "best_step": None, "best_val": None, "seconds": 0.0, "stopped": None}
     best_theta = model.theta.detach().clone()
 
-    has_last = out is not None and _on_main((out / "last.pt").exists)
-    if out is not None and not resume and has_last:
-        raise TrainError(
-            f"{out} already holds a run (last.pt); resume it (resume=True / --resume) or "
-            "choose another output directory"
-        )
-    if resume and has_last:
+    existing = [] if out is None else _on_main(RunDir(out).existing)
+    _check_existing(out, existing, resume, overwrite)
+    if resume:
         best_theta = _resume(out, model, optimiser, config, state)
     else:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)  # noqa: NPY002 (the global state)
         random.seed(config.seed)
         if out is not None and distributed.is_main():
-            out.mkdir(parents=True, exist_ok=True)
-            _write_json(out / "config.json", _run_info(model, config))
-            atomic_write(out / "metrics.jsonl", lambda f: None)
+            files = RunDir(out)
+            files.clear()
+            files.write_json(RunDir.CONFIG, _run_info(model, config))
+            files.start_metrics()
 
     run_dir, out = out, (out if distributed.is_main() else None)  # only rank 0 writes
     bar = _Progress(total, state["step"], config.task, progress and distributed.is_main())
@@ -641,7 +665,18 @@ def train(
             lr = scheduled_lr(config, state["step"], total)
             for param_group in optimiser.param_groups:
                 param_group["lr"] = lr
-            record = {**_train_step(model, optimiser, words, mask, targets, config, ddp), "lr": lr}
+            try:
+                seen = _train_step(model, optimiser, words, mask, targets, config, ddp)
+            except NonFiniteError as err:
+                kept = (
+                    ""
+                    if out is None or not RunDir(out).file(RunDir.LAST).exists()
+                    else (f"; {RunDir(out).file(RunDir.LAST)} keeps the last finite checkpoint")
+                )
+                raise NonFiniteError(
+                    f"training stopped at step {state['step'] + 1}: {err}{kept}"
+                ) from None
+            record = {**seen, "lr": lr}
             state["step"] += 1
             step = state["step"]
             record = {"split": "train", "step": step, **record}
@@ -656,6 +691,11 @@ def train(
                 }
                 val["seconds"] = time.perf_counter() - started
                 val = _on_main(lambda val=val: val)  # every rank decides on rank 0's numbers
+                if not all(math.isfinite(v) for v in val.values() if isinstance(v, float)):
+                    raise NonFiniteError(
+                        f"training stopped at step {step}: the validation metrics are not "
+                        f"finite ({val}); lower the learning rate"
+                    )
                 _append(out, val)
                 bar.validation(step, record["loss"], val)
                 if state["best_val"] is None or val["loss"] < state["best_val"]["loss"]:
@@ -667,7 +707,7 @@ def train(
                     state["stopped"] = "target"
                 state["seconds"] = time.perf_counter() - started
                 if out is not None:
-                    _save_checkpoint(out / "last.pt", model, optimiser, config, state)
+                    _save_checkpoint(RunDir(out).file(RunDir.LAST), model, optimiser, config, state)
     finally:
         bar.close()
 
@@ -692,7 +732,7 @@ def train(
         _append(out, test)
         summary["test"] = test
     if out is not None:
-        _write_json(out / "summary.json", summary)
+        RunDir(out).write_json(RunDir.SUMMARY, summary)
     return summary
 
 
@@ -713,11 +753,27 @@ def _run_info(model: QRNN, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _append(out: Path | None, record: dict[str, Any]) -> None:
+def _check_existing(out: Path | None, existing: list[str], resume: bool, overwrite: bool) -> None:
+    """Refuse to resume a run that has no checkpoint, or to replace a run unasked."""
     if out is None:
         return
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    held = ", ".join(existing) if existing else "no run files"
+    if resume and RunDir.LAST not in existing:
+        raise TrainError(
+            f"cannot resume {out}: it has no checkpoint {RunDir.LAST} (it holds {held}); "
+            "nothing was changed. Start a new run there with overwrite=True / --overwrite "
+            "(which deletes those files), or choose another output directory"
+        )
+    if not resume and existing and not overwrite:
+        raise TrainError(
+            f"{out} already holds a run ({held}); resume it (resume=True / --resume), "
+            "replace it (overwrite=True / --overwrite) or choose another output directory"
+        )
+
+
+def _append(out: Path | None, record: dict[str, Any]) -> None:
+    if out is not None:
+        RunDir(out).append_metrics(record)
 
 
 def _save_checkpoint(
@@ -747,7 +803,7 @@ def _save_best(out: Path, model: QRNN, config: TrainConfig, state: dict[str, Any
         "config": config.to_dict(),
         "state": state,
     }
-    atomic_write(out / "best.pt", lambda f: torch.save(ckpt, f))
+    atomic_write(RunDir(out).file(RunDir.BEST), lambda f: torch.save(ckpt, f))
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
@@ -763,7 +819,8 @@ def _resume(
     state: dict[str, Any],
 ) -> torch.Tensor:
     """Restore the run in ``out``; returns the best parameters so far."""
-    ckpt = _on_main(lambda: load_checkpoint(out / "last.pt"))
+    run_dir = RunDir(out)
+    ckpt = _on_main(lambda: load_checkpoint(run_dir.file(RunDir.LAST)))
     # a run saved before a field existed ran with its default
     saved = {**_plain(TrainConfig().to_dict()), **_plain(ckpt["config"])}
     given = _plain(config.to_dict())
@@ -784,15 +841,15 @@ def _resume(
     _set_rng_state(ckpt["rng"])
     state.update(ckpt["state"])
     if distributed.is_main():
-        records = read_metrics(out) if (out / "metrics.jsonl").exists() else []
+        has_log = run_dir.file(RunDir.METRICS).exists()
+        records = run_dir.read_metrics(strict=True) if has_log else []
         kept = [
             r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]
         ]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
-        atomic_write(out / "metrics.jsonl", lambda f: f.write(text), mode="w")
+        run_dir.write_metrics(kept)
     if state["best_step"] is None:
         return model.theta.detach().clone()
-    best = _on_main(lambda: load_checkpoint(out / "best.pt"))["model"]["theta"]
+    best = _on_main(lambda: load_checkpoint(run_dir.file(RunDir.BEST)))["model"]["theta"]
     return best.to(model.theta)
 
 

@@ -16,11 +16,33 @@ from typing import Any
 from compiler.ir import CompileError
 from compiler.spec import SpecError
 
-__all__ = ["main", "UsageError", "add_backend_options", "backend_options", "parse_key_values"]
+__all__ = [
+    "main",
+    "UsageError",
+    "seed_arg",
+    "add_backend_options",
+    "backend_options",
+    "parse_key_values",
+]
 
 
 class UsageError(ValueError):
     """A command-line argument is wrong; the message says how to fix it."""
+
+
+#: Seeds are integers in [0, 2**63): what torch, numpy and Python all accept.
+SEED_LIMIT = 2**63
+
+
+def seed_arg(text: str) -> int:
+    """``--seed`` as argparse reads it: an integer in [0, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; a seed is in 0 … 2**63 - 1")
+    return value
 
 
 def parse_key_values(
@@ -71,9 +93,19 @@ def backend_options(args: argparse.Namespace) -> dict[str, str]:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from qrnn_tn.backends.base import BackendError
     from qrnn_tn.data import DataError
+    from qrnn_tn.rundir import RunDirError
     from qrnn_tn.train import TrainError
 
-    return (UsageError, SpecError, CompileError, BackendError, DataError, TrainError, OSError)
+    return (
+        UsageError,
+        SpecError,
+        CompileError,
+        BackendError,
+        DataError,
+        TrainError,
+        RunDirError,
+        OSError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from typing import Any
 
 from compiler.export import summary, to_dot, to_json, to_qasm3
 from compiler.unroll import Program, compile_program
-from qrnn_tn.cli import UsageError
+from qrnn_tn.cli import UsageError, seed_arg
 from qrnn_tn.cli.params import program_params
 from qrnn_tn.cli.reach import warn_unread
 
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     values.add_argument(
         "--seed",
-        type=int,
+        type=seed_arg,
         metavar="S",
         help="draw the OpenQASM 3 angles from the spec's [init] with seed S",
     )

@@ -6,23 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
+from qrnn_tn.cli import seed_arg
+
 __all__ = ["register", "run_demo", "DEMO_SPEC", "DEMO_TARGET"]
 
 #: The demo's cell, when present (else the elman-xor task's built-in default).
 DEMO_SPEC = Path("examples/elman_xor.toml")
 #: Accuracy on the scored (xor) bits at which training stops and the demo passes.
 DEMO_TARGET = 0.99
-#: Files a run writes; the demo clears them so that it starts afresh every time.
-_RUN_FILES = (
-    "config.json",
-    "metrics.jsonl",
-    "last.pt",
-    "best.pt",
-    "summary.json",
-    "curves.png",
-    "distributions.png",
-    "samples.png",
-)
 _DESCRIPTION = """\
 Train the Elman XOR cell (examples/elman_xor.toml, or the task's default cell) on random bit
 triples `a b (a xor b)` until the most probable prediction of every xor bit is right on at
@@ -37,21 +28,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="train the Elman XOR cell end to end and plot it", description=_DESCRIPTION
     )
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of data and initialisation")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (deletes its files)"
+    )
     parser.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Train, evaluate and plot; exit status 1 if the test accuracy misses the target."""
     from compiler.spec import load_spec
+    from qrnn_tn.cli import UsageError
     from qrnn_tn.plots import plot_run
+    from qrnn_tn.rundir import RunDir
     from qrnn_tn.tasks import build_datasets, default_config, default_spec, task_options
     from qrnn_tn.train import build_model, train
 
     started = time.perf_counter()
     out = Path(args.out)
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+    existing = RunDir(out).existing()
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(existing)}); add --overwrite to replace "
+            "it, or choose another --out"
+        )
     spec = load_spec(DEMO_SPEC) if DEMO_SPEC.is_file() else default_spec("elman-xor")
     source = str(DEMO_SPEC) if DEMO_SPEC.is_file() else "built-in elman-xor default"
     config = default_config("elman-xor", out=str(out), seed=args.seed, target_accuracy=DEMO_TARGET)
@@ -68,7 +68,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"(at most {config.steps} Adam steps, lr {config.lr})",
         flush=True,
     )
-    summary = train(model, data.train, data.val, config, data.test)
+    summary = train(model, data.train, data.val, config, data.test, overwrite=args.overwrite)
     test = summary["test"]
     scored = int(data.test.mask.sum())
     print(

@@ -6,7 +6,6 @@ seed gives the same angles in an exported circuit and in a simulation.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from compiler.unroll import Program
 from qrnn_tn.cli import UsageError
+from qrnn_tn.jsonio import read_json
 from qrnn_tn.simulate import init_params
 
 __all__ = ["load_params", "program_params"]
@@ -37,10 +37,7 @@ def _names(items: list[str]) -> str:
 def load_params(path: Path, program: Program) -> np.ndarray:
     """Parameters from a JSON array (canonical order) or object keyed by slot name."""
     where = f"--params {path}"
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{where}: not valid JSON ({err})") from None
+    data: Any = read_json(path, "--params", UsageError)
     names = [slot.name for slot in program.slots]
     if isinstance(data, list):
         if len(data) != len(names):
@@ -63,10 +60,15 @@ def load_params(path: Path, program: Program) -> np.ndarray:
     else:
         raise UsageError(f"{where}: expected a JSON array or object, got {type(data).__name__}")
     for name, value in zip(names, values, strict=True):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise UsageError(f"{where}: slot {name!r} has {value!r}; expected a finite number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise UsageError(f"{where}: slot {name!r} has {shown}; expected a finite number")
     return np.array(values, dtype=float)
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a float64 number (an int beyond its range is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

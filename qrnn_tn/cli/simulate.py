@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -14,11 +13,13 @@ import torch
 
 from compiler.spec import load_spec
 from compiler.unroll import Program
+from qrnn_tn import jsonio
 from qrnn_tn.backends import RunResult, check_backend_options
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.params import program_params
 from qrnn_tn.cli.reach import warn_unread
 from qrnn_tn.dtypes import DTYPE_NAMES
+from qrnn_tn.jsonio import read_text
 from qrnn_tn.simulate import load_program, make_plan
 
 __all__ = ["register", "run"]
@@ -67,7 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     values = parser.add_mutually_exclusive_group()
     values.add_argument("--params", metavar="FILE", help="parameters (JSON array or object)")
     values.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="draw parameters with seed S (default 0)"
+        "--seed",
+        type=seed_arg,
+        default=0,
+        metavar="S",
+        help="draw parameters with seed S (default 0)",
     )
     parser.add_argument(
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
@@ -128,8 +133,13 @@ def run(args: argparse.Namespace) -> int:
     params = program_params(program, args.params, args.seed)
     simulate = _run_local if args.scheduler is None else _run_on_cluster
     result, report = simulate(args, program, params, tokens, batched)
+    if not bool(torch.isfinite(result.probs).all()):
+        raise UsageError(
+            "the simulation gave non-finite probabilities (NaN or infinity): the parameters "
+            "are too large for float arithmetic; use parameters of moderate size (angles)"
+        )
     if args.json:
-        json.dump(report, sys.stdout)
+        sys.stdout.write(jsonio.dumps(report))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(_text(result, report, spec.io))
@@ -226,7 +236,7 @@ def _read_words(text: str) -> tuple[list[list[str]], bool]:
     """Sequences of token strings, and whether they came from a file (a batch)."""
     path = Path(text)
     if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, "--words", UsageError).splitlines()
         rows = [line.strip() for line in lines]
         sequences = [_SEPARATOR.split(row) for row in rows if row and not row.startswith("#")]
         if not sequences:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,10 @@ from typing import Any
 import numpy as np
 
 from compiler.spec import CellSpec, load_spec
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values
+from qrnn_tn import jsonio
+from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
 from qrnn_tn.cli.reach import warn_unread
+from qrnn_tn.rundir import RunDir
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -20,7 +21,8 @@ _TRAIN_DESCRIPTION = """\
 Train a QRNN cell on one of the paper's tasks (QRNN.md §7) with exact gradients. SPEC is a
 cell spec file, or `default` for the task's default cell. The run directory (--out, default
 runs/TASK) receives config.json, metrics.jsonl, checkpoints last.pt / best.pt and
-summary.json; --resume continues a killed run exactly where its last checkpoint left it.
+summary.json; --resume continues a killed run exactly where its last checkpoint left it,
+--overwrite replaces the run there. One run at a time writes a directory (a lock).
 --distributed trains data-parallel under torchrun (e.g. `torchrun --nproc-per-node 2
 --no-python qrnn-tn train default --task elman-xor --distributed`): each rank takes a shard of
 every batch, rank 0 writes the run directory.
@@ -72,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target-accuracy", type=float, help="stop once validation accuracy >= this"
     )
-    parser.add_argument("--seed", type=int, help="seed of data, initialisation and order")
+    parser.add_argument("--seed", type=seed_arg, help="seed of data, initialisation and order")
     parser.add_argument("--digits", metavar="D,D", help="digit classes (pixel/MNIST tasks)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (MNIST tasks)")
     parser.add_argument(
@@ -83,7 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="other task option (e.g. n_triples=6, length=20); repeatable",
     )
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/TASK)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run = parser.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (deletes its files)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument(
         "--distributed",
@@ -107,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write curves.png, distributions.png and samples.png into RUN.",
     )
     plot.add_argument("run", metavar="RUN", help="run directory made by `qrnn-tn train`")
-    plot.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    plot.add_argument("--seed", type=seed_arg, default=0, help="seed of the samples")
     plot.set_defaults(func=run_plot)
 
 
@@ -152,13 +158,15 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
         config.task_options = task_options(args.task, options)
         return config
     data = dict(saved)
-    if args.task != data["task"]:
-        raise UsageError(f"--task {args.task} but the run in {overrides['out']} is {data['task']}")
+    if args.task != data.get("task"):
+        raise UsageError(
+            f"--task {args.task} but the run in {overrides['out']} is {data.get('task')!r}"
+        )
     if args.steps is not None or args.epochs is not None:
         data["steps"], data["epochs"] = args.steps, args.epochs
     given = {k: v for k, v in overrides.items() if v is not None and k not in ("steps", "epochs")}
     data.update(given)
-    if options:
+    if options and isinstance(data.get("task_options"), dict):
         data["task_options"] = task_options(args.task, {**data["task_options"], **options})
     return TrainConfig.from_dict(data)
 
@@ -193,12 +201,22 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
 
     get_task(args.task)
     out = Path(args.out or f"runs/{args.task}")
+    run_dir = RunDir(out)
+    existing = run_dir.existing()
     saved = None
-    if args.resume and (out / "config.json").is_file():
-        saved = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
-    elif not args.resume and (out / "last.pt").exists():
+    if args.resume:
+        if RunDir.LAST not in existing:
+            raise UsageError(
+                f"--resume: {out} has no checkpoint {RunDir.LAST} to resume from (it holds "
+                f"{', '.join(existing) or 'no run files'}); nothing was changed. Start a new "
+                "run there with --overwrite, or choose another --out"
+            )
+        if RunDir.CONFIG in existing:
+            saved = run_dir.read_config()
+    elif existing and not args.overwrite:
         raise UsageError(
-            f"{out} already holds a run; add --resume to continue it or choose another --out"
+            f"{out} already holds a run ({', '.join(existing)}); add --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
         )
     config = build_config(args, saved)
     config.validate()
@@ -228,6 +246,7 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
         config,
         data.test,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.quiet,
     )
     say(_describe_summary(summary))
@@ -291,7 +310,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for split in ("val", "test")
     }
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(jsonio.dumps(results, indent=2))
         return 0
     for split, r in results.items():
         truncated = f"  discarded {r['discarded']:.2g}" if "discarded" in r else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -80,7 +81,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         )
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[code]
-    expected = header + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    expected = header + dtype.itemsize * math.prod(shape)  # Python ints: no overflow
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "followed by trailing bytes"
         raise DataError(

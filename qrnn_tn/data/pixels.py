@@ -78,19 +78,29 @@ def binarise(images: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def select_classes(
-    images: np.ndarray, labels: np.ndarray, classes: Sequence[int]
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[int], *, require_all: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep the samples whose label is in ``classes``.
 
+    ``classes`` must hold at least two classes, each present among ``labels``
+    (``require_all=False``, for a test set: at least one sample of one of them), so that a
+    classifier is never trained on a class it cannot see or on a single class.
     Returns the kept images and their labels unchanged (not yet class indices).
     """
     classes = _check_classes(classes)
     labels = np.asarray(labels)
     keep = np.isin(labels, classes)
-    if not keep.any():
+    present = set(labels[keep].tolist())
+    missing = [c for c in classes if c not in present]
+    if missing if require_all else not present:
         raise DataError(
-            f"select_classes: no sample has a label in classes={classes}; labels present "
-            f"are {sorted(set(labels.tolist()))}"
+            f"select_classes: no sample has label(s) {missing} of classes={classes}; labels "
+            f"present are {sorted(set(labels.tolist()))}: choose classes among them"
+        )
+    if len(classes) < 2:
+        raise DataError(
+            f"select_classes: classes={classes} is a single class; a classifier needs at "
+            "least two (its accuracy on one class is trivially 1)"
         )
     return np.asarray(images)[keep], labels[keep]
 

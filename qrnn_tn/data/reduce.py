@@ -191,7 +191,7 @@ def reduced_dataset(
         test_images, test_labels = images[te], labels[te]
         images, labels = images[tr], labels[tr]
     else:
-        test_images, test_labels = select_classes(*test, classes)
+        test_images, test_labels = select_classes(*test, classes, require_all=False)
     encoder = ReducedEncoder(n_components, bits, method, pca_components=pca_components, seed=seed)
     n_classes = len(classes)
     tag = f"reduced-{method}-{n_components}x{bits}"

@@ -153,3 +153,24 @@ def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
     for name in ("mnist-pixel", "mnist-reduced"):
         with pytest.raises(DataError, match="--data-dir"):
             build_datasets(name, 0)
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "match"),
+    [
+        ("elman-xor", {"n_triples": "abc"}, "n_triples='abc': expected an integer"),
+        ("elman-xor", {"n_train": 0}, "n_train=0: must be >= 1"),
+        ("elman-xor", {"n_val": True}, "expected an integer"),
+        ("mnist-pixel", {"limit": 0}, "limit=0: must be >= 1"),
+        ("mnist-pixel", {"data_dir": 3}, "expected str"),
+        ("digits-pixel", {"threshold": "x"}, "expected a number"),
+        ("digits-pixel", {"val_fraction": float("nan")}, "finite"),
+        ("memorise", {"pattern": 1}, "expected str"),
+        ("digits-pixel", {"digits": "0,11"}, r"no digit class \[11\]"),
+        ("digits-pixel", {"digits": "3"}, "at least two digits"),
+        ("digits-reduced", {"digits": [4, 4]}, "at least two digits"),
+    ],
+)
+def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
+    with pytest.raises(DataError, match=match):
+        build_datasets(task, 0, **options)

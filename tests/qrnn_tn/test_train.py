@@ -76,6 +76,7 @@ def test_training_is_deterministic_and_writes_the_run_files(tmp_path):
         "last.pt",
         "best.pt",
         "summary.json",
+        ".lock",  # kept: deleting a lock file races with a process about to take it
     }
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 10
@@ -200,6 +201,9 @@ def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
         ({"overhead_penalty": -0.1}, "overhead_penalty"),
         ({"overhead_penalty": float("nan")}, "overhead_penalty"),
         ({"overhead_penalty_scope": "neurons"}, "overhead_penalty_scope"),
+        ({"seed": 2**63}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "1"}, "seed"),
     ],
 )
 def test_bad_configs_are_refused_before_training(changes, match):
@@ -419,3 +423,64 @@ def test_log_lines_estimate_the_time_left(capsys):
     assert len(lines) == 1 and "left" in lines[0] and "log-overhead" in lines[0]
     elapsed = float(lines[0].split("| ")[-1].split("s,")[0])
     assert lines[0].endswith(f"about {train_module._duration(elapsed)} left")
+
+
+def _strict_records(path):
+    """Every line of a JSON-lines file parsed by a parser that refuses NaN/Infinity."""
+
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
+
+
+def test_a_huge_learning_rate_stops_the_run_with_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(train_module.NonFiniteError, match="step 1: the parameters after the step"):
+        train(make_model(), xor_data(0), None, config(out, lr=1e308), progress=False)
+    assert not (out / "summary.json").exists()
+    _strict_records(out / "metrics.jsonl")
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(
+    tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    real_losses = train_module.step_losses
+
+    def losses(probs, scored, kind):
+        out = real_losses(probs, scored, kind)
+        calls["n"] += probs.requires_grad  # training steps only, not validations
+        return out * float("nan") if calls["n"] == 5 and probs.requires_grad else out
+
+    monkeypatch.setattr(train_module, "step_losses", losses)
+    out = tmp_path / "run"
+    with pytest.raises(train_module.NonFiniteError, match="step 5: the loss: not finite") as info:
+        train(make_model(), xor_data(0), None, config(out, eval_every=2), progress=False)
+    assert "last.pt keeps the last finite checkpoint" in str(info.value)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["state"]["step"] == 4 and torch.isfinite(ckpt["model"]["theta"]).all()
+    records = _strict_records(out / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records)
+    monkeypatch.setattr(train_module, "step_losses", real_losses)
+    model = make_model()
+    train(model, xor_data(0), None, config(out, eval_every=2), resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(out) if r["split"] == "train"] == list(range(1, 11))
+
+
+def test_resume_needs_a_checkpoint_overwrite_replaces_and_a_held_run_is_refused(tmp_path):
+    from qrnn_tn.rundir import RunDir, RunDirError
+
+    run = tmp_path / "run"
+    train(make_model(), xor_data(0), None, config(run, steps=4), progress=False)
+    (run / "last.pt").unlink()
+    history = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(TrainError, match="no checkpoint last.pt"):
+        train(make_model(), xor_data(0), None, config(run, steps=6), resume=True, progress=False)
+    assert (run / "metrics.jsonl").read_bytes() == history and (run / "best.pt").exists()
+    with RunDir(run).lock(), pytest.raises(RunDirError, match=f"pid {os.getpid()}"):
+        train(make_model(), xor_data(0), None, config(run, steps=2), overwrite=True)
+    assert (run / "metrics.jsonl").read_bytes() == history
+    train(make_model(), xor_data(0), None, config(run, steps=2), overwrite=True, progress=False)
+    assert [r["step"] for r in read_metrics(run) if r["split"] == "train"] == [1, 2]

@@ -162,6 +162,49 @@ def test_backend_options_reach_the_backend(spec_path, capsys):
     assert code == 2 and "unknown backend option(s) max_bnd; accepted: mps: max_bond" in err
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "flag", "message"),
+    [
+        ("p.json", b"\xff[0]", "--params", "not UTF-8"),
+        ("p.json", b"[" * 100_000, "--params", "nested too deeply"),
+        ("p.json", b"[" + b"1" * 5000 + b"]", "--params", "too many digits"),
+        ("p.json", b"[" + b"1" * 400 + b"]" * 1, "--params", "values"),
+        ("w.txt", b"0,1\xfe,1\n", "--words", "not UTF-8"),
+    ],
+)
+def test_hostile_params_and_words_files(tmp_path, spec_path, capsys, name, content, flag, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    argv = [spec_path, "--words", "0,1,2"] if flag == "--params" else [spec_path]
+    code, _, err = _run(capsys, *argv, flag, str(path))
+    assert code == 2
+    assert message in err and str(path) in err
+
+
+def test_huge_integer_parameters_are_refused(tmp_path, spec_path, capsys):
+    program = compile_program(DICT, steps=2)
+    path = tmp_path / "p.json"
+    path.write_text("[" + ", ".join(["10" + "0" * 400] * len(program.slots)) + "]")
+    code, _, err = _run(capsys, spec_path, "--words", "0,1,2", "--params", str(path))
+    assert code == 2 and "expected a finite number" in err
+
+
+@pytest.mark.parametrize("seed", ["9223372036854775808", "-1", "x"])
+def test_seeds_outside_int64_are_usage_errors(spec_path, capsys, seed):
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", spec_path, "--words", "0,1,2", "--seed", seed])
+    assert info.value.code == 2
+    assert "--seed" in capsys.readouterr().err
+
+
+def test_parameters_that_overflow_the_simulation_are_refused(tmp_path, spec_path, capsys):
+    program = compile_program(DICT, steps=2)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([1e308] * len(program.slots)))
+    code, out, err = _run(capsys, spec_path, "--words", "0,1,2", "--params", str(path))
+    assert code == 2 and "non-finite probabilities" in err and out == ""
+
+
 def test_simulate_warns_about_an_input_bit_no_readout_sees(tmp_path, spec_path, capsys):
     path = tmp_path / "chain.toml"
     path.write_text("[cell]\nio = 2\nworkspace = 2\n[neuron]\ntopology = { local = 1 }\n")

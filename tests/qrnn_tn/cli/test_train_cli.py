@@ -86,6 +86,10 @@ def test_default_spec_and_epochs(tmp_path, capsys):
         (["--task", "elman-xor", "--option", "oops"], "KEY=VALUE"),
         (["--task", "elman-letters"], "cell.io = 1"),
         (["--task", "elman-xor", "--optimiser", "lbfgs", "--lr", "-1"], "lr=-1.0"),
+        (["--task", "elman-xor", "--option", "n_triples=abc"], "expected an integer"),
+        (["--task", "digits-pixel", "--digits", "0,11"], "no digit class [11]"),
+        (["--task", "digits-pixel", "--digits", "4"], "at least two digits"),
+        (["--task", "elman-xor", "--lr", "1e308"], "not finite"),
     ],
 )
 def test_user_errors_exit_2_with_a_message(tmp_path, spec_path, capsys, argv, message):

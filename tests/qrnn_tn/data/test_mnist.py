@@ -134,3 +134,10 @@ def test_load_mnist_inconsistent_files(tmp_path, images):
     write(tmp_path / "train-labels-idx1-ubyte", idx_bytes(images))
     with pytest.raises(DataError, match="labels are uint8"):
         load_mnist(tmp_path)
+
+
+def test_a_size_product_beyond_int64_is_a_clean_error(tmp_path):
+    # four sizes of 2**16: 2**64 elements, which wraps to 0 in int64 arithmetic
+    path = write(tmp_path / "huge-idx", b"\x00\x00\x08\x04" + struct.pack(">4I", *[2**16] * 4))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)

@@ -127,3 +127,13 @@ def test_mnist_pixel_dataset_end_to_end(tmp_path):
     assert ds.words[2, :100].tolist() == [0] * 100
     assert ds.words[:, 100].tolist() == [1, 0, 1]
     assert ds.mask.sum(axis=1).tolist() == [1, 1, 1] and ds.mask[:, -1].all()
+
+
+def test_select_classes_refuses_absent_classes_and_a_single_class():
+    imgs = np.zeros((4, 2, 2))
+    with pytest.raises(DataError, match=r"no sample has label\(s\) \[11\]"):
+        select_classes(imgs, np.array([0, 1, 0, 1]), (0, 11))
+    with pytest.raises(DataError, match="single class"):
+        select_classes(imgs, np.array([0, 1, 0, 1]), (1,))
+    with pytest.raises(DataError, match=r"no sample has label\(s\) \[1\]"):  # a one-class file
+        select_classes(imgs, np.array([0, 0, 0, 0]), (0, 1))
