@@ -17,6 +17,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
+from compiler.errors import Error
 from compiler.gates import GATES
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class CompileError(ValueError):
+class CompileError(Error, ValueError):
     """An IR construction or compiler pass was given something it cannot handle."""
 
 

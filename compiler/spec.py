@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compiler.errors import Error
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -53,7 +55,7 @@ MAX_MAGNITUDE = 1e6
 MAX_DEPTH = 32
 
 
-class SpecError(ValueError):
+class SpecError(Error, ValueError):
     """A cell spec is malformed; the message names the key path, the value and the fix."""
 
     def __init__(self, path: str, message: str, origin: str = ""):

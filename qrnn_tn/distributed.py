@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from qrnn_tn.errors import Error
 from qrnn_tn.metrics import StepSums
 from qrnn_tn.model import QRNN, step_losses, step_targets
 
@@ -69,7 +70,7 @@ class RunOutputs(nn.Module):
         return result.probs, result.target_prob, result.log_norm, discarded
 
 
-class DistributedError(RuntimeError):
+class DistributedError(Error, RuntimeError):
     """The process group cannot start, or a rank failed; the message says which and why."""
 
 

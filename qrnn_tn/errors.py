@@ -1,4 +1,5 @@
-"""The project's errors: one base, :class:`Error`, and one type per layer beneath it.
+"""The project's errors: one base, :class:`Error` (defined in :mod:`compiler.errors`, the
+lowest layer), and one type per layer beneath it.
 
 Each keeps the built-in parent it had (``ValueError`` for bad input, ``RuntimeError`` for a
 run that cannot go ahead), so code that catches those keeps working.
@@ -6,11 +7,9 @@ run that cannot go ahead), so code that catches those keeps working.
 
 from __future__ import annotations
 
+from compiler.errors import Error
+
 __all__ = ["Error", "BackendError"]
-
-
-class Error(Exception):
-    """Base of every error qrnn-tn raises on purpose (catch it to catch them all)."""
 
 
 class BackendError(Error, RuntimeError):

@@ -32,7 +32,7 @@ from qrnn_tn.backends import (
 from qrnn_tn.backends.options import OptionsInput
 from qrnn_tn.dtypes import real_dtype
 from qrnn_tn.semantics import check_tokens
-from qrnn_tn.simulate import init_params
+from qrnn_tn.simulation import init_params
 
 __all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss"]
 

@@ -29,6 +29,7 @@ from qrnn_tn import distributed
 from qrnn_tn.backends import check_backend_options, options_as_dict
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.dtypes import DTYPE_NAMES
+from qrnn_tn.errors import Error
 from qrnn_tn.metrics import StepSums
 from qrnn_tn.model import LOSS_KINDS, QRNN, step_losses, step_targets
 from qrnn_tn.rundir import RunDir, RunDirError, atomic_write
@@ -77,7 +78,7 @@ _CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 256
 
 
-class TrainError(ValueError):
+class TrainError(Error, ValueError):
     """Training cannot start or resume as asked; the message says what to change."""
 
 

@@ -7,6 +7,7 @@ autograd can differentiate with respect to ``params``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -43,6 +44,8 @@ __all__ = [
     "rank_backends",
 ]
 
+
+logger = logging.getLogger(__name__)
 
 #: Seconds per flop for a backend with no time model of its own (:attr:`Cost.seconds`).
 DEFAULT_FLOP_SECONDS = 1e-9
@@ -430,4 +433,5 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
         )
     if refused:
         reason += "; ruled out: " + "; ".join(f"{n}: {why}" for n, why in refused.items())
+    logger.info("%s", reason)
     return plan, reason

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from compiler.ir import CompileError
-from compiler.spec import SpecError
+from compiler.errors import Error
 
 __all__ = [
     "main",
@@ -26,7 +25,7 @@ __all__ = [
 ]
 
 
-class UsageError(ValueError):
+class UsageError(Error, ValueError):
     """A command-line argument is wrong; the message says how to fix it."""
 
 
@@ -90,22 +89,8 @@ def backend_options(args: argparse.Namespace) -> dict[str, str]:
     return parse_key_values(args.backend_option, "--backend-option", "max_bond=32", decode=False)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from qrnn_tn.backends.base import BackendError
-    from qrnn_tn.data import DataError
-    from qrnn_tn.rundir import RunDirError
-    from qrnn_tn.train import TrainError
-
-    return (
-        UsageError,
-        SpecError,
-        CompileError,
-        BackendError,
-        DataError,
-        TrainError,
-        RunDirError,
-        OSError,
-    )
+#: What a user can fix: every error of the project (one base), and files that cannot be read.
+_USER_ERRORS = (Error, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as err:
+    except _USER_ERRORS as err:
         print(f"qrnn-tn {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

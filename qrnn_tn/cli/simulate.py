@@ -20,7 +20,7 @@ from qrnn_tn.cli.params import program_params
 from qrnn_tn.cli.reach import warn_unread
 from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.jsonio import read_text
-from qrnn_tn.simulate import load_program, make_plan
+from qrnn_tn.simulation import load_program, make_plan
 
 __all__ = ["register", "run"]
 

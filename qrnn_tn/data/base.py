@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from qrnn_tn.errors import Error
+
 __all__ = [
     "DataError",
     "SequenceDataset",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(Error, ValueError):
     """Invalid data, arguments or files; the message says what, where and how to fix it."""
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from compiler.reach import WARNING_STEPS, cell_warnings, reach, token_reach
 from compiler.spec import load_spec
 from compiler.unroll import compile_program
-from qrnn_tn.simulate import simulate
+from qrnn_tn.simulation import simulate
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].glob("examples/*.toml"))
 #: A flip "changes" a readout beyond this; a bit that cannot reach one must stay within it.

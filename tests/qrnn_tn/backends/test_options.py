@@ -29,7 +29,7 @@ from qrnn_tn.backends import (
 from qrnn_tn.backends.options import OPTIONS_BY_BACKEND
 from qrnn_tn.cli import backend_options, main
 from qrnn_tn.errors import Error
-from qrnn_tn.simulate import simulate
+from qrnn_tn.simulation import simulate
 from qrnn_tn.train import TrainConfig
 
 TINY = {"cell": {"io": 1, "workspace": 2}, "neuron": {"degree": 2, "order": 1}}
@@ -150,7 +150,7 @@ def test_train_config_checks_and_records_typed_values():
 def test_cli_checkpoint_false_turns_checkpointing_off():
     """``--backend-option checkpoint=False`` reaches the plan as ``False`` (text is parsed,
     not passed to ``bool``)."""
-    from qrnn_tn.simulate import make_plan
+    from qrnn_tn.simulation import make_plan
 
     args = argparse.Namespace(backend_option=["checkpoint=False", "cache_dir=none"])
     program = compile_program(TINY, steps=2)

@@ -21,7 +21,7 @@ from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions
 from qrnn_tn.backends.tensornet import prepare
 from qrnn_tn.backends.tn_quimb import readout_inds, to_quimb
-from qrnn_tn.simulate import simulate
+from qrnn_tn.simulation import simulate
 
 CELLS = {
     "all": {"cell": {"io": 1, "workspace": 2, "stages": 1}, "neuron": {"degree": 2}},

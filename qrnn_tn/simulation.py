@@ -1,4 +1,4 @@
-"""``qrnn_tn.simulate``: run a cell on token sequences with any backend, in one call.
+"""``qrnn_tn.simulation``: run a cell on token sequences with any backend, in one call.
 
 Also the canonical parameter initialiser (QRNN.md §5), shared with the model and the CLI.
 """
@@ -110,7 +110,7 @@ def as_words(words: Any, io: int) -> torch.Tensor:
 
 def make_plan(
     program: Program,
-    backend: str = "statevector",
+    backend: str = "auto",
     dtype: str | torch.dtype = torch.float64,
     batch: int = 1,
     memory_budget: int | None = None,
@@ -143,7 +143,7 @@ def simulate(
     params: torch.Tensor | Sequence[float] | np.ndarray | None,
     words: Any,
     *,
-    backend: str = "statevector",
+    backend: str = "auto",
     steps: int | None = None,
     dtype: str | torch.dtype = torch.float64,
     mode: str = "teacher",

@@ -13,7 +13,7 @@ from compiler.lower import build_slots
 from compiler.spec import load_spec
 from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError
-from qrnn_tn.simulate import as_words, init_params, simulate
+from qrnn_tn.simulation import as_words, init_params, simulate
 from tests.reference import dense_run
 
 SPEC = {"cell": {"io": 2, "workspace": 3, "stages": 1}, "neuron": {"degree": 2, "order": 2}}
