@@ -22,6 +22,7 @@ from compiler.lower import build_slots
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
 from qrnn_tn.backends import (
+    BackendChoice,
     BackendOptions,
     Plan,
     RunResult,
@@ -110,6 +111,11 @@ class QRNN(nn.Module):
     ----------
     theta : nn.Parameter
         The angles in canonical order; ``slot_names[i]`` names ``theta[i]``.
+    backend_choice : BackendChoice or None
+        The backend of the latest plan and why it was chosen (``str()`` is a sentence; with
+        ``backend="auto"`` it names the other candidates and their predicted times); ``None``
+        before the first run. The run's :class:`~qrnn_tn.backends.RunResult` carries the MPS's
+        discarded weight (``result.discarded``).
     """
 
     def __init__(
@@ -147,7 +153,7 @@ class QRNN(nn.Module):
         self._programs: dict[tuple[int, bool], Program] = {}
         self._plans: OrderedDict[tuple[int, int, bool], Plan] = OrderedDict()
         self._chosen: dict[tuple[int, bool], str] = {}  # program key -> backend choose() picked
-        self.backend_reason = ""
+        self.backend_choice: BackendChoice | None = None
 
     @property
     def io(self) -> int:
@@ -214,11 +220,12 @@ class QRNN(nn.Module):
                 if plan.cost.peak_bytes_backward > options.budget():
                     plan = None
             if plan is None:
-                plan, self.backend_reason = choose(program, options)
+                plan, self.backend_choice = choose(program, options)
                 self._chosen[program_key] = plan.cost.backend
         else:
             plan = get_backend(self.backend)(program, options)
-            self.backend_reason = f"backend {self.backend} (as configured)"
+            reason = f"backend {self.backend} (as configured)"
+            self.backend_choice = BackendChoice(self.backend, reason, plan.cost, "caller")
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)

@@ -17,6 +17,7 @@ from compiler.ir import Slot
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
 from qrnn_tn.backends import (
+    BackendChoice,
     BackendError,
     BackendOptions,
     Plan,
@@ -115,11 +116,12 @@ def make_plan(
     batch: int = 1,
     memory_budget: int | None = None,
     backend_options: OptionsInput = None,
-) -> tuple[Plan, str]:
+) -> tuple[Plan, BackendChoice]:
     """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`)
     with ``backend_options`` (see :mod:`qrnn_tn.backends.options`).
 
-    Returns the plan and a sentence saying which backend runs it and why.
+    Returns the plan and the :class:`~qrnn_tn.backends.BackendChoice` (which backend runs
+    it and why).
     """
     options = BackendOptions(
         dtype=parse_dtype(dtype),
@@ -129,7 +131,10 @@ def make_plan(
     )
     if backend == "auto":
         return choose(program, options)
-    return get_backend(backend)(program, options), f"backend {backend} (chosen by the caller)"
+    plan = get_backend(backend)(program, options)
+    return plan, BackendChoice(
+        backend, f"backend {backend} (chosen by the caller)", plan.cost, "caller"
+    )
 
 
 def _spec_of(spec_or_program: Program | CellSpec | dict | str | Path) -> CellSpec:

@@ -717,7 +717,7 @@ def _train(
     summary = {
         "task": config.task,
         "parameters": model.n_params,
-        "backend": model.backend_reason,
+        "backend": str(model.backend_choice),
         "steps": state["step"],
         "total_steps": total,
         "stopped": state["stopped"] or "steps",

@@ -7,6 +7,7 @@ Importing this package imports every backend module, so each registers itself wi
 from __future__ import annotations
 
 from qrnn_tn.backends.base import (
+    BackendChoice,
     BackendError,
     BackendOptions,
     Candidate,
@@ -35,6 +36,7 @@ from qrnn_tn.backends.options import (
 __all__ = [
     "available_memory",
     "backend_names",
+    "BackendChoice",
     "BackendError",
     "BackendOptions",
     "Candidate",

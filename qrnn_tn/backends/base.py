@@ -40,6 +40,7 @@ __all__ = [
     "get_backend",
     "backend_names",
     "choose",
+    "BackendChoice",
     "Candidate",
     "rank_backends",
 ]
@@ -328,6 +329,23 @@ def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[C
 
 
 @dataclass(frozen=True)
+class BackendChoice:
+    """Which backend runs a program and why: what :func:`choose` decided (``chosen_by``
+    ``"auto"``) or the backend the caller named (``"caller"``), with its predicted cost.
+
+    ``str(choice)`` is the one-sentence reason the command line prints.
+    """
+
+    backend: str
+    reason: str
+    cost: Cost
+    chosen_by: str = "auto"
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A backend that can run a program exactly within the budget, with its predicted cost;
     ``plan`` is set when costing it already prepared it (reused by :func:`choose`)."""
@@ -383,14 +401,15 @@ def _planned_past_estimate(
     return None
 
 
-def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
+def choose(program: Program, options: BackendOptions) -> tuple[Plan, BackendChoice]:
     """Pick the cheapest exact backend that fits the memory budget, and prepare it.
 
     The ranking is :func:`rank_backends`', so only the chosen backend pays for its planning.
     When no quick estimate of an exact backend fits, backends whose estimate is only an
     upper bound are planned in full; only then does an approximate candidate (one the
-    options allow to truncate, e.g. ``max_bond``) get the run. Returns the plan and a
-    sentence saying what was chosen and why. Raises :class:`BackendError` naming every
+    options allow to truncate, e.g. ``max_bond``) get the run. Returns the plan and the
+    :class:`BackendChoice` (its ``str`` is a sentence saying what was chosen and why; it is
+    also logged at level INFO). Raises :class:`BackendError` naming every
     candidate's estimate when none fits.
     """
     candidates, refused = rank_backends(program, options)
@@ -434,4 +453,4 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, str]:
     if refused:
         reason += "; ruled out: " + "; ".join(f"{n}: {why}" for n, why in refused.items())
     logger.info("%s", reason)
-    return plan, reason
+    return plan, BackendChoice(best.name, reason, plan.cost)

@@ -62,7 +62,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"Elman XOR: sequences of bit triples a b (a xor b); only the xor bits are "
         f"predictable and scored.\ncell: {source} (io {spec.io}, workspace {spec.workspace}, "
-        f"stages {spec.stages}, {model.n_params} parameters); {model.backend_reason}\n"
+        f"stages {spec.stages}, {model.n_params} parameters); {model.backend_choice}\n"
         f"training on {len(data.train)} sequences of {data.train.length} bits until the "
         f"validation accuracy on xor bits reaches {DEMO_TARGET:.0%} "
         f"(at most {config.steps} Adam steps, lr {config.lr})",

@@ -164,7 +164,7 @@ def _run_local(
     )
     with torch.no_grad():
         result = plan.run(params, tokens)
-    return result, _report(result, plan.cost.backend, reason, args.dtype, batched)
+    return result, _report(result, plan.cost.backend, str(reason), args.dtype, batched)
 
 
 def _run_on_cluster(

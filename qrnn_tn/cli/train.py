@@ -236,7 +236,7 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
         f"{config.task}: cell {spec.name or args.spec} (io {spec.io}, workspace "
         f"{spec.workspace}, stages {spec.stages}, {model.n_params} parameters); "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test sequences "
-        f"of {data.train.length} tokens\n{model.backend_reason}\nrun directory: {out}",
+        f"of {data.train.length} tokens\n{model.backend_choice}\nrun directory: {out}",
         flush=True,
     )
     summary = train(

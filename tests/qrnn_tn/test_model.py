@@ -294,7 +294,7 @@ def test_auto_backend_chooses_once_per_length(monkeypatch):
     torch.testing.assert_close(model(words[:2]), model(words)[:2])
     model(random_words(1, batch=2, length=4))
     assert calls == [(2, 2), (3, 2)]
-    assert model.backend_reason.startswith("chose ")
+    assert str(model.backend_choice).startswith("chose ")
 
 
 def test_auto_with_another_backends_options_plans_new_batch_sizes():

@@ -19,11 +19,11 @@ from qrnn_tn.backends import (
 def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
     program = compile_program("examples/dna.toml", steps=6)
     before = tensornet.search_count()
-    plan, reason = choose(
+    plan, choice = choose(
         program, BackendOptions(batch_size=4, backend_options={"cache_dir": tmp_path})
     )
     assert plan.cost.backend == "statevector"
-    assert reason.startswith("chose statevector")
+    assert str(choice).startswith("chose statevector")
     assert tensornet.search_count() == before
 
 
@@ -31,9 +31,10 @@ def test_wide_local_cell_gets_the_tensor_network(tmp_path):
     spec = {"cell": {"io": 2, "workspace": 38}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=1)
     options = BackendOptions(memory_budget=2**30, backend_options={"cache_dir": tmp_path})
-    plan, reason = choose(program, options)
+    plan, choice = choose(program, options)
     assert plan.cost.backend == "tensornet"
-    assert "statevector" in reason  # ruled out, and the reason says why
+    assert "statevector" in choice.reason  # ruled out, and the reason says why
+    assert choice.backend == plan.cost.backend and str(choice) == choice.reason
 
 
 def test_estimate_bounds_the_planned_cost(tmp_path):
@@ -74,8 +75,8 @@ def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp
     options = BackendOptions(memory_budget=2**26, backend_options=extra)
     candidates, refused = rank_backends(program, options)
     assert not candidates and refused["tensornet"].startswith("estimated")
-    plan, reason = choose(program, options)
-    assert plan.cost.backend == "tensornet" and "planning it in full" in reason
+    plan, choice = choose(program, options)
+    assert plan.cost.backend == "tensornet" and "planning it in full" in choice.reason
     assert plan.cost.peak_bytes_backward <= 2**26
 
 
@@ -92,8 +93,8 @@ def test_each_backend_gets_only_its_own_options(tmp_path):
     assert (
         get_backend("mps")(program, BackendOptions(backend_options={"max_bond": 2})).max_bond == 2
     )
-    plan, reason = choose(program, BackendOptions(backend_options=extra))
-    assert plan.cost.exact and "mps" in reason and "(approximate)" in reason
+    plan, choice = choose(program, BackendOptions(backend_options=extra))
+    assert plan.cost.exact and "mps" in choice.reason and "(approximate)" in choice.reason
 
 
 def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
@@ -109,9 +110,9 @@ def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
     capped = BackendOptions(
         batch_size=2, memory_budget=2**28, backend_options={**extra, "max_bond": 8}
     )
-    plan, reason = choose(program, capped)
+    plan, choice = choose(program, capped)
     assert plan.cost.backend == "mps" and plan.max_bond == 8 and not plan.cost.exact
-    assert "approximate: no exact backend fits" in reason
+    assert "approximate: no exact backend fits" in choice.reason
     assert plan.cost.peak_bytes_backward <= 2**28
 
 
