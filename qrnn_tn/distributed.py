@@ -197,14 +197,17 @@ def current() -> Group | None:
 
 
 def rank() -> int:
+    """This process's rank in the data-parallel group (0 in one process)."""
     return 0 if _GROUP is None else _GROUP.rank
 
 
 def world_size() -> int:
+    """The number of processes in the data-parallel group (1 in one process)."""
     return 1 if _GROUP is None else _GROUP.world_size
 
 
 def is_main() -> bool:
+    """Whether this process writes files and prints (rank 0, or the only process)."""
     return _GROUP is None or _GROUP.is_main
 
 

@@ -165,13 +165,27 @@ class BackendOptions:
 
 
 class Plan(Protocol):
-    """A program prepared for one backend."""
+    """A program prepared for one backend: get one from :func:`get_backend` ``(name)(program,
+    options)``, from :func:`choose`, or from :meth:`qrnn_tn.QRNN.plan` ``(steps, batch)``.
+
+    Examples
+    --------
+    >>> from compiler.unroll import compile_program
+    >>> program = compile_program("examples/elman_xor.toml", steps=2)
+    >>> plan, choice = choose(program, BackendOptions(batch_size=4))
+    >>> plan.cost.backend == choice.backend
+    True
+    """
 
     program: Program
     options: BackendOptions
 
     @property
-    def cost(self) -> Cost: ...
+    def cost(self) -> Cost:
+        """The predicted cost of a run of ``options.batch_size`` sequences (width, flops,
+        peak memory with and without gradients, predicted time), known before any tensor
+        work; ``print(plan.cost.describe())`` shows it."""
+        ...
 
     def run(
         self,
@@ -180,7 +194,15 @@ class Plan(Protocol):
         *,
         mode: str = "teacher",
         generator: torch.Generator | None = None,
-    ) -> RunResult: ...
+    ) -> RunResult:
+        """Run the program: ``params`` ``[n_params]`` in canonical slot order (autograd
+        differentiates the result with respect to them) and ``words`` ``[batch, n_tokens]``.
+
+        ``mode="teacher"`` projects each step on the given next token; ``"sample"`` draws it
+        from the step's distribution (with ``generator``), reading only ``words[:, 0]``.
+        Returns a :class:`RunResult`.
+        """
+        ...
 
 
 def available_memory() -> int:

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import compiler
 import qrnn_tn
 from compiler.errors import Error
 
-PUBLIC_MODULES = [
-    "qrnn_tn",
-    "qrnn_tn.backends",
-    "qrnn_tn.backends.options",
-    "qrnn_tn.model",
-    "qrnn_tn.simulation",
-    "qrnn_tn.semantics",
-    "qrnn_tn.metrics",
-    "qrnn_tn.dtypes",
-    "qrnn_tn.errors",
-    "qrnn_tn.train",
-    "qrnn_tn.rundir",
-    "compiler",
-]
+PUBLIC_MODULES = sorted(
+    module.name
+    for package in (qrnn_tn, compiler)
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    if not module.name.endswith("__main__")
+) + ["qrnn_tn", "compiler"]
 
 
 def test_the_package_exposes_the_core_names():
@@ -74,7 +68,8 @@ def test_python_dash_m_runs_the_cli():
 
 
 @pytest.mark.parametrize(
-    "module_name", ["qrnn_tn", "qrnn_tn.backends.options", "qrnn_tn.semantics"]
+    "module_name",
+    ["qrnn_tn", "qrnn_tn.backends.base", "qrnn_tn.backends.options", "qrnn_tn.semantics"],
 )
 def test_docstring_examples_run(module_name):
     import doctest
