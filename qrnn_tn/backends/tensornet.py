@@ -249,14 +249,17 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
     (:func:`~qrnn_tn.backends.tn_plan.greedy_estimate_tree`) replaces it when that scores
     lower. The search in :func:`prepare` weighs both and keeps the lowest-scoring tree, so
     this is close to an upper bound that :func:`qrnn_tn.backends.choose` can compare without
-    paying for the full search.
+    paying for the full search. Before any tree, a bound linear in the network: a leaf
+    tensor that no slicing within ``max_slices`` brings under the budget rules the backend
+    out at once.
     """
     itemsize = torch.finfo(real_dtype(options.dtype)).bits // 8
-    form = options.of(TensorNetOptions).neuron_form
+    own = options.of(TensorNetOptions)
     budget = options.budget()
     costs, contractions = [], 0
-    for step, net in enumerate(iter_networks(program, options.batch_size, form)):
+    for step, net in enumerate(iter_networks(program, options.batch_size, own.neuron_form)):
         contractions += len(net.leaves) - 1
+        _check_leaves(net, step, itemsize, budget, own.max_slices)
         try:
             sweep = sweep_tree(net)
             cost = tree_cost(sweep)
@@ -276,6 +279,20 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
             cost = tree_cost(greedy)
         costs.append(cost)
     return _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+
+
+def _check_leaves(net: StepNetwork, step: int, itemsize: int, budget: int, max_slices: int):
+    """:class:`BackendError` when the largest leaf of ``net`` stays over ``budget`` even cut
+    into ``max_slices`` slices (each slice at most halves it), without building a tree."""
+    bits = max(sum(math.log2(net.size_dict[i]) for i in inds) for inds in net.inputs)
+    fits = math.log2(max(budget / itemsize, 1))
+    if bits - math.log2(max_slices) > fits:
+        raise BackendError(
+            f"step {step}'s network holds a tensor of 2^{bits:.0f} elements "
+            f"({format_bytes(2**bits * itemsize)}), which {max_slices} slices cannot bring "
+            f"under the memory budget of {format_bytes(budget)} (a neuron with many "
+            "sources); use a local topology, or the statevector for few qubits"
+        )
 
 
 def prepare(program: Program, options: BackendOptions) -> TensorNetPlan:

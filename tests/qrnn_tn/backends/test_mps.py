@@ -372,3 +372,12 @@ def test_neuron_backward_matches_autograd_of_the_plain_formula():
         assert torch.allclose(out, plain(v, cos, sin)[0], atol=1e-14)
     for fused, reference in zip(*grads, strict=True):
         assert torch.allclose(fused, reference, atol=1e-12)
+
+
+def test_a_neuron_window_over_the_budget_is_refused_before_any_table():
+    """41 lanes all-to-all: each neuron's window spans every lane (2^41 amplitudes per
+    sequence); the plan refuses at once instead of allocating its branch table."""
+    spec = {"cell": {"io": 1, "workspace": 40}, "neuron": {"degree": 1}}
+    program = compile_program(spec, steps=1)
+    with pytest.raises(BackendError, match="window of 41 lanes.*local topology"):
+        prepare(program, BackendOptions(memory_budget=2**30))

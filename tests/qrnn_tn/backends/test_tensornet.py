@@ -388,3 +388,18 @@ def test_subtree_refinement_cuts_the_greedy_trees_cost():
     assert tn_plan.tree_score(refined) < 0.5 * tn_plan.tree_score(greedy)
     assert refined.contraction_width() <= greedy.contraction_width()
     assert refined.inputs == greedy.inputs and refined.output == greedy.output
+
+
+def test_a_leaf_no_slicing_can_fit_is_refused_before_any_tree():
+    """A hyper-form neuron over 11 sources is one tensor of 2^13 elements (64 KiB): with a
+    budget of 8 KiB and one slice allowed, the quick estimate refuses without a tree."""
+    from qrnn_tn.backends.tensornet import estimate
+
+    spec = {"cell": {"io": 1, "workspace": 11}, "neuron": {"degree": 1}}
+    program = compile_program(spec, steps=1)
+    options = BackendOptions(
+        memory_budget=8 * 2**10,
+        backend_options={"neuron_form": "hyper", "max_slices": 1, "cache_dir": None},
+    )
+    with pytest.raises(BackendError, match="tensor of 2\\^13 elements.*1 slices cannot"):
+        estimate(program, options)
