@@ -110,19 +110,12 @@ class MPSPlan:
         self.max_bond = own.max_bond
         self.cutoff = default_cutoff(self.dtype) if own.cutoff is None else own.cutoff
         try:
-            self.compiled = compile_mps(program, own.max_window, self._widest_window())
+            self.compiled = compile_mps(program, own.max_window)
         except ValueError as err:
             raise BackendError(str(err)) from err
         self.checkpoint_steps = own.checkpoint_steps
         self.checkpoint_outer = self._outer_block(own.checkpoint_outer)
         self.cost = self._cost_at(self.checkpoint_outer)
-
-    def _widest_window(self) -> int:
-        """The most lanes a neuron's dense window may span: ``2^width`` amplitudes for the
-        batch (and its table) must fit the memory budget."""
-        item = torch.finfo(self.dtype).bits // 8
-        per_amplitude = item * max(self.options.batch_size, 1)
-        return max(int(math.log2(max(self.options.budget() / per_amplitude, 2))), 1)
 
     def _cost_at(self, checkpoint_outer: int) -> Cost:
         return mps_cost(

@@ -74,14 +74,20 @@ def _gather_swaps(positions: list[int]) -> tuple[list[int], int]:
     return swaps, current[0]
 
 
-def compile_mps(program: Program, max_window: int, max_width: int = 40) -> Compiled:
+#: Widest neuron window: ``2^30`` amplitudes per sequence (8 GiB in float64) and a branch
+#: table of ``2^29`` entries; wider windows are refused before their table is built.
+MAX_WINDOW_LANES = 30
+
+
+def compile_mps(program: Program, max_window: int) -> Compiled:
     """Translate ``program`` into per-step instruction lists for :class:`BlockMPS`.
 
     Instructions: ``("x", pos, token, bit)``, ``("ry", pos, rotation)``,
     ``("neuron", a, b, target_pos, table)``, ``("swap", pos)``, ``("readout", step)``,
     ``("project", token)``. A neuron is applied to a dense window of its lanes, ``2^width``
     amplitudes per sequence with a table of ``2^(width - 1)`` entries; a neuron whose window
-    would be wider than ``max_width`` lanes is a ``ValueError`` before any table is built.
+    would be wider than :data:`MAX_WINDOW_LANES` is a ``ValueError`` before any table is
+    built (narrower ones are costed, and refused by the memory budget where they do not fit).
     """
     io = program.io
     lane_at = list(range(program.n_lanes))
@@ -109,13 +115,12 @@ def compile_mps(program: Program, max_window: int, max_width: int = 40) -> Compi
                     a, b = first, first + len(lanes) - 1
                 else:
                     a, b = lanes[0], lanes[-1]
-                if b - a + 1 > max_width:
+                if b - a + 1 > MAX_WINDOW_LANES:
                     raise ValueError(
                         f"mps: the neuron on lane {op.target} reads {len(op.sources)} sources, "
                         f"so its window of {b - a + 1} lanes holds 2^{b - a + 1} amplitudes per "
-                        f"sequence, more than the memory budget allows (at most {max_width} "
-                        "lanes); use a local topology or fewer sources per neuron, or another "
-                        "backend"
+                        f"sequence (at most {MAX_WINDOW_LANES} lanes are run); use a local "
+                        "topology or fewer sources per neuron, or another backend"
                     )
                 for pos in swaps:
                     lane_at[pos], lane_at[pos + 1] = lane_at[pos + 1], lane_at[pos]
