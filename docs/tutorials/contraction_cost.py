@@ -61,7 +61,7 @@ def main() -> None:
                 f"{c.cost.predicted_seconds:11.3g}"
             )
         for name, why in refused.items():
-            print(f"{n:6d}  {name:12s} refused: {why.split(';')[0]}")
+            print(f"{n:6d}  {name:12s} refused: {why.reason.split(';')[0]}")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, points in widths.items():

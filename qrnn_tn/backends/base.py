@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -41,7 +41,8 @@ __all__ = [
     "backend_names",
     "choose",
     "BackendChoice",
-    "Candidate",
+    "Estimate",
+    "estimate_backend",
     "rank_backends",
 ]
 
@@ -280,7 +281,40 @@ def target_probs(program: Program, probs: torch.Tensor, words: torch.Tensor) -> 
     return probs.gather(2, words[:, index, None])[..., 0]
 
 
-Estimator = Callable[[Program, BackendOptions], Cost]
+@dataclass(frozen=True)
+class Estimate:
+    """One backend's quick answer for a program, before any planning: what :func:`choose`
+    ranks.
+
+    ``cost`` is the predicted cost (``None`` when the backend refused before costing);
+    ``reason`` says why the backend cannot run the program within the budget (empty when it
+    can: :attr:`fits`); ``upper_bound`` marks a refusal that planning in full may overturn
+    (the tensor network's estimate neither slices nor searches); ``plan`` is set when costing
+    already prepared the backend, for reuse. ``str(estimate)`` is the reason, or the cost in
+    one line.
+    """
+
+    name: str
+    cost: Cost | None
+    reason: str = ""
+    upper_bound: bool = False
+    plan: Plan | None = None
+
+    @property
+    def fits(self) -> bool:
+        """Whether the backend runs the program within the memory budget."""
+        return not self.reason
+
+    def __str__(self) -> str:
+        if self.reason or self.cost is None:
+            return self.reason
+        return (
+            f"{self.name}: predicted {self.cost.predicted_seconds:.2g} s, peak "
+            f"{format_bytes(self.cost.peak_bytes_backward)} with gradients"
+        )
+
+
+Estimator = Callable[[Program, BackendOptions], Estimate]
 
 
 @dataclass(frozen=True)
@@ -300,10 +334,11 @@ def register_backend(
 ) -> None:
     """Make ``prepare`` available under ``name`` (for :func:`get_backend` and ``choose``).
 
-    ``estimate`` gives a quick upper bound on the cost without the work of ``prepare``
-    (e.g. without a path search); :func:`choose` uses it when given. ``options`` is the
-    backend's options class (a frozen :class:`~qrnn_tn.backends.options.SpecificOptions`
-    subclass whose ``backend`` is ``name``); its fields are the keys the backend accepts.
+    ``estimate`` gives a quick :class:`Estimate` without the work of ``prepare`` (e.g.
+    without a path search); :func:`choose` uses it when given, else it prepares the backend
+    to cost it. ``options`` is the backend's options class (a frozen
+    :class:`~qrnn_tn.backends.options.SpecificOptions` subclass whose ``backend`` is
+    ``name``); its fields are the keys the backend accepts.
     """
     if options is None:
         options = make_dataclass(
@@ -341,13 +376,75 @@ def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
     return checked
 
 
-def _quick_cost(name: str, program: Program, options: BackendOptions) -> tuple[Cost, Plan | None]:
-    """The backend's quick estimate, or its prepared plan's cost (with the plan, for reuse)."""
+def _refusal(name: str, err: BackendError, upper_bound: bool = False) -> Estimate:
+    reason = str(err).removeprefix(f"{name}: ")
+    return Estimate(name, None, reason, upper_bound=upper_bound)
+
+
+def estimate_backend(name: str, program: Program, options: BackendOptions) -> Estimate:
+    """``name``'s quick :class:`Estimate` for ``program``: its estimator where it has one,
+    else the cost of its prepared plan; a cost over the budget becomes the reason."""
     entry = _BACKENDS[name]
-    if entry.estimate is not None:
-        return entry.estimate(program, options), None
-    plan = entry.prepare(program, options)
-    return plan.cost, plan
+    try:
+        if entry.estimate is not None:
+            quick = entry.estimate(program, options)
+        else:
+            plan = entry.prepare(program, options)
+            quick = Estimate(name, plan.cost, plan=plan)
+    except BackendError as err:
+        return _refusal(name, err)
+    if quick.fits and quick.cost is not None:
+        need = quick.cost.peak_bytes_backward
+        if need > options.budget():
+            return replace(
+                quick,
+                reason=f"estimated {format_bytes(need)} with gradients, over the memory "
+                f"budget of {format_bytes(options.budget())}",
+                upper_bound=entry.estimate is not None,
+            )
+    return quick
+
+
+def rank_backends(
+    program: Program, options: BackendOptions
+) -> tuple[list[Estimate], dict[str, Estimate]]:
+    """Every backend's quick :class:`Estimate`: those that fit the memory budget, ranked,
+    and those that do not, by name (``str`` of each is its reason).
+
+    Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
+    after them those that the options make approximate (the MPS backend under a
+    ``max_bond`` below the exact bond), in the same order. Nothing is searched: costs come
+    from each backend's quick estimate where it has one. Each backend reads its own options.
+    """
+    fitting: list[Estimate] = []
+    refused: dict[str, Estimate] = {}
+    for name in backend_names():
+        quick = estimate_backend(name, program, options)
+        if quick.fits:
+            fitting.append(quick)
+        else:
+            refused[name] = quick
+    fitting.sort(key=lambda e: (not e.cost.exact, e.cost.predicted_seconds))  # type: ignore[union-attr]
+    return fitting, refused
+
+
+def _planned_past_estimate(
+    program: Program, options: BackendOptions, refused: dict[str, Estimate]
+) -> Estimate | None:
+    """A backend whose quick estimate was an upper bound over the budget may fit once
+    planned (the tensor network slices to the budget, and its search beats the estimate's
+    tree): the first that does. ``refused`` gets the planned reasons of the others."""
+    for name, quick in list(refused.items()):
+        if not quick.upper_bound:
+            continue
+        try:
+            plan = _BACKENDS[name].prepare(program, options)
+        except BackendError as err:
+            refused[name] = replace(quick, reason=f"{quick.reason}; planned: {err}")
+            continue
+        if plan.cost.exact and plan.cost.peak_bytes_backward <= options.budget():
+            return Estimate(name, plan.cost, plan=plan)
+    return None
 
 
 @dataclass(frozen=True)
@@ -367,79 +464,24 @@ class BackendChoice:
         return self.reason
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A backend that can run a program exactly within the budget, with its predicted cost;
-    ``plan`` is set when costing it already prepared it (reused by :func:`choose`)."""
-
-    name: str
-    cost: Cost
-    plan: Plan | None = None
-
-
-def rank_backends(
-    program: Program, options: BackendOptions
-) -> tuple[list[Candidate], dict[str, str]]:
-    """The backends that fit the memory budget, and the reason each other one was ruled out.
-
-    Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
-    after them those that the options make approximate (the MPS backend under a
-    ``max_bond`` below the exact bond), in the same order. Costs come from each backend's
-    quick estimate where it has one (no path search). Each backend reads its own options.
-    """
-    budget = options.budget()
-    candidates: list[Candidate] = []
-    refused: dict[str, str] = {}
-    for name in backend_names():
-        try:
-            cost, plan = _quick_cost(name, program, options)
-        except BackendError as err:
-            refused[name] = str(err)
-            continue
-        if cost.peak_bytes_backward > budget:
-            refused[name] = f"estimated {format_bytes(cost.peak_bytes_backward)}"
-        else:
-            candidates.append(Candidate(name, cost, plan))
-    candidates.sort(key=lambda c: (not c.cost.exact, c.cost.predicted_seconds))
-    return candidates, refused
-
-
-def _planned_past_estimate(
-    program: Program, options: BackendOptions, refused: dict[str, str]
-) -> Candidate | None:
-    """A backend whose quick estimate was over the budget may fit once planned (the tensor
-    network slices to the budget, and its search beats the estimate's tree): the first
-    that does."""
-    for name in backend_names():
-        if _BACKENDS[name].estimate is None or not refused.get(name, "").startswith("estimated"):
-            continue
-        try:
-            plan = _BACKENDS[name].prepare(program, options)
-        except BackendError as err:
-            refused[name] += f"; planned: {err}"
-            continue
-        if plan.cost.exact and plan.cost.peak_bytes_backward <= options.budget():
-            return Candidate(name, plan.cost, plan)
-    return None
-
-
 def choose(program: Program, options: BackendOptions) -> tuple[Plan, BackendChoice]:
     """Pick the cheapest exact backend that fits the memory budget, and prepare it.
 
-    The ranking is :func:`rank_backends`', so only the chosen backend pays for its planning.
-    When no quick estimate of an exact backend fits, backends whose estimate is only an
-    upper bound are planned in full; only then does an approximate candidate (one the
-    options allow to truncate, e.g. ``max_bond``) get the run. Returns the plan and the
+    Every backend's quick estimate comes first (:func:`rank_backends`), so only the chosen
+    backend pays for its planning. When no exact backend's estimate fits, an approximate
+    one that does (one the options allow to truncate, e.g. the MPS under ``max_bond``) runs
+    without any tensor-network search; only when none does are the backends whose estimate
+    is an upper bound (the tensor network) planned in full. Returns the plan and the
     :class:`BackendChoice` (its ``str`` is a sentence saying what was chosen and why; it is
-    also logged at level INFO). Raises :class:`BackendError` naming every
-    candidate's estimate when none fits.
+    also logged at level INFO). Raises :class:`BackendError` naming every candidate's
+    estimate when none fits.
     """
-    candidates, refused = rank_backends(program, options)
-    exact = any(c.cost.exact for c in candidates)
-    planned = None if exact else _planned_past_estimate(program, options, refused)
-    if planned is not None:
-        candidates = [planned]
-    if not candidates:
+    fitting, refused = rank_backends(program, options)
+    planned = None
+    if not fitting:
+        planned = _planned_past_estimate(program, options, refused)
+        fitting = [planned] if planned is not None else []
+    if not fitting:
         raise BackendError(
             f"no exact backend fits the memory budget of {format_bytes(options.budget())}: "
             + "; ".join(f"{name}: {why}" for name, why in refused.items())
@@ -447,31 +489,38 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, BackendChoi
             "run: the backend option max_bond (e.g. 32) caps the MPS backend's bond and "
             "reports the weight it discards."
         )
-    best = candidates[0]
-    plan = best.plan
-    if plan is None:
-        plan = _BACKENDS[best.name].prepare(program, options)
+    best = fitting[0]
+    cost = best.cost
+    assert cost is not None  # an estimate that fits has a cost
+    plan = best.plan if best.plan is not None else _BACKENDS[best.name].prepare(program, options)
     others = (
         ", ".join(
-            f"{c.name} {c.cost.predicted_seconds:.2g} s"
-            + ("" if c.cost.exact else " (approximate)")
-            for c in candidates[1:]
+            f"{e.name} {e.cost.predicted_seconds:.2g} s"
+            + ("" if e.cost.exact else " (approximate)")
+            for e in fitting[1:]
+            if e.cost is not None
         )
         or "none"
     )
     reason = (
-        f"chose {best.name}: predicted time {best.cost.predicted_seconds:.2g} s (a rough "
-        f"model that ranks backends; {best.cost.flops:.2e} flops), peak "
-        f"{format_bytes(best.cost.peak_bytes_backward)} with gradients "
+        f"chose {best.name}: predicted time {cost.predicted_seconds:.2g} s (a rough "
+        f"model that ranks backends; {cost.flops:.2e} flops), peak "
+        f"{format_bytes(cost.peak_bytes_backward)} with gradients "
         f"(other candidates: {others})"
     )
     if planned is not None:
         reason += " after planning it in full: its quick estimate was over the budget"
-    if not best.cost.exact:
+    if not cost.exact:
         reason += (
             "; approximate: no exact backend fits, and the options let this one truncate "
             "(the discarded weight is reported)"
         )
+        searchable = [name for name, e in refused.items() if e.upper_bound]
+        if searchable:
+            reason += (
+                f"; {', '.join(searchable)} not planned in full (its quick estimate is over "
+                "the budget; name it as the backend to search for a plan that fits)"
+            )
     if refused:
         reason += "; ruled out: " + "; ".join(f"{n}: {why}" for n, why in refused.items())
     logger.info("%s", reason)

@@ -26,6 +26,7 @@ from qrnn_tn.backends.base import (
     BackendError,
     BackendOptions,
     Cost,
+    Estimate,
     RunResult,
     check_params,
     check_words,
@@ -241,22 +242,24 @@ def _summarise_cost(
     )
 
 
-def estimate(program: Program, options: BackendOptions) -> Cost:
+def estimate(program: Program, options: BackendOptions) -> Estimate:
     """A quick cost for every step: no time-boxed search, no slicing.
 
-    The lane-sweep tree decides whether a step fits the budget (cheap, so a long program
-    stops being costed at the first step over it); where it fits, the refined greedy tree
+    The lane-sweep tree decides whether each step fits the budget (cheap, so a long program
+    stops being costed at the first step over it); where every step fits, the refined greedy tree
     (:func:`~qrnn_tn.backends.tn_plan.greedy_estimate_tree`) replaces it when that scores
     lower. The search in :func:`prepare` weighs both and keeps the lowest-scoring tree, so
     this is close to an upper bound that :func:`qrnn_tn.backends.choose` can compare without
-    paying for the full search. Before any tree, a bound linear in the network: a leaf
+    paying for the full search: a step over the budget unsliced gives an
+    :class:`~qrnn_tn.backends.base.Estimate` marked ``upper_bound`` (slicing may still fit
+    it). Before any tree, a bound linear in the network: a leaf
     tensor that no slicing within ``max_slices`` brings under the budget rules the backend
     out at once.
     """
     itemsize = torch.finfo(real_dtype(options.dtype)).bits // 8
     own = options.of(TensorNetOptions)
     budget = options.budget()
-    costs, contractions = [], 0
+    sweeps, contractions = [], 0
     for step, net in enumerate(iter_networks(program, options.batch_size, own.neuron_form)):
         contractions += len(net.leaves) - 1
         _check_leaves(net, step, itemsize, budget, own.max_slices)
@@ -270,15 +273,24 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
             ) from None
         need = cost.forward_elements * itemsize
         if need > budget:  # later steps contain this one: no need to cost them
-            raise BackendError(
+            return Estimate(
+                "tensornet",
+                None,
                 f"estimated {format_bytes(need)} unsliced for step {step}'s contraction "
-                f"(quick estimate), over the memory budget of {format_bytes(budget)}"
+                f"(quick estimate), over the memory budget of {format_bytes(budget)}",
+                upper_bound=True,
             )
+        sweeps.append((tree_score(sweep), cost))
+    # every step fits as swept: only now pay for the refined greedy trees
+    costs = []
+    nets = iter_networks(program, options.batch_size, own.neuron_form)
+    for net, (score, cost) in zip(nets, sweeps, strict=True):
         greedy = greedy_estimate_tree(net)
-        if greedy is not None and tree_score(greedy) < tree_score(sweep):
-            cost = tree_cost(greedy)
-        costs.append(cost)
-    return _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+        costs.append(
+            tree_cost(greedy) if greedy is not None and tree_score(greedy) < score else cost
+        )
+    cost = _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+    return Estimate("tensornet", cost)
 
 
 def _check_leaves(net: StepNetwork, step: int, itemsize: int, budget: int, max_slices: int):

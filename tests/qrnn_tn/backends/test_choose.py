@@ -41,7 +41,7 @@ def test_estimate_bounds_the_planned_cost(tmp_path):
     spec = {"cell": {"io": 2, "workspace": 10}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=2)
     options = BackendOptions(backend_options={"cache_dir": tmp_path})
-    quick = tensornet.estimate(program, options)
+    quick = tensornet.estimate(program, options).cost
     planned = get_backend("tensornet")(program, options).cost
     assert planned.flops <= quick.flops
     assert planned.width <= quick.width
@@ -61,7 +61,7 @@ def test_ranking_is_cheapest_first_and_stops_costing_a_network_over_budget():
     candidates, refused = rank_backends(program, BackendOptions(batch_size=4))
     seconds = [c.cost.predicted_seconds for c in candidates]
     assert seconds == sorted(seconds) and candidates[0].name == "statevector"
-    why = refused["tensornet"]
+    why = refused["tensornet"].reason
     assert "over the memory budget" in why
     assert int(re.search(r"for step (\d+)'s", why).group(1)) < 3  # stopped early, not at step 199
     plan, _ = choose(program, BackendOptions(batch_size=4))
@@ -74,7 +74,7 @@ def test_a_network_whose_estimate_is_over_budget_is_planned_before_giving_up(tmp
     extra = {"cache_dir": tmp_path, "search_time": 0.0}  # no time-boxed search: deterministic
     options = BackendOptions(memory_budget=2**26, backend_options=extra)
     candidates, refused = rank_backends(program, options)
-    assert not candidates and refused["tensornet"].startswith("estimated")
+    assert not candidates and refused["tensornet"].upper_bound
     plan, choice = choose(program, options)
     assert plan.cost.backend == "tensornet" and "planning it in full" in choice.reason
     assert plan.cost.peak_bytes_backward <= 2**26
@@ -89,7 +89,7 @@ def test_each_backend_gets_only_its_own_options(tmp_path):
     names = [c.name for c in candidates]
     assert "statevector" in names and names[-1] == "mps"
     assert [c.cost.exact for c in candidates] == [True] * (len(names) - 1) + [False]
-    assert "option" not in refused.get("tensornet", "")
+    assert "tensornet" not in refused or "option" not in refused["tensornet"].reason
     assert (
         get_backend("mps")(program, BackendOptions(backend_options={"max_bond": 2})).max_bond == 2
     )
@@ -114,6 +114,25 @@ def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
     assert plan.cost.backend == "mps" and plan.max_bond == 8 and not plan.cost.exact
     assert "approximate: no exact backend fits" in choice.reason
     assert plan.cost.peak_bytes_backward <= 2**28
+
+
+def test_a_capped_mps_that_fits_is_chosen_without_a_network_search(tmp_path):
+    """The 64-lane digits cell: the tensor network's quick estimate is over the budget (an
+    upper bound that a search might beat), the capped MPS fits; auto takes the MPS at once
+    and says that the tensor network was not searched."""
+    program = compile_program("examples/digits_pixel_64_lanes.toml", steps=4)
+    options = BackendOptions(
+        batch_size=4,
+        memory_budget=2**28,
+        backend_options={"max_bond": 8, "cache_dir": tmp_path, "max_slices": 1},
+    )
+    _, refused = rank_backends(program, options)
+    assert refused["tensornet"].upper_bound and refused["tensornet"].cost is None
+    before = tensornet.search_count()
+    plan, choice = choose(program, options)
+    assert tensornet.search_count() == before
+    assert plan.cost.backend == "mps" and not plan.cost.exact
+    assert "tensornet not planned in full" in choice.reason
 
 
 @pytest.mark.parametrize("backend", ["auto", "statevector", "mps", "tensornet"])
