@@ -192,7 +192,7 @@ def run_point(point: dict) -> dict:
         flops=cost.flops,
         peak_forward=cost.peak_bytes_forward,
         peak_backward=cost.peak_bytes_backward,
-        slices=cost.details["slices per step"],
+        slices=list(cost.details.slices_per_step),
     )
     with torch.no_grad():
         _, out["forward_s"] = _timed(lambda: plan.run(params, words))

@@ -270,8 +270,8 @@ def run_contraction(cfg: dict) -> dict:
         row["max_prob_diff"] = float((row.pop("probs") - probs).abs().max())
         row["max_grad_diff"] = float((row.pop("grad") - grad).abs().max())
     return {
-        "slices_per_step": cost.details["slices per step"],
-        "widths_per_step": cost.details["widths per step"],
+        "slices_per_step": list(cost.details.slices_per_step),
+        "widths_per_step": list(cost.details.widths_per_step),
         "flops": cost.flops,
         "rows": rows,
     }

@@ -110,7 +110,7 @@ def dask_contraction() -> None:
         tensornet = TensorNetOptions(cache_dir=cache, search_time=0.5)
         options = BackendOptions(batch_size=4, memory_budget=2**21, backend_options=tensornet)
         plan = get_backend("tensornet")(program, options)
-    print(f"(b) slices per step: {plan.cost.details.get('slices per step')}")
+    print(f"(b) slices per step: {plan.cost.details.slices_per_step}")
 
     def run(executor):
         theta = params.clone().requires_grad_(True)

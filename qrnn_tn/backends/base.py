@@ -11,8 +11,8 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, make_dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, fields, make_dataclass, replace
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -29,6 +29,7 @@ from qrnn_tn.semantics import check_tokens
 __all__ = [
     "BackendError",
     "Cost",
+    "CostDetails",
     "RunResult",
     "Plan",
     "BackendOptions",
@@ -54,6 +55,19 @@ DEFAULT_FLOP_SECONDS = 1e-9
 
 
 @dataclass(frozen=True)
+class CostDetails:
+    """A backend's own facts about a plan's cost (slices, bonds, kernels …), typed per
+    backend; ``str`` lists them one per line, as :meth:`Cost.describe` shows them."""
+
+    def lines(self) -> list[str]:
+        """``label: value`` lines; by default one per field, its name spelt out."""
+        return [f"{f.name.replace('_', ' ')}: {getattr(self, f.name)}" for f in fields(self)]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True)
 class Cost:
     """Predicted cost of a plan, computed without running it.
 
@@ -66,7 +80,9 @@ class Cost:
     statevector's memory-bound passes. The models are fitted to single sequences on cells
     the statevector does not fuse; they rank backends, and are only an order of magnitude
     elsewhere (the statevector's fused blocks ran about ten times faster than predicted in a
-    ``qrnn-tn train`` of the paper's digits cell at batch 216).
+    ``qrnn-tn train`` of the paper's digits cell at batch 216). ``details``: the backend's
+    own :class:`CostDetails` (e.g. the tensor network's slices per step). ``str(cost)`` is
+    :meth:`describe`.
     """
 
     backend: str
@@ -75,7 +91,7 @@ class Cost:
     peak_bytes_forward: int
     peak_bytes_backward: int
     exact: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
+    details: CostDetails | None = None
     seconds: float | None = None
 
     @property
@@ -93,8 +109,12 @@ class Cost:
             f"  peak memory: forward {format_bytes(self.peak_bytes_forward)},"
             f" forward+backward {format_bytes(self.peak_bytes_backward)}",
         ]
-        lines += [f"  {k}: {v}" for k, v in self.details.items()]
+        if self.details is not None:
+            lines += [f"  {line}" for line in self.details.lines()]
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 def format_bytes(n: float) -> str:

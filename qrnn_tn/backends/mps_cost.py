@@ -10,12 +10,28 @@ for a thin SVD) and the contraction ``2 D^2 2^w D``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from compiler.unroll import Program
-from qrnn_tn.backends.base import DEFAULT_FLOP_SECONDS, Cost
+from qrnn_tn.backends.base import DEFAULT_FLOP_SECONDS, Cost, CostDetails
 from qrnn_tn.backends.mps_compile import Compiled
 
-__all__ = ["mps_cost", "bond_bound"]
+__all__ = ["MPSCostDetails", "mps_cost", "bond_bound"]
+
+
+@dataclass(frozen=True)
+class MPSCostDetails(CostDetails):
+    """The MPS's facts of a plan: the bond cap (``None``: exact), the largest bond the cost
+    assumes, the widest neuron window (lanes), the swaps per step that bring a neuron's
+    lanes together, and the gradient checkpointing (steps per block, outer blocks)."""
+
+    max_bond: int | None
+    bond_bound: float
+    widest_window: int
+    swaps_per_step: float
+    checkpoint_steps: int
+    checkpoint_outer: int
+
 
 #: Time model (:attr:`Cost.seconds`): seconds per site operation (a neuron window or a
 #: move: several small torch calls and an SVD, forward and backward, of the order of 0.1 ms
@@ -83,12 +99,12 @@ def mps_cost(
         peak_bytes_forward=int(min(forward, 2**62)),
         peak_bytes_backward=int(min(backward, 2**62)),
         exact=fully_exact,
-        details={
-            "max_bond": max_bond,
-            "bond bound": d,
-            "widest window": wide,
-            "swaps per step": compiled.swaps / steps,
-            "checkpoint steps": checkpoint_steps,
-            "checkpoint outer": checkpoint_outer,
-        },
+        details=MPSCostDetails(
+            max_bond=max_bond,
+            bond_bound=d,
+            widest_window=wide,
+            swaps_per_step=compiled.swaps / steps,
+            checkpoint_steps=checkpoint_steps,
+            checkpoint_outer=checkpoint_outer,
+        ),
     )

@@ -54,6 +54,7 @@ from qrnn_tn.backends.base import (
     BackendError,
     BackendOptions,
     Cost,
+    CostDetails,
     RunResult,
     check_params,
     check_words,
@@ -65,7 +66,49 @@ from qrnn_tn.backends.options import StatevectorOptions
 from qrnn_tn.dtypes import real_dtype
 from qrnn_tn.semantics import token_bits
 
-__all__ = ["StatevectorPlan", "prepare", "MAX_QUBITS"]
+__all__ = ["StatevectorCostDetails", "StatevectorPlan", "prepare", "MAX_QUBITS"]
+
+
+@dataclass(frozen=True)
+class StatevectorCostDetails(CostDetails):
+    """The statevector's facts of a plan: qubits, the largest state (log2 amplitudes per
+    sequence) for the batch, the steps and dtype, the kernels run (and distinct fused
+    blocks), the gradient method (with its checkpoints under ``"recompute"``), the neuron
+    tables (cached or rebuilt per use, and their bytes) and the forward flops."""
+
+    qubits: int
+    largest_state: int
+    batch: int
+    steps: int
+    dtype: str
+    kernels: int
+    fused_blocks: int
+    gradient: str
+    checkpoint_every: int | None
+    checkpoints: int | None
+    tables_cached: bool
+    table_bytes: int
+    forward_flops: float
+
+    def lines(self) -> list[str]:
+        """The facts as the plan's description shows them."""
+        gradient = self.gradient
+        if self.checkpoint_every is not None:
+            gradient += (
+                f" (checkpoint every {self.checkpoint_every} kernels, {self.checkpoints} stored)"
+            )
+        return [
+            f"qubits: {self.qubits}",
+            f"largest state: 2^{self.largest_state} amplitudes x batch {self.batch}",
+            f"steps: {self.steps}",
+            f"dtype: {self.dtype}",
+            f"kernels: {self.kernels} ({self.fused_blocks} distinct fused blocks)",
+            f"gradient: {gradient}",
+            f"tables: {'cached' if self.tables_cached else 'rebuilt per use'}, "
+            f"{format_bytes(self.table_bytes)}",
+            f"forward flops: {self.forward_flops:.3e}",
+        ]
+
 
 #: Widest register this backend accepts (2^40 amplitudes is already terabytes).
 MAX_QUBITS = 40
@@ -1248,21 +1291,21 @@ class StatevectorPlan:
             seconds=len(self._kernels) * RUN_KERNEL_SECONDS + sum(flops) * RUN_FLOP_SECONDS,
             peak_bytes_forward=int(forward),
             peak_bytes_backward=int(backward),
-            details={
-                "qubits": self.program.dag.n_qubits,
-                "largest state": f"2^{max(self._sizes, default=0)} amplitudes x batch {batch}",
-                "steps": steps,
-                "dtype": str(self.options.dtype).removeprefix("torch."),
-                "kernels": f"{len(self._kernels)} ({len(self._blocks())} distinct fused blocks)",
-                "gradient": self.gradient
-                + (
-                    f" (checkpoint every {self._segment} kernels, {len(self._segments)} stored)"
-                    if self.gradient == "recompute"
-                    else ""
-                ),
-                "tables": f"{'cached' if cached else 'rebuilt per use'}, {format_bytes(tables)}",
-                "forward flops": f"{flops[0]:.3e}",
-            },
+            details=StatevectorCostDetails(
+                qubits=self.program.dag.n_qubits,
+                largest_state=max(self._sizes, default=0),
+                batch=batch,
+                steps=steps,
+                dtype=str(self.options.dtype).removeprefix("torch."),
+                kernels=len(self._kernels),
+                fused_blocks=len(self._blocks()),
+                gradient=self.gradient,
+                checkpoint_every=self._segment if self.gradient == "recompute" else None,
+                checkpoints=len(self._segments) if self.gradient == "recompute" else None,
+                tables_cached=cached,
+                table_bytes=int(tables),
+                forward_flops=flops[0],
+            ),
         )
 
     def _flops(self, batch: int, cached: bool) -> tuple[float, float]:

@@ -15,7 +15,7 @@ see :class:`~qrnn_tn.backends.tn_plan.PlannerOptions`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cotengra as ctg
@@ -26,6 +26,7 @@ from qrnn_tn.backends.base import (
     BackendError,
     BackendOptions,
     Cost,
+    CostDetails,
     Estimate,
     RunResult,
     check_params,
@@ -58,7 +59,7 @@ from qrnn_tn.backends.tn_plan import (
 from qrnn_tn.backends.tn_values import LeafValues
 from qrnn_tn.dtypes import real_dtype
 
-__all__ = ["TensorNetPlan", "estimate", "prepare", "search_count"]
+__all__ = ["TensorNetCostDetails", "TensorNetPlan", "estimate", "prepare", "search_count"]
 
 
 @dataclass
@@ -68,7 +69,6 @@ class _BatchPlan:
     networks: NetworkSet
     contractions: list[Contraction]
     costs: list[TreeCost]
-    details: dict = field(default_factory=dict)
 
 
 class TensorNetPlan:
@@ -202,6 +202,17 @@ class TensorNetPlan:
         return RunResult(probs=out, target_prob=target, log_norm=log_norm, words=words)
 
 
+@dataclass(frozen=True)
+class TensorNetCostDetails(CostDetails):
+    """The tensor network's facts of a plan: per step, the log2 width of its largest
+    intermediate and the slices its contraction is cut into; the tensors of the last step's
+    network (which holds every other)."""
+
+    widths_per_step: tuple[float, ...]
+    slices_per_step: tuple[int, ...]
+    tensors_last_step: int
+
+
 #: Time model of a forward+backward run (:attr:`Cost.seconds`): seconds per pairwise
 #: contraction (its forward, recomputation, backward and rescaling launches) and per flop of
 #: the tree's count; fitted to the local r = 1 points of ``python -m
@@ -234,11 +245,11 @@ def _summarise_cost(
         seconds=contractions * CONTRACTION_SECONDS + flops * FLOP_SECONDS,
         peak_bytes_forward=int(forward),
         peak_bytes_backward=int(backward),
-        details={
-            "widths per step": [round(c.width, 1) for c in costs],
-            "slices per step": [c.slices for c in costs],
-            "tensors (last step)": len(last.leaves),
-        },
+        details=TensorNetCostDetails(
+            widths_per_step=tuple(round(c.width, 1) for c in costs),
+            slices_per_step=tuple(c.slices for c in costs),
+            tensors_last_step=len(last.leaves),
+        ),
     )
 
 

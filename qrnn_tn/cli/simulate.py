@@ -185,7 +185,7 @@ def _run_on_cluster(
             args.memory_budget,
             backend_options={**backend_options(args), "parallel": client},
         )
-        slices = plan.cost.details["slices per step"]
+        slices = plan.cost.details.slices_per_step
         if max(slices) == 1:
             print(
                 "qrnn-tn simulate: note: no step of this plan is sliced, so each step is one "

@@ -70,3 +70,34 @@ def test_available_memory_is_shared_among_local_ranks(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.delenv("QRNN_TN_MEMORY")
     assert base.available_memory() == 2 * 2**30  # 8 GiB when nothing says otherwise
+
+
+def test_each_backend_describes_its_cost_with_typed_details(program, tmp_path):
+    """The details are each backend's own dataclass, with values that match the program and
+    the options, and ``str(cost)`` shows every one of their lines."""
+    from qrnn_tn.backends.mps_cost import MPSCostDetails
+    from qrnn_tn.backends.statevector import StatevectorCostDetails
+    from qrnn_tn.backends.tensornet import TensorNetCostDetails
+
+    given = {
+        "statevector": {},
+        "mps": {"max_bond": 4},
+        "tensornet": {"cache_dir": tmp_path, "search_time": 0.0},
+    }
+    costs = {
+        name: get_backend(name)(program, BackendOptions(batch_size=3, backend_options=own)).cost
+        for name, own in given.items()
+    }
+    state = costs["statevector"].details
+    assert isinstance(state, StatevectorCostDetails)
+    assert (state.qubits, state.batch, state.steps) == (program.dag.n_qubits, 3, 3)
+    network = costs["tensornet"].details
+    assert isinstance(network, TensorNetCostDetails)
+    assert len(network.slices_per_step) == len(network.widths_per_step) == program.steps
+    assert max(network.widths_per_step) == pytest.approx(costs["tensornet"].width, abs=0.05)
+    chain = costs["mps"].details
+    assert isinstance(chain, MPSCostDetails) and chain.max_bond == 4 and chain.bond_bound == 4
+    for cost in costs.values():
+        text = str(cost)
+        assert text == cost.describe() and text.startswith(f"backend: {cost.backend}")
+        assert all(line in text for line in cost.details.lines())

@@ -198,8 +198,8 @@ def _sliced_and_unsliced(tmp_path):
 
 def test_sliced_equals_unsliced(tmp_path):
     (full, p_full, g_full), (sliced, p_sliced, g_sliced) = _sliced_and_unsliced(tmp_path)
-    assert max(full.cost.details["slices per step"]) == 1
-    assert max(sliced.cost.details["slices per step"]) > 1
+    assert max(full.cost.details.slices_per_step) == 1
+    assert max(sliced.cost.details.slices_per_step) > 1
     assert sliced.cost.peak_bytes_backward <= SLICING_BUDGET + full.cost.peak_bytes_forward
     torch.testing.assert_close(p_full, p_sliced, atol=1e-12, rtol=0)
     torch.testing.assert_close(g_full, g_sliced, atol=1e-10, rtol=1e-10)

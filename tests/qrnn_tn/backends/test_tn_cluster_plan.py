@@ -91,13 +91,13 @@ def test_sliced_trees_reload_from_the_path_cache(case, tmp_path):
     )
     tn_plan.clear_memory_cache()
     first = prepare(program, options)
-    slices = first.cost.details["slices per step"]
+    slices = first.cost.details.slices_per_step
     assert max(slices) > 8  # sliced in more than one round
     tn_plan.clear_memory_cache()  # as another rank or worker would start
     before = tn_plan.search_count()
     again = prepare(program, options)
     assert tn_plan.search_count() == before
-    assert again.cost.details["slices per step"] == slices
+    assert again.cost.details.slices_per_step == slices
     torch.testing.assert_close(_probs(again, theta, words), expected, rtol=0, atol=1e-10)
 
 

@@ -36,7 +36,7 @@ def case():
         backend_options={"cache_dir": None, "search_time": 0.0},
     )
     plan = prepare(program, options)
-    assert max(plan.cost.details["slices per step"]) > 1
+    assert max(plan.cost.details.slices_per_step) > 1
     local = _probs_and_grad(plan, theta, words)
     return program, plan, theta, words, local
 
