@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -50,30 +51,23 @@ class TaskData:
 class Task:
     """A task: what it is, its default cell and training settings, and its data builder.
 
-    ``build(seed, **options)`` returns :class:`TaskData`; ``options`` holds the accepted
-    option names with their defaults.
+    ``spec`` is the default cell's TOML text (from ``qrnn_tn/cells/``; :func:`default_spec`
+    parses it); ``build(seed, **options)`` returns :class:`TaskData`; ``options`` holds the
+    accepted option names with their defaults.
     """
 
     name: str
     description: str
-    spec: dict[str, Any]
+    spec: str
     hyper: dict[str, Any]
     options: dict[str, Any]
     build: Callable[..., TaskData]
 
 
-def _cell(
-    io: int, workspace: int, stages: int, degree: int, name: str, offset: float | None = None
-) -> dict[str, Any]:
-    """A cell spec with topology "all" and order 2; ``offset`` None keeps the default β."""
-    neuron = {"degree": degree, "order": 2, "topology": "all"}
-    if offset is not None:
-        neuron["offset"] = offset
-    return {
-        "name": name,
-        "cell": {"io": io, "workspace": workspace, "stages": stages},
-        "neuron": neuron,
-    }
+def _cell(name: str) -> str:
+    """The task's default cell: the TOML text of ``qrnn_tn/cells/<name>.toml``, its one
+    source (package data, so it ships in the wheel)."""
+    return (resources.files("qrnn_tn") / "cells" / f"{name}.toml").read_text(encoding="utf-8")
 
 
 def _generated(make: Callable[..., SequenceDataset], seed: int, sizes: tuple[int, int, int], **kw):
@@ -213,7 +207,7 @@ TASKS: dict[str, Task] = {
         Task(
             "elman-xor",
             "Elman's XOR: bit triples a b (a xor b); scored on the xor bits",
-            _cell(1, 3, 1, 2, "elman-xor"),
+            _cell("elman-xor"),
             {
                 "lr": 0.05,
                 "batch_size": 16,
@@ -227,7 +221,7 @@ TASKS: dict[str, Task] = {
         Task(
             "elman-letters",
             "Elman's letters: b, d, g expand to ba, dii, guuu; scored on the vowels",
-            _cell(3, 5, 2, 3, "elman-letters"),
+            _cell("elman-letters"),
             {
                 "lr": 0.02,
                 "batch_size": 16,
@@ -241,7 +235,7 @@ TASKS: dict[str, Task] = {
         Task(
             "memorise",
             "memorisation of a constant or cyclic sequence (all steps scored)",
-            _cell(3, 5, 2, 3, "memorise"),
+            _cell("memorise"),
             {
                 "lr": 0.02,
                 "batch_size": 1,
@@ -255,7 +249,7 @@ TASKS: dict[str, Task] = {
         Task(
             "dna",
             "long-range memory: recall the marked base at the last step",
-            _cell(3, 3, 0, 2, "dna"),
+            _cell("dna"),
             {
                 "lr": 0.05,
                 "batch_size": 16,
@@ -271,7 +265,7 @@ TASKS: dict[str, Task] = {
             "sklearn digits (optionally downscaled) pixel by pixel, two scanlines; scored on "
             "the label",
             # offset 1.2 < π/2 and a small lr: the loss over 64 steps is sharp (README)
-            _cell(2, 6, 1, 2, "digits-pixel", offset=1.2),
+            _cell("digits-pixel"),
             {"lr": 0.002, "batch_size": 256, "steps": 400, "eval_every": 20},
             {"digits": "0,1", "size": 8, "threshold": 8.0, "val_fraction": 0.2},
             _digits_pixel,
@@ -280,7 +274,7 @@ TASKS: dict[str, Task] = {
             "digits-reduced",
             "sklearn digits reduced by PCA and t-SNE/UMAP, coordinates fed bit by bit, "
             "then the label",
-            _cell(2, 6, 2, 3, "digits-reduced"),
+            _cell("digits-reduced"),
             # chosen on the validation loss over seeds 0-5 (README, "Reproducing the paper")
             {
                 "lr": 0.01,
@@ -303,7 +297,7 @@ TASKS: dict[str, Task] = {
             "MNIST 10x10 pixel by pixel, two scanlines (paper: 0 vs 1, 3 vs 6)",
             # the paper's cell with β = 1.2 and a small lr: over 100 steps the loss is sharp
             # and larger steps drive the unscored projections improbable (docs/mnist.md)
-            _cell(2, 8, 2, 2, "mnist-pixel", offset=1.2),
+            _cell("mnist-pixel"),
             {"lr": 0.0005, "batch_size": 50, "steps": 1000, "eval_every": 25},
             {"digits": "0,1", "data_dir": None, "val_fraction": 0.1, "limit": None},
             _mnist_pixel,
@@ -311,7 +305,7 @@ TASKS: dict[str, Task] = {
         Task(
             "mnist-reduced",
             "MNIST reduced by PCA and t-SNE/UMAP, coordinates fed bit by bit, then the label",
-            _cell(2, 6, 2, 3, "mnist-reduced"),
+            _cell("mnist-reduced"),
             # the digits-reduced schedule (docs/mnist.md)
             {
                 "lr": 0.01,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from compiler.spec import load_spec
 from qrnn_tn.data import DataError, digits_split
 from qrnn_tn.tasks import TASKS, build_datasets, default_config, default_spec
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def splits(data):
@@ -19,6 +25,38 @@ def test_every_task_has_a_valid_cell_and_config(name):
     config = default_config(name)
     config.validate()
     assert spec.n_parameters() > 0 and config.task == name
+
+
+def test_default_cells_are_the_packaged_files_one_per_task():
+    """Each task's default cell is ``qrnn_tn/cells/<task>.toml`` (and no file is orphaned);
+    the parameter counts are those the docs quote (the DNA default is the small cell, the
+    MNIST pixel default the paper's 1212-parameter cell)."""
+    cells = REPO / "qrnn_tn" / "cells"
+    assert sorted(p.stem for p in cells.glob("*.toml")) == sorted(TASKS)
+    for name in TASKS:
+        assert default_spec(name) == load_spec(cells / f"{name}.toml")
+    assert default_spec("dna").n_parameters() == 96
+    assert default_spec("mnist-pixel").n_parameters() == 1212
+    assert default_spec("mnist-pixel").neuron.offset == 1.2
+
+
+def _without_name(spec):
+    data = spec.to_dict()
+    data.pop("name", None)
+    return data
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.toml")), ids=lambda p: p.stem)
+def test_each_example_says_truly_which_task_default_it_is(path):
+    """An example's ``# Task default: X`` line names a task whose default cell it is (up to
+    its name); ``none`` only where it is no task's default."""
+    label = re.search(r"^# Task default: ([a-z-]+)", path.read_text(), re.MULTILINE)
+    assert label, f"{path.name} does not say which task default it is"
+    same = {n for n in TASKS if _without_name(default_spec(n)) == _without_name(load_spec(path))}
+    if label.group(1) == "none":
+        assert not same, f"{path.name} is the default of {same}"
+    else:
+        assert label.group(1) in same
 
 
 @pytest.fixture(scope="module")
