@@ -29,7 +29,7 @@ from qrnn_tn import jsonio
 from qrnn_tn.backends.base import BackendOptions, available_memory
 from qrnn_tn.backends.mps import prepare
 from qrnn_tn.backends.statevector import prepare as prepare_statevector
-from qrnn_tn.simulation import init_params
+from qrnn_tn.model import init_params
 
 
 def local_spec(lanes: int, radius: int = 1, io: int = 2) -> dict:

@@ -43,7 +43,7 @@ from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import Program, compile_program
 from qrnn_tn import jsonio
 from qrnn_tn.backends import BackendOptions, get_backend
-from qrnn_tn.simulation import init_params
+from qrnn_tn.model import init_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DTYPE = torch.float32

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compiler.ir import Slot
 from compiler.lower import build_slots
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
@@ -33,9 +34,8 @@ from qrnn_tn.backends import (
 from qrnn_tn.backends.options import OptionsInput
 from qrnn_tn.dtypes import real_dtype
 from qrnn_tn.semantics import check_tokens
-from qrnn_tn.simulation import init_params
 
-__all__ = ["QRNN", "LOSS_KINDS", "step_losses", "step_targets", "sequence_loss"]
+__all__ = ["QRNN", "LOSS_KINDS", "init_params", "step_losses", "step_targets", "sequence_loss"]
 
 #: Loss kinds accepted by :meth:`QRNN.loss` (QRNN.md §6).
 LOSS_KINDS = ("nll", "paper")
@@ -80,6 +80,26 @@ def sequence_loss(
     if not bool(mask.any()):
         raise ValueError("the mask selects no step: there is nothing to score in this batch")
     return step_losses(probs, targets, kind)[mask].mean()
+
+
+def init_params(
+    program_or_slots: Program | Sequence[Slot],
+    spec: CellSpec,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw parameters with the spec's initialisation (QRNN.md §5), float64, canonical order.
+
+    Bias slots ``~ N(0, init.bias_std)``, weight slots ``~ N(0, init.weight_std)``, rotation
+    slots ``~ N(0, init.rotation_std)``; :attr:`compiler.ir.Slot.kind` tells which.
+    """
+    slots = program_or_slots.slots if isinstance(program_or_slots, Program) else program_or_slots
+    std = {
+        "bias": spec.init.bias_std,
+        "weight": spec.init.weight_std,
+        "rotation": spec.init.rotation_std,
+    }
+    scale = torch.tensor([std[slot.kind] for slot in slots], dtype=torch.float64)
+    return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
 
 
 class QRNN(nn.Module):

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from compiler.ir import Slot
 from compiler.spec import CellSpec, load_spec
 from compiler.unroll import Program, compile_program
 from qrnn_tn.backends import (
@@ -28,37 +27,16 @@ from qrnn_tn.backends import (
 )
 from qrnn_tn.backends.options import OptionsInput
 from qrnn_tn.dtypes import parse_dtype
+from qrnn_tn.model import init_params
 
 __all__ = [
     "simulate",
-    "init_params",
     "load_program",
     "make_plan",
     "as_words",
 ]
 
-#: Simulation dtypes by name (``--dtype`` and the ``dtype`` argument accept these names).
 _MODES = ("teacher", "sample")
-
-
-def init_params(
-    program_or_slots: Program | Sequence[Slot],
-    spec: CellSpec,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Draw parameters with the spec's initialisation (QRNN.md §5), float64, canonical order.
-
-    Bias slots ``~ N(0, init.bias_std)``, weight slots ``~ N(0, init.weight_std)``, rotation
-    slots ``~ N(0, init.rotation_std)``; :attr:`compiler.ir.Slot.kind` tells which.
-    """
-    slots = program_or_slots.slots if isinstance(program_or_slots, Program) else program_or_slots
-    std = {
-        "bias": spec.init.bias_std,
-        "weight": spec.init.weight_std,
-        "rotation": spec.init.rotation_std,
-    }
-    scale = torch.tensor([std[slot.kind] for slot in slots], dtype=torch.float64)
-    return torch.randn(len(slots), dtype=torch.float64, generator=generator) * scale
 
 
 @lru_cache(maxsize=16)

@@ -16,7 +16,7 @@ import torch
 from compiler.unroll import Program
 from qrnn_tn.cli import UsageError
 from qrnn_tn.jsonio import read_json
-from qrnn_tn.simulation import init_params
+from qrnn_tn.model import init_params
 
 __all__ = ["load_params", "program_params"]
 

@@ -10,7 +10,7 @@ from qiskit import qasm3
 from compiler.export import from_json, to_qasm3
 from compiler.unroll import compile_program
 from qrnn_tn.cli import main
-from qrnn_tn.simulation import init_params
+from qrnn_tn.model import init_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*annotated.*:DeprecationWarning")
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.lower import lower_cell
+from compiler.lower import build_slots, lower_cell
+from compiler.spec import load_spec
+from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError
-from qrnn_tn.model import QRNN, sequence_loss, step_losses
+from qrnn_tn.model import QRNN, init_params, sequence_loss, step_losses
 from tests.reference import dense_cell_sequence, dense_run
 
 SPECS = {
@@ -306,3 +308,24 @@ def test_auto_with_another_backends_options_plans_new_batch_sizes():
     again = model(words)
     torch.testing.assert_close(again[:2], first, rtol=0, atol=1e-12)
     assert model.plan(3, 3).cost.backend == model.plan(3, 2).cost.backend
+
+
+def test_init_params_follows_the_spec_init():
+    spec = load_spec(
+        {
+            "cell": {"io": 3, "workspace": 7, "stages": 2},
+            "neuron": {"degree": 3},
+            "init": {"bias_std": 0.5, "weight_std": 0.02, "rotation_std": 2.0},
+        }
+    )
+    slots = build_slots(spec)
+    params = init_params(slots, spec, torch.Generator().manual_seed(0))
+    assert params.dtype == torch.float64 and params.shape == (spec.n_parameters(),)
+    kinds = np.array([slot.kind for slot in slots])
+    for kind, std in (("bias", 0.5), ("weight", 0.02), ("rotation", 2.0)):
+        values = params.numpy()[kinds == kind]
+        assert abs(values.std() / std - 1) < 4 / np.sqrt(len(values)) + 0.05, kind
+        assert abs(values.mean()) < 5 * std / np.sqrt(len(values))
+    program = compile_program(spec, steps=1)
+    again = init_params(program, spec, torch.Generator().manual_seed(0))
+    assert torch.equal(params, again)

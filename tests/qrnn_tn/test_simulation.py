@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import qrnn_tn
-from compiler.lower import build_slots
 from compiler.spec import load_spec
 from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError
-from qrnn_tn.simulation import as_words, init_params, simulate
+from qrnn_tn.model import init_params
+from qrnn_tn.simulation import as_words, simulate
 from tests.reference import dense_run
 
 SPEC = {"cell": {"io": 2, "workspace": 3, "stages": 1}, "neuron": {"degree": 2, "order": 2}}
@@ -90,27 +90,6 @@ def test_seed_draws_parameters_and_samples_reproducibly():
     params = init_params(program, program.spec, torch.Generator().manual_seed(3))
     teacher = simulate(program, params, first.words)
     np.testing.assert_allclose(teacher.probs, first.probs, rtol=0, atol=1e-14)
-
-
-def test_init_params_follows_the_spec_init():
-    spec = load_spec(
-        {
-            "cell": {"io": 3, "workspace": 7, "stages": 2},
-            "neuron": {"degree": 3},
-            "init": {"bias_std": 0.5, "weight_std": 0.02, "rotation_std": 2.0},
-        }
-    )
-    slots = build_slots(spec)
-    params = init_params(slots, spec, torch.Generator().manual_seed(0))
-    assert params.dtype == torch.float64 and params.shape == (spec.n_parameters(),)
-    kinds = np.array([slot.kind for slot in slots])
-    for kind, std in (("bias", 0.5), ("weight", 0.02), ("rotation", 2.0)):
-        values = params.numpy()[kinds == kind]
-        assert abs(values.std() / std - 1) < 4 / np.sqrt(len(values)) + 0.05, kind
-        assert abs(values.mean()) < 5 * std / np.sqrt(len(values))
-    program = compile_program(spec, steps=1)
-    again = init_params(program, spec, torch.Generator().manual_seed(0))
-    assert torch.equal(params, again)
 
 
 def test_rejects_bad_words_and_arguments():

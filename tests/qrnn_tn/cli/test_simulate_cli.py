@@ -10,7 +10,7 @@ import torch
 
 from compiler.unroll import compile_program
 from qrnn_tn.cli import main
-from qrnn_tn.simulation import init_params
+from qrnn_tn.model import init_params
 from tests.reference import dense_run
 
 SPEC = """\
