@@ -62,9 +62,11 @@ class Angle:
 
     @classmethod
     def of(cls, slot: int, coef: float = 1.0, const: float = 0.0) -> Angle:
+        """Return ``const + coef · params[slot]``: one slot's term."""
         return cls(const=const, terms=((slot, coef),))
 
     def __add__(self, other: Angle) -> Angle:
+        """Return the sum, merging the coefficients of a shared slot and dropping zeros."""
         coefs: dict[int, float] = {}
         for slot, coef in self.terms + other.terms:
             coefs[slot] = coefs.get(slot, 0.0) + coef
@@ -72,14 +74,16 @@ class Angle:
         return Angle(self.const + other.const, terms)
 
     def __neg__(self) -> Angle:
+        """Return the negated angle."""
         return Angle(-self.const, tuple((s, -c) for s, c in self.terms))
 
     @property
     def is_zero(self) -> bool:
+        """Whether the angle is identically zero (no constant, no terms)."""
         return self.const == 0.0 and not self.terms
 
     def evaluate(self, params: Sequence[float] | np.ndarray) -> float:
-        """The numeric angle for a flat parameter vector in canonical order."""
+        """Return the numeric angle for a flat parameter vector in canonical order."""
         return float(self.const + sum(c * float(params[s]) for s, c in self.terms))
 
 
@@ -104,6 +108,7 @@ class Gate:
     angle: Angle | None = None
 
     def __post_init__(self) -> None:
+        """Check the gate name, the qubit count and the presence of an angle."""
         info = GATES.get(self.name)
         if info is None:
             raise CompileError(f"unknown gate {self.name!r}; known gates: {', '.join(GATES)}")
@@ -121,6 +126,7 @@ class Gate:
     unitary = True
 
     def inverse(self) -> Gate:
+        """Return the inverse gate (itself when self-inverse, else the negated angle)."""
         if GATES[self.name].self_inverse:
             return self
         return replace(self, angle=-self.angle)
@@ -138,6 +144,7 @@ class WordX:
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The one qubit written."""
         return (self.qubit,)
 
 
@@ -164,6 +171,7 @@ class Neuron:
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The target first, then the sources."""
         return (self.target, *self.sources)
 
     def monomials(self) -> np.ndarray:
@@ -193,6 +201,7 @@ class Postselect:
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The one qubit projected."""
         return (self.qubit,)
 
 
@@ -232,6 +241,7 @@ class GateDAG:
     slots: tuple[Slot, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        """Check that every operation acts on a qubit of the DAG."""
         for op in self.ops:
             for q in op.qubits:
                 if not 0 <= q < self.n_qubits:
@@ -254,11 +264,12 @@ class GateDAG:
         return g
 
     def with_ops(self, ops: Iterable[Operation]) -> GateDAG:
-        """A DAG with the same registers and slots and the given operations."""
+        """Return a DAG with the same registers and slots and the given operations."""
         return replace(self, ops=tuple(ops))
 
     @property
     def n_ancillas(self) -> int:
+        """Qubits beyond the lanes: the neurons' ancillas."""
         return self.n_qubits - self.n_lanes
 
     def counts(self) -> Counter:

@@ -131,6 +131,7 @@ class PassReport:
     changes: tuple[PassChange, ...]
 
     def describe(self) -> str:
+        """Return one line per pass that changed the DAG, or a single no-change line."""
         if not self.changes:
             return "passes: no change"
         return "\n".join(

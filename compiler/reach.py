@@ -98,6 +98,7 @@ class Reach:
         return [(_bit_label(self.spec, b.bit), _bit_text(self.spec, b)) for b in self.bits]
 
     def __str__(self) -> str:
+        """Return the table of :meth:`rows`, labels padded to one width."""
         rows = self.rows()
         width = max(len(label) for label, _ in rows) + 2
         steps = f"{self.steps} step{'s' if self.steps > 1 else ''}"
@@ -134,7 +135,7 @@ def _bit_text(spec: CellSpec, b: BitReach) -> str:
 
 
 def _origin_step(program: Program, channel: str, token: int) -> int:
-    """The step a token bit enters at: the step reading ``token``, or projecting on it."""
+    """Return the step a token bit enters at: the step reading ``token``, or projecting on it."""
     if channel == READ and token <= program.steps:
         return token
     return token - program.steps - 1 if program.separate_targets else token - 1
@@ -175,7 +176,7 @@ class _Parts:
                 self.readers[bit].add(reader)
 
     def _root(self, lane: int) -> int:
-        """The component of ``lane``, making a classical lane quantum (its bits are read)."""
+        """Return the component of ``lane``, making a classical lane quantum (its bits are read)."""
         if self.bits[lane] is None:
             return self._find(self.comp[lane])
         self.parent.append(len(self.parent))
@@ -195,7 +196,7 @@ class _Parts:
         return biggest
 
     def controlled(self, controls: tuple[int, ...], targets: tuple[int, ...]) -> None:
-        """An operation diagonal on ``controls`` (neuron sources) acting on ``targets``."""
+        """Return an operation diagonal on ``controls`` (neuron sources) acting on ``targets``."""
         root = self._merge(
             {self._root(q) for q in targets}
             | {self._find(self.comp[q]) for q in controls if self.bits[q] is None}
@@ -220,7 +221,7 @@ class _Parts:
         self.bits[lane] = frozenset() if token is None else frozenset({(token, bit)})
 
     def readout(self, lanes: tuple[int, ...]) -> dict[Hashable, int]:
-        """The merged record of the parts holding ``lanes``."""
+        """Return the merged record of the parts holding ``lanes``."""
         out: dict[Hashable, int] = {}
         for root in {self._find(self.comp[q]) for q in lanes if self.bits[q] is None}:
             for key, step in self.records[root].items():

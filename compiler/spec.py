@@ -100,7 +100,7 @@ class Topology:
         return self.sources[target]
 
     def to_value(self) -> Any:
-        """The spec-file value of this topology."""
+        """Return the spec-file value of this topology."""
         if self.kind == "all":
             return "all"
         if self.kind == "local":
@@ -108,7 +108,7 @@ class Topology:
         return {"custom": {str(g): list(s) for g, s in enumerate(self.sources)}}
 
     def describe(self) -> str:
-        """The topology as it is written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
+        """Return the topology as written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
         if self.kind == "all":
             return '"all"'
         if self.kind == "local":
@@ -161,11 +161,11 @@ class CellSpec:
         return self.neuron.topology.sources_of(target, self.n_lanes, self.io)
 
     def n_parameters(self) -> int:
-        """Number of trainable parameters (QRNN.md §5), computed without building tables."""
+        """Count the trainable parameters (QRNN.md §5) without building tables."""
         return parameter_count(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as a plain dict that :func:`load_spec` reads back to an equal spec."""
+        """Return the spec as a plain dict that :func:`load_spec` reads back to an equal spec."""
         out: dict[str, Any] = {}
         if self.name:
             out["name"] = self.name
@@ -185,7 +185,7 @@ class CellSpec:
 
 
 def subsets_count(n_sources: int, degree: int, cap: int | None = None) -> int:
-    """Number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included).
+    """Return the number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included).
 
     With ``cap``, the sum stops as soon as it exceeds ``cap`` (the result is then some
     number above ``cap``), so a huge degree costs a few terms, not thousands of binomials.
@@ -316,39 +316,55 @@ def _parse_topology(value: Any, n_lanes: int) -> Topology:
         )
     if len(value) != 1 or next(iter(value)) != "custom":
         raise SpecError(path, f"got {value!r}; {accepted}")
-    arg = value["custom"]
+    return _parse_custom(value["custom"], n_lanes)
+
+
+def _parse_custom(arg: Any, n_lanes: int) -> Topology:
+    """Parse ``{ custom = { lane = [sources] } }``: one source list for every lane."""
+    path = "neuron.topology.custom"
     if not isinstance(arg, Mapping):
-        raise SpecError(f"{path}.custom", f"got {arg!r}; expected a table lane -> [source lanes]")
+        raise SpecError(path, f"got {arg!r}; expected a table lane -> [source lanes]")
     sources: dict[int, tuple[int, ...]] = {}
     for key, lst in arg.items():
-        where = f"{path}.custom.{key}"
-        try:
-            lane = int(key)
-        except (TypeError, ValueError):
-            raise SpecError(where, f"lane key {key!r} is not an integer lane index") from None
-        if not 0 <= lane < n_lanes:
-            raise SpecError(where, f"lane {lane} out of range; lanes are 0 … {n_lanes - 1}")
+        where = f"{path}.{key}"
+        lane = _parse_custom_lane(where, key, n_lanes)
         if lane in sources:
             raise SpecError(where, f"lane {lane} is listed twice")
-        if not isinstance(lst, (list, tuple)):
-            raise SpecError(where, f"got {lst!r}; expected a list of source lane indices")
-        for src in lst:
-            _check_type(where, src, int)
-            if not 0 <= src < n_lanes:
-                raise SpecError(where, f"source {src} out of range; lanes are 0 … {n_lanes - 1}")
-            if src == lane:
-                raise SpecError(where, f"lane {lane} lists itself as a source (self-loop)")
-        if len(set(lst)) != len(lst):
-            raise SpecError(where, f"duplicate sources in {list(lst)}")
-        sources[lane] = tuple(sorted(lst))
+        sources[lane] = _parse_custom_sources(where, lane, lst, n_lanes)
     missing = [g for g in range(n_lanes) if g not in sources]
     if missing:
         raise SpecError(
-            f"{path}.custom",
+            path,
             f"no source list for lanes {missing}; every lane 0 … {n_lanes - 1} is the target of "
             "a neuron and needs a list (use [] for a bias-only neuron)",
         )
     return Topology(kind="custom", sources=tuple(sources[g] for g in range(n_lanes)))
+
+
+def _parse_custom_lane(where: str, key: Any, n_lanes: int) -> int:
+    """Parse the lane key of one ``lane = [sources]`` entry of a custom topology."""
+    try:
+        lane = int(key)
+    except (TypeError, ValueError):
+        raise SpecError(where, f"lane key {key!r} is not an integer lane index") from None
+    if not 0 <= lane < n_lanes:
+        raise SpecError(where, f"lane {lane} out of range; lanes are 0 … {n_lanes - 1}")
+    return lane
+
+
+def _parse_custom_sources(where: str, lane: int, lst: Any, n_lanes: int) -> tuple[int, ...]:
+    """Check the source list of ``lane``: integer lanes in range, no self-loop, no repeats."""
+    if not isinstance(lst, (list, tuple)):
+        raise SpecError(where, f"got {lst!r}; expected a list of source lane indices")
+    for src in lst:
+        _check_type(where, src, int)
+        if not 0 <= src < n_lanes:
+            raise SpecError(where, f"source {src} out of range; lanes are 0 … {n_lanes - 1}")
+        if src == lane:
+            raise SpecError(where, f"lane {lane} lists itself as a source (self-loop)")
+    if len(set(lst)) != len(lst):
+        raise SpecError(where, f"duplicate sources in {list(lst)}")
+    return tuple(sorted(lst))
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
@@ -475,7 +491,7 @@ def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
 
 
 def _parse_text(text: str, origin: str, *, json_first: bool) -> Mapping[str, Any]:
-    """The document in ``text``; every failure of the parser is a :class:`SpecError`."""
+    """Return the document in ``text``; every failure of the parser is a :class:`SpecError`."""
     kind = "JSON" if json_first else "TOML"
     try:
         data = json.loads(text) if json_first else tomllib.loads(text)

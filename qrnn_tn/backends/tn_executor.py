@@ -1,4 +1,4 @@
-"""Contracting the slices of a tree on an executor (issue 9).
+"""Contracting the slices of a tree on an executor.
 
 ``run_on_executor(contraction, arrays, executor)`` submits every slice of a (sliced)
 contraction to ``executor`` -- any :class:`concurrent.futures.Executor`, or anything with a

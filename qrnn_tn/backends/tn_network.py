@@ -78,6 +78,7 @@ class StepNetwork:
 
     @property
     def inputs(self) -> list[tuple[int, ...]]:
+        """The indices of every leaf, in leaf order."""
         return [leaf.inds for leaf in self.leaves]
 
     def key(self) -> str:
@@ -112,7 +113,7 @@ class _Builder:
         self.ancilla_lane = 0
 
     def lane(self, q: int) -> int:
-        """The lane a wire belongs to (an ancilla: the target of the neuron using it)."""
+        """Return the lane a wire belongs to (an ancilla: the target of the neuron using it)."""
         return q if q < self.program.n_lanes else self.ancilla_lane
 
     def fresh(self) -> int:
@@ -125,7 +126,7 @@ class _Builder:
         self.current.pop(wire, None)
 
     def wire(self, q: int) -> int:
-        """The current index of wire ``q``, emitting its pending start vector first."""
+        """Return the current index of wire ``q``, emitting its pending start vector first."""
         if q in self.pending:
             const, bits = self.pending.pop(q)
             ind = self.fresh()
@@ -271,7 +272,7 @@ def _snapshots(builder: _Builder, program: Program) -> Iterator[StepNetwork]:
 
 
 def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") -> NetworkSet:
-    """The readout networks of every step of ``program`` for ``batch`` sequences.
+    """Return the readout networks of every step of ``program`` for ``batch`` sequences.
 
     Raises
     ------
@@ -286,7 +287,7 @@ def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") 
 def iter_networks(
     program: Program, batch: int = 1, neuron_form: str = "auto"
 ) -> Iterator[StepNetwork]:
-    """The readout networks one step at a time, built as they are asked for.
+    """Return the readout networks one step at a time, built as they are asked for.
 
     Each holds every earlier step, so building all of a long sequence costs time quadratic
     in its length; a caller that stops at the first step too large to contract pays only

@@ -72,7 +72,7 @@ def to_quimb(
     dtype: str | torch.dtype = "float64",
     neuron_form: str | None = None,
 ) -> qtn.TensorNetwork:
-    """The readout network of one step of ``program`` as a quimb tensor network.
+    """Return the readout network of one step of ``program`` as a quimb tensor network.
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ def to_quimb(
 
 
 def readout_inds(tn: qtn.TensorNetwork) -> tuple[str, ...]:
-    """The open indices of a network from :func:`to_quimb`, in the order of ``probs``.
+    """Return the open indices of a network from :func:`to_quimb`, in the order of ``probs``.
 
     ``("batch", "out0", "out1", …)`` (``batch`` only for a batch of words; ``out0`` the most
     significant bit of the word): contracting to them and reshaping to ``[batch, 2^io]``
@@ -205,8 +205,11 @@ def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program
 
 
 def _tensor(value: object, what: str, expected: str, dtype: type | None = None) -> torch.Tensor:
-    """``value`` as a tensor (a given one as it is, autograd graph included), anything else
-    through numpy (so a list of floats stays float64), or :class:`BackendError`."""
+    """Return ``value`` as a tensor, or raise :class:`BackendError`.
+
+    A given tensor is returned as it is (autograd graph included); anything else goes
+    through numpy (so a list of floats stays float64).
+    """
     if isinstance(value, torch.Tensor):
         return value
     try:
@@ -218,7 +221,7 @@ def _tensor(value: object, what: str, expected: str, dtype: type | None = None) 
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A real simulation dtype (the network is real), or :class:`BackendError`."""
+    """Return a real simulation dtype (the network is real), or :class:`BackendError`."""
     try:
         parsed = parse_dtype(dtype)
     except BackendError:
@@ -242,7 +245,7 @@ def _network(program: Program, step: int, batch: int, form: str) -> tuple[StepNe
 
 
 def _own(leaf: Leaf) -> tuple[int, ...]:
-    """The wire indices ``leaf`` acts on (the rest are controls, sources or the batch)."""
+    """Return the wire indices ``leaf`` acts on (the rest are controls, sources or the batch)."""
     if leaf.kind == "neuron":
         return leaf.inds[:2]
     if leaf.kind in ("start", "close"):

@@ -61,7 +61,7 @@ class LeafValues:
         return token_bits(self.words, bits, self.program.io, const)
 
     def value(self, leaf: Leaf) -> torch.Tensor:
-        """The tensor of ``leaf``, in the order of its indices."""
+        """Return the tensor of ``leaf``, in the order of its indices."""
         if leaf.kind == "neuron":
             return self._neurons[leaf.ref]
         key = (leaf.kind, leaf.ref, leaf.name, len(leaf.inds))
