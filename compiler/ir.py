@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import ClassVar, Literal
 
 import networkx as nx
 import numpy as np
@@ -122,13 +123,15 @@ class Gate:
                 f"gate {self.name!r} {'needs' if info.has_angle else 'takes no'} angle"
             )
 
-    kind = "gate"
-    unitary = True
+    kind: ClassVar[Literal["gate"]] = "gate"
+    unitary: ClassVar[bool] = True
 
     def inverse(self) -> Gate:
         """Return the inverse gate (itself when self-inverse, else the negated angle)."""
         if GATES[self.name].self_inverse:
             return self
+        if self.angle is None:
+            raise CompileError(f"gate {self.name!r} is not self-inverse and has no angle to negate")
         return replace(self, angle=-self.angle)
 
 
@@ -139,8 +142,8 @@ class WordX:
     qubit: int
     bit: WordBit
 
-    kind = "wordx"
-    unitary = True
+    kind: ClassVar[Literal["wordx"]] = "wordx"
+    unitary: ClassVar[bool] = True
 
     @property
     def qubits(self) -> tuple[int, ...]:
@@ -166,8 +169,8 @@ class Neuron:
     offset: float
     label: str = ""
 
-    kind = "neuron"
-    unitary = False
+    kind: ClassVar[Literal["neuron"]] = "neuron"
+    unitary: ClassVar[bool] = False
 
     @property
     def qubits(self) -> tuple[int, ...]:
@@ -196,8 +199,8 @@ class Postselect:
 
     qubit: int
 
-    kind = "postselect"
-    unitary = False
+    kind: ClassVar[Literal["postselect"]] = "postselect"
+    unitary: ClassVar[bool] = False
 
     @property
     def qubits(self) -> tuple[int, ...]:
@@ -212,8 +215,8 @@ class Readout:
     qubits: tuple[int, ...]
     step: int
 
-    kind = "readout"
-    unitary = True
+    kind: ClassVar[Literal["readout"]] = "readout"
+    unitary: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,8 @@ class Project:
     qubits: tuple[int, ...]
     token: int
 
-    kind = "project"
-    unitary = False
+    kind: ClassVar[Literal["project"]] = "project"
+    unitary: ClassVar[bool] = False
 
 
 Operation = Gate | WordX | Neuron | Postselect | Readout | Project

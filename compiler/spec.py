@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,9 @@ from typing import Any
 
 from compiler.errors import Error
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:
     import tomli as tomllib
 
 __all__ = [
@@ -83,6 +84,20 @@ class Topology:
     sources: tuple[tuple[int, ...], ...] | None = None
     io: str = "lanes"
 
+    def _radius(self) -> int:
+        """Return the radius of a local chain (an error if it has none)."""
+        if self.radius is None:
+            raise SpecError("neuron.topology", "a local topology needs a radius: { local = r }")
+        return self.radius
+
+    def _sources(self) -> tuple[tuple[int, ...], ...]:
+        """Return the source lists of a custom topology (an error if it has none)."""
+        if self.sources is None:
+            raise SpecError(
+                "neuron.topology", "a custom topology needs { custom = { lane = [sources] } }"
+            )
+        return self.sources
+
     def sources_of(self, target: int, n_lanes: int, io: int = 0) -> tuple[int, ...]:
         """Source lanes of the neuron on ``target``, sorted.
 
@@ -93,11 +108,9 @@ class Topology:
             return tuple(q for q in range(n_lanes) if q != target)
         if self.kind == "local":
             site = (lambda q: 0 if q < io else q - io + 1) if self.io == "site" else (lambda q: q)
-            here = site(target)
-            return tuple(
-                q for q in range(n_lanes) if q != target and abs(site(q) - here) <= self.radius
-            )
-        return self.sources[target]
+            here, radius = site(target), self._radius()
+            return tuple(q for q in range(n_lanes) if q != target and abs(site(q) - here) <= radius)
+        return self._sources()[target]
 
     def to_value(self) -> Any:
         """Return the spec-file value of this topology."""
@@ -105,7 +118,7 @@ class Topology:
             return "all"
         if self.kind == "local":
             return {"local": self.radius} | ({"io": self.io} if self.io != "lanes" else {})
-        return {"custom": {str(g): list(s) for g, s in enumerate(self.sources)}}
+        return {"custom": {str(g): list(s) for g, s in enumerate(self._sources())}}
 
     def describe(self) -> str:
         """Return the topology as written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
@@ -203,11 +216,11 @@ def source_counts(topology: Topology, n_lanes: int, io: int = 0) -> list[int]:
     if topology.kind == "all":
         return [n_lanes - 1] * n_lanes
     if topology.kind == "local" and topology.io == "lanes":
-        r = topology.radius
+        r = topology._radius()
         return [min(n_lanes - 1, g + r) - max(0, g - r) for g in range(n_lanes)]
     if topology.kind == "local":
         return [len(topology.sources_of(g, n_lanes, io)) for g in range(n_lanes)]
-    return [len(sources) for sources in topology.sources]
+    return [len(sources) for sources in topology._sources()]
 
 
 def parameter_count(spec: CellSpec, cap: int | None = None) -> int:

@@ -419,7 +419,7 @@ def gradient_study(
                 model = make_model(name, seed, cell)
                 data["parameters"][name] = _n_params(model)
                 _loss(model, batch.words, batch.mask, batch.targets).backward()
-                grads = [p.grad.reshape(-1) for p in model.parameters()]
+                grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
                 norm = float(torch.linalg.vector_norm(torch.cat(grads)))
                 data["runs"].append(
                     {

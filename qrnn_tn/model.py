@@ -284,10 +284,9 @@ class QRNN(nn.Module):
         words = self.check_words(words)
         targets = self.check_targets(targets, words)
         batch, length = words.shape
-        separate = targets is not None
-        if separate:
+        if targets is not None:
             words = torch.cat([words, targets], dim=1)
-        plan = self.plan(length - 1, batch, separate)
+        plan = self.plan(length - 1, batch, targets is not None)
         return plan.run(self.theta, words, mode=mode, generator=generator)
 
     def forward(

@@ -158,7 +158,7 @@ def to_quimb(
 
     net, starts = _network(program, step, tokens.shape[0], form)
     values = LeafValues(program, params, tokens)
-    values.prepare_neurons(tuple(leaf.ref for leaf in net.leaves if leaf.kind == "neuron"))
+    values.prepare_neurons(tuple(leaf.position for leaf in net.leaves if leaf.kind == "neuron"))
     names = _index_names(net)
     n_ket = len(net.leaves) // 2
     tensors = []
@@ -167,10 +167,9 @@ def to_quimb(
         inds = tuple(names[j] for j in leaf.inds)
         if single and leaf.batched:
             data, inds = data[0], inds[1:]
-        if arrays == "numpy":
-            data = data.detach().cpu().numpy()
+        array = data.detach().cpu().numpy() if arrays == "numpy" else data
         half = i // n_ket if i < 2 * n_ket else None
-        tensors.append(qtn.Tensor(data, inds=inds, tags=_tags(leaf, half, starts, i % n_ket)))
+        tensors.append(qtn.Tensor(array, inds=inds, tags=_tags(leaf, half, starts, i % n_ket)))
     return qtn.TensorNetwork(tensors)
 
 
@@ -188,10 +187,9 @@ def readout_inds(tn: qtn.TensorNetwork) -> tuple[str, ...]:
 
 def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program, str]:
     if isinstance(program, Program):
-        form = "auto"
-    elif isinstance(getattr(program, "program", None), Program):
-        form = getattr(program, "neuron_form", "auto")
-        program = program.program
+        compiled, form = program, "auto"
+    elif isinstance(inner := getattr(program, "program", None), Program):
+        compiled, form = inner, getattr(program, "neuron_form", "auto")
     else:
         raise BackendError(
             "to_quimb: expected a compiled Program (compiler.unroll.compile_program) or a "
@@ -201,7 +199,7 @@ def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program
     form = form if neuron_form is None else neuron_form
     if form not in NEURON_FORMS:
         raise BackendError(f"to_quimb: neuron_form={form!r}; accepted: {', '.join(NEURON_FORMS)}")
-    return program, form
+    return compiled, form
 
 
 def _tensor(value: object, what: str, expected: str, dtype: type | None = None) -> torch.Tensor:
