@@ -306,7 +306,7 @@ def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") 
 def iter_networks(
     program: Program, batch: int = 1, neuron_form: str = "auto"
 ) -> Iterator[StepNetwork]:
-    """Return the readout networks one step at a time, built as they are asked for.
+    """Yield the readout networks one step at a time, built as they are asked for.
 
     Each holds every earlier step, so building all of a long sequence costs time quadratic
     in its length; a caller that stops at the first step too large to contract pays only

@@ -219,7 +219,7 @@ def _tensor(value: object, what: str, expected: str, dtype: type | None = None) 
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """Return a real simulation dtype (the network is real), or :class:`BackendError`."""
+    """Return a real simulation dtype (the network is real), or raise :class:`BackendError`."""
     try:
         parsed = parse_dtype(dtype)
     except BackendError:
