@@ -48,7 +48,7 @@ STATEVECTOR_MAX_QUBITS = 22
 
 
 def spec_for(cell: str, qubits: int) -> dict:
-    """The benchmark cell: io 2, one work stage, degree 2, order 2."""
+    """Return the benchmark cell: io 2, one work stage, degree 2, order 2."""
     return {
         "cell": {"io": 2, "workspace": qubits - 2, "stages": 1},
         "neuron": {"degree": 2, "order": 2, "topology": CELLS[cell]},
@@ -78,18 +78,22 @@ def _retained_bytes(fn) -> tuple[object, int]:
 
 
 def _baseline_optimizer():
-    """The baseline's path finder: cotengra's pure-Python greedy, as in the prototype the
-    issue measured (width 18 at n = 100, 2 steps). quimb's ``"greedy"`` preset now means
-    cotengrust's greedy, whose trees on these networks of hyperedges are several units wider;
-    a baseline on those would flatter qrnn-tn."""
+    """Return the baseline's path finder: cotengra's pure-Python greedy, as in the prototype.
+
+    quimb's ``"greedy"`` preset means cotengrust's greedy, whose trees on these networks of
+    hyperedges are several units wider; a baseline on those would flatter qrnn-tn.
+    """
     import cotengra as ctg
 
     return ctg.GreedyOptimizer(accel=False)
 
 
 def _baseline_retained_estimate(plan, batch: int) -> int:
-    """Bytes plain autograd would keep for the baseline: every intermediate of every step
-    (the loss spans all steps), from the baseline's own trees."""
+    """Return the bytes plain autograd would keep for the baseline.
+
+    That is every intermediate of every step (the loss spans all steps), from the baseline's
+    own trees.
+    """
     import cotengra as ctg
 
     from qrnn_tn.backends.tn_plan import symbols
@@ -136,8 +140,10 @@ def _loss(probs, words):
 
 
 def _warm_up() -> None:
-    """One tiny differentiated run of qrnn-tn and of the baseline, so one-off start-up
-    (autograd, importing quimb) is not timed."""
+    """Run qrnn-tn and the baseline once, tiny and differentiated, to warm them up.
+
+    One-off start-up (autograd, importing quimb) is then not timed.
+    """
     import torch
 
     from compiler.unroll import compile_program
@@ -239,8 +245,10 @@ def run_point(point: dict) -> dict:
 
 
 def _best_greedy_width(net) -> float:
-    """Width of the best of 8 randomised greedy trials on ``net`` (the issue's yardstick for
-    the planner's last-step tree)."""
+    """Return the width of the best of 8 randomised greedy trials on ``net``.
+
+    This is the yardstick for the planner's last-step tree.
+    """
     import cotengra as ctg
 
     from qrnn_tn.backends.tn_plan import symbols
@@ -274,7 +282,7 @@ def _child(point: dict, timeout: float) -> dict:
 
 
 def _last_report(stdout: str | bytes | None) -> dict | None:
-    """The last results line a point printed (see :func:`_report`), if any."""
+    """Return the last results line a point printed (see :func:`_report`), if any."""
     if isinstance(stdout, bytes):
         stdout = stdout.decode(errors="replace")
     lines = [line for line in (stdout or "").splitlines() if line.startswith("{")]
@@ -292,9 +300,11 @@ def _has_statevector() -> bool:
 
 
 def sweep(rows: list[tuple[str, list[int], list[int]]], args) -> list[dict]:
-    """Run every point of each ``(cell, qubit counts, step counts)`` row in time order,
-    skipping larger ones after a failure (and the baseline at larger ones after it timed
-    out)."""
+    """Run every point of each ``(cell, qubit counts, step counts)`` row in time order.
+
+    Larger points are skipped after a failure (and the baseline at larger ones after it timed
+    out).
+    """
     results = []
     deadline = time.monotonic() + args.budget
     for cell, qubit_list, step_list in rows:
@@ -359,7 +369,7 @@ def _times(r: dict) -> dict[str, float]:
 
 
 def _from(qubits: list[int], wins: list[bool]) -> int | None:
-    """The smallest qubit count from which the tensor network wins at every larger point."""
+    """Return the smallest qubit count from which the tensor network wins at every larger point."""
     first = None
     for q, win in zip(qubits, wins, strict=True):
         first = (first or q) if win else None
@@ -367,9 +377,12 @@ def _from(qubits: list[int], wins: list[bool]) -> int | None:
 
 
 def crossover(results: list[dict]) -> list[dict]:
-    """Per cell and step count: where the tensor network starts beating the statevector,
-    measured (fwd+bwd seconds) and predicted (the quick cost estimates ``backend="auto"``
-    ranks by), and how often ``auto`` picked the faster of the backends timed at a point."""
+    """Return, per cell and step count, where the tensor network beats the statevector.
+
+    The crossover is measured (fwd+bwd seconds) and predicted (the quick cost estimates
+    ``backend="auto"`` ranks by), and how often ``auto`` picked the faster of the backends timed at
+    a point.
+    """
     ok = [r for r in results if "error" not in r]
     rows = []
     for cell, steps in sorted({(r["cell"], r["steps"]) for r in ok}):
@@ -406,8 +419,11 @@ def _qubits(r: dict) -> int:
 
 
 def _predicted_tn_wins(r: dict) -> bool:
-    """Whether the quick estimates that ``backend="auto"`` ranks by put the tensor network
-    ahead of the statevector (a backend missing from them does not fit the budget)."""
+    """Whether ``backend="auto"``'s quick estimates put the tensor network ahead.
+
+    The comparison is against the statevector; a backend missing from the estimates does not
+    fit the budget.
+    """
     seconds = _predicted(r)
     if "tensornet" not in seconds:
         return False
@@ -510,6 +526,7 @@ def _only_rows(points: list[str], parser: argparse.ArgumentParser) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~2 minute subset")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

@@ -33,7 +33,7 @@ from qrnn_tn.model import init_params
 
 
 def local_spec(lanes: int, radius: int = 1, io: int = 2) -> dict:
-    """A wide cell with nearest-neighbour neurons (as ``examples/wide_local.toml``)."""
+    """Return a wide cell with nearest-neighbour neurons (as ``examples/wide_local.toml``)."""
     return {
         "cell": {"io": io, "workspace": lanes - io, "stages": 1},
         "neuron": {"degree": 2, "order": 2, "topology": {"local": radius}},
@@ -66,8 +66,11 @@ def time_mps(
     memory_budget: int | None = None,
     checkpoint_steps: int = 1,
 ) -> dict:
-    """Seconds per step (forward; forward+backward) and the discarded weight; the plan's
-    outer checkpoint blocks chosen for ``memory_budget`` (default: the available memory)."""
+    """Time one MPS run: seconds per step (forward; forward+backward), discarded weight.
+
+    The plan's outer checkpoint blocks are chosen for ``memory_budget`` (default: the
+    available memory).
+    """
     program = compile_program(local_spec(lanes), steps=steps)
     params, words = _inputs(program, batch, init=init)
     extra = {"max_bond": bond, "checkpoint_steps": checkpoint_steps}
@@ -198,8 +201,11 @@ def _window_operator(op, params: np.ndarray, a: int, w: int) -> np.ndarray:
 
 
 def _headline_totals(steps: int, init: str, sequences: int) -> dict:
-    """Seconds of a whole ``steps``-step run of the headline cell: MPS forward and
-    forward+backward for the batch of 32, the naive prototype scaled from ``sequences``."""
+    """Time a whole ``steps``-step run of the headline cell.
+
+    The row holds MPS forward and forward+backward seconds for the batch of 32, and the naive
+    prototype's scaled from ``sequences``.
+    """
     row = time_mps(100, steps, 32, 32, init=init)
     program = compile_program(local_spec(100), steps=steps)
     params, words = _inputs(program, 32, init=init)
@@ -215,7 +221,7 @@ def _headline_totals(steps: int, init: str, sequences: int) -> dict:
 
 
 def headline(quick: bool, init: str) -> dict:
-    """n = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype, per step.
+    """N = 100, r = 1, bond 32, batch 32: MPS backend vs the naive prototype, per step.
 
     Runs of ``warm`` and ``warm + steps`` steps from the product state; their difference
     over ``steps`` is the steady state (with N(0, 1) weights every bond is at the cap from
@@ -247,8 +253,10 @@ def _with_ratios(seconds: dict) -> dict:
 
 
 def _op_totals(steps: int) -> dict[str, dict]:
-    """Self CPU seconds and calls per torch operator of one forward of the headline cell
-    (n = 100, bond 32, batch 32, N(0, 1) weights) over ``steps`` steps."""
+    """Profile one forward of the headline cell: self CPU seconds and calls per operator.
+
+    The cell is n = 100, bond 32, batch 32, N(0, 1) weights, over ``steps`` steps.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     program = compile_program(local_spec(100), steps=steps)
@@ -366,7 +374,7 @@ def _probs_and_grad(plan, params: torch.Tensor, words: torch.Tensor):
 MALLOC_MMAP_THRESHOLD = 65536
 
 
-#: The memory run's limit on the whole process (the issue's target for 64 lanes x 100
+#: The memory run's limit on the whole process (the target for 64 lanes x 100
 #: steps, 4 GB). The plan gets what the process has not taken yet after its imports as its
 #: budget and recomputes as little as fits; the peak RSS measured shows whether it held.
 MEMORY_TARGET = 4 * 10**9
@@ -381,9 +389,11 @@ def peak_memory(
     init: str = "normal",
     checkpoint_steps: int = 1,
 ) -> dict:
-    """Peak RSS of forward+backward in a fresh process (``ru_maxrss``) whose plan is sized
-    to keep the process within ``process_limit`` bytes, run with ``MALLOC_MMAP_THRESHOLD_``
-    set to :data:`MALLOC_MMAP_THRESHOLD` (recorded in the row)."""
+    """Measure the peak RSS of forward+backward in a fresh process (``ru_maxrss``).
+
+    The plan is sized to keep the process within ``process_limit`` bytes, run with
+    ``MALLOC_MMAP_THRESHOLD_`` set to :data:`MALLOC_MMAP_THRESHOLD` (recorded in the row).
+    """
     code = (
         "import resource, torch, time; from benchmarks.mps import time_mps; "
         f"torch.set_num_threads({torch.get_num_threads()}); "
@@ -408,8 +418,10 @@ CHECKPOINT_CASES = ((64, 25, 16, "paper"), (100, 6, 32, "normal"))
 
 
 def checkpointing(process_limit: int) -> list[dict]:
-    """Forward+backward, batch 32, with one checkpoint per step and with none, each in a
-    fresh process, for each of :data:`CHECKPOINT_CASES`."""
+    """Measure forward+backward peak memory with one checkpoint per step and with none.
+
+    Batch 32, each in a fresh process, for each of :data:`CHECKPOINT_CASES`.
+    """
     return [
         peak_memory(lanes, steps, bond, 32, process_limit, init=init, checkpoint_steps=every)
         for lanes, steps, bond, init in CHECKPOINT_CASES
@@ -418,6 +430,7 @@ def checkpointing(process_limit: int) -> list[dict]:
 
 
 def plot(results: dict, path: Path) -> None:
+    """Plot seconds per step against lanes, bond and steps to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -536,6 +549,7 @@ def report(results: dict, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid (~2 minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

@@ -63,8 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Run:
-    """One table row: a task, its optimiser steps (None: the task's default), task options
-    and the cell (a spec file relative to the repository; None: the task's default cell)."""
+    """One table row: a task, its optimiser steps, task options and the cell.
+
+    ``steps`` None means the task's default; ``cell`` is a spec file relative to the
+    repository (None: the task's default cell).
+    """
 
     task: str
     steps: int | None = None
@@ -80,7 +83,7 @@ class Run:
         return re.sub(r"[^A-Za-z0-9.=-]+", "-", "_".join(parts))
 
     def cell(self) -> CellSpec:
-        """The cell this run trains."""
+        """Return the cell this run trains."""
         return default_spec(self.task) if self.spec is None else load_spec(REPO / self.spec)
 
     @property
@@ -148,7 +151,7 @@ _COLUMNS = (
 
 
 def _cell_row(run: Run, spec: CellSpec) -> dict[str, Any]:
-    """The row fields that do not depend on training: task, options, cell, paper."""
+    """Return the row fields that do not depend on training: task, options, cell, paper."""
     return {
         "task": run.label,
         "options": run.options,
@@ -160,7 +163,7 @@ def _cell_row(run: Run, spec: CellSpec) -> dict[str, Any]:
 
 
 def _mnist_skip(run: Run, data_dir: str | None) -> tuple[dict[str, Any], str | None]:
-    """The task options with the MNIST directory filled in, or the reason to skip."""
+    """Return the task options with the MNIST directory filled in, or the reason to skip."""
     options = dict(run.options)
     if not run.task.startswith("mnist"):
         return options, None
@@ -172,9 +175,11 @@ def _mnist_skip(run: Run, data_dir: str | None) -> tuple[dict[str, Any], str | N
 
 
 def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, Any] | None:
-    """The summary of a finished run of ``config`` and ``spec`` in ``run_dir``; None if
-    unfinished. A finished run made with another configuration or cell is an error, not a
-    result to reuse."""
+    """Return the summary of a finished run of ``config`` and ``spec`` in ``run_dir``.
+
+    None if unfinished. A finished run made with another configuration or cell is an error, not a
+    result to reuse.
+    """
     files = RunDir(run_dir)
     summary_path, info_path = files.file(RunDir.SUMMARY), files.file(RunDir.CONFIG)
     if not summary_path.exists():
@@ -248,8 +253,11 @@ def run_task(
 
 
 def combine_seeds(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One table row from the rows of one run at several seeds: mean test accuracy and loss,
-    their per-seed values, the mean seconds per run."""
+    """Combine the rows of one run at several seeds into one table row.
+
+    The row holds mean test accuracy and loss, their per-seed values, the mean seconds per
+    run.
+    """
     first = rows[0]
     if len(rows) == 1 or "skipped" in first:
         return {**first, "seeds": [r["seed"] for r in rows]}
@@ -292,9 +300,11 @@ def _overhead_cell(r: dict[str, Any]) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of result rows; a skipped task shows its reason across the row.
+    """Return a markdown table of result rows; a skipped task shows its reason across the row.
+
     A row over several seeds (:func:`combine_seeds`) shows means, the accuracy's range and
-    the number of seeds; its seconds are per run."""
+    the number of seeds; its seconds are per run.
+    """
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     for r in rows:
         head = [r["task"], r["cell"], str(r["parameters"])]
@@ -315,8 +325,10 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def select_runs(budget: Sequence[Run], names: Sequence[str]) -> list[Run]:
-    """The budget's runs of the tasks ``names`` (all runs when empty), in the order named;
-    a task the budget lacks runs with its defaults."""
+    """Return the budget's runs of the tasks ``names`` (all runs when empty), in order.
+
+    A task the budget lacks runs with its defaults.
+    """
     if not names:
         return list(budget)
     return [r for n in names for r in ([r for r in budget if r.task == n] or [Run(n)])]
@@ -331,8 +343,11 @@ def _run_seed(run: Run, data_dir: str | None, seed: int, run_dir: Path, threads:
 def _train_all(
     runs: Sequence[Run], keys: Sequence[tuple[int, int]], data_dir: str | None, out: Path, jobs: int
 ):
-    """Rows of ``keys`` (run index, seed) in order, each run in ``out/runs/SLUG/seed-S``;
-    ``jobs`` > 1 trains that many at once in worker processes sharing the threads."""
+    """Yield the rows of ``keys`` (run index, seed) in order.
+
+    Each run trains in ``out/runs/SLUG/seed-S``; ``jobs`` > 1 trains that many at once in
+    worker processes sharing the threads.
+    """
     args = [(runs[i], data_dir, s, out / "runs" / runs[i].slug / f"seed-{s}") for i, s in keys]
     if jobs == 1:
         yield from (run_task(*a) for a in args)

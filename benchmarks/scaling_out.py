@@ -67,7 +67,7 @@ CHILD_TIMEOUT = 600.0
 
 
 def training_spec(workspace: int) -> dict:
-    """The DNA-task cell (io 3), all-to-all neurons of degree 2 and order 2."""
+    """Return the DNA-task cell (io 3), all-to-all neurons of degree 2 and order 2."""
     return {
         "cell": {"io": 3, "workspace": workspace, "stages": 1},
         "neuron": {"degree": 2, "order": 2},
@@ -183,7 +183,7 @@ def run_training(cfg: dict) -> list[dict]:
 
 
 def contraction_spec(lanes: int, radius: int) -> dict:
-    """A local cell (io 2) whose two-step readout network slices into several pieces."""
+    """Return a local cell (io 2) whose two-step readout network slices into several pieces."""
     return {
         "cell": {"io": 2, "workspace": lanes - 2, "stages": 1},
         "neuron": {"degree": 2, "order": 2, "topology": {"local": radius}},
@@ -293,7 +293,7 @@ def _contraction_child(cfg: dict) -> dict:
 
 
 def table(result: dict) -> str:
-    """The printed summary: one block per part, ratios against the block's first row."""
+    """Return the printed summary: one block per part, ratios against the block's first row."""
     train_cfg, tn_cfg = result["config"]["training"], result["config"]["contraction"]
     lines = [
         f"scaling out on {result['cpu_count']} CPU core(s); load average "
@@ -334,6 +334,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the ~2 minute profile")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling_out"))

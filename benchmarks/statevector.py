@@ -58,7 +58,7 @@ def _cell(io: int, workspace: int, stages: int, degree: int, order: int = 2) -> 
 
 
 def all_to_all(workspace: int) -> dict[str, Any]:
-    """The qubit-sweep cell: io 2, stages 1, degree 2, order 2."""
+    """Return the qubit-sweep cell: io 2, stages 1, degree 2, order 2."""
     return _cell(2, workspace, 1, 2)
 
 
@@ -144,6 +144,7 @@ class Point:
 
     @property
     def qubits(self) -> int:
+        """Qubits of the cell: the i/o lanes plus the workspace."""
         return self.spec["cell"]["io"] + self.spec["cell"]["workspace"]
 
 
@@ -175,7 +176,7 @@ def _best_time(run, repeats: int) -> float:
 
 
 def measure(point: Point) -> dict[str, Any]:
-    """Times and peak memory of ``point`` in this process (run it in a fresh one)."""
+    """Return the times and peak memory of ``point`` in this process (run it in a fresh one)."""
     program = compile_program(point.spec, steps=point.steps)
     generator = torch.Generator().manual_seed(0)
     params = init_params(program, program.spec, generator).to(DTYPE)
@@ -242,7 +243,7 @@ def run_point(point: Point, timeout: float, threads: int | None) -> dict[str, An
 
 
 def points(quick: bool) -> list[Point]:
-    """The sweep; ``quick`` keeps it to a minute or two on two cores."""
+    """Return the sweep; ``quick`` keeps it to a minute or two on two cores."""
     out = [Point("mnist", MNIST, 101, 50, "statevector")]
     out.append(Point("mnist", MNIST, 101, 50, "baseline", repeats=2 if quick else 3))
     widths = (4, 8) if quick else (4, 6, 8, 10, 12, 14, 16, 18, 20)
@@ -353,7 +354,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def _targets(results: list[dict[str, Any]], table: list[dict[str, Any]], wide) -> list[str]:
-    """The issue's targets, each with the measured number."""
+    """Return the targets, each with the measured number."""
     ok = {(r["group"], r["steps"], r["batch"], r["impl"]): r for r in results if "error" not in r}
     lines = ["targets:"]
     mnist = ok.get(("mnist", 101, 50, "statevector"))
@@ -410,6 +411,7 @@ def _summary(results, table, wide) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the sweep from the command line; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.statevector")
     parser.add_argument("--quick", action="store_true", help="a small sweep (~1-2 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")

@@ -9,6 +9,7 @@ backend uses; it works on numpy arrays and torch tensors alike (through autoray)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from autoray import do
@@ -62,6 +63,8 @@ def gate_matrix(name: str, n_qubits: int, angle: float | None = None) -> np.ndar
         raise ValueError(f"gate {name!r} cannot act on {n_qubits} qubits")
     if name == "x":
         return X.copy()
+    if angle is None:
+        raise ValueError(f"gate {name!r} needs an angle")
     if name == "ry":
         return ry_matrix(angle)
     dim = 2**n_qubits
@@ -70,7 +73,11 @@ def gate_matrix(name: str, n_qubits: int, angle: float | None = None) -> np.ndar
     return out
 
 
-def neuron_branch_amplitudes(eta, order: int):
+#: An array type autoray dispatches on: a numpy array or a torch tensor.
+ArrayT = TypeVar("ArrayT")
+
+
+def neuron_branch_amplitudes(eta: ArrayT, order: int) -> tuple[ArrayT, ArrayT]:
     """``c = cos(η)^(2^k)``, ``s = sin(η)^(2^k)`` for half-angles ``η`` (numpy or torch)."""
     power = 2**order
     return do("cos", eta) ** power, do("sin", eta) ** power

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import ClassVar, Literal
 
 import networkx as nx
 import numpy as np
@@ -62,9 +63,11 @@ class Angle:
 
     @classmethod
     def of(cls, slot: int, coef: float = 1.0, const: float = 0.0) -> Angle:
+        """Return ``const + coef · params[slot]``: one slot's term."""
         return cls(const=const, terms=((slot, coef),))
 
     def __add__(self, other: Angle) -> Angle:
+        """Return the sum, merging the coefficients of a shared slot and dropping zeros."""
         coefs: dict[int, float] = {}
         for slot, coef in self.terms + other.terms:
             coefs[slot] = coefs.get(slot, 0.0) + coef
@@ -72,14 +75,16 @@ class Angle:
         return Angle(self.const + other.const, terms)
 
     def __neg__(self) -> Angle:
+        """Return the negated angle."""
         return Angle(-self.const, tuple((s, -c) for s, c in self.terms))
 
     @property
     def is_zero(self) -> bool:
+        """Whether the angle is identically zero (no constant, no terms)."""
         return self.const == 0.0 and not self.terms
 
     def evaluate(self, params: Sequence[float] | np.ndarray) -> float:
-        """The numeric angle for a flat parameter vector in canonical order."""
+        """Return the numeric angle for a flat parameter vector in canonical order."""
         return float(self.const + sum(c * float(params[s]) for s, c in self.terms))
 
 
@@ -104,6 +109,7 @@ class Gate:
     angle: Angle | None = None
 
     def __post_init__(self) -> None:
+        """Check the gate name, the qubit count and the presence of an angle."""
         info = GATES.get(self.name)
         if info is None:
             raise CompileError(f"unknown gate {self.name!r}; known gates: {', '.join(GATES)}")
@@ -117,12 +123,15 @@ class Gate:
                 f"gate {self.name!r} {'needs' if info.has_angle else 'takes no'} angle"
             )
 
-    kind = "gate"
-    unitary = True
+    kind: ClassVar[Literal["gate"]] = "gate"
+    unitary: ClassVar[bool] = True
 
     def inverse(self) -> Gate:
+        """Return the inverse gate (itself when self-inverse, else the negated angle)."""
         if GATES[self.name].self_inverse:
             return self
+        if self.angle is None:
+            raise CompileError(f"gate {self.name!r} is not self-inverse and has no angle to negate")
         return replace(self, angle=-self.angle)
 
 
@@ -133,11 +142,12 @@ class WordX:
     qubit: int
     bit: WordBit
 
-    kind = "wordx"
-    unitary = True
+    kind: ClassVar[Literal["wordx"]] = "wordx"
+    unitary: ClassVar[bool] = True
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The one qubit written."""
         return (self.qubit,)
 
 
@@ -159,11 +169,12 @@ class Neuron:
     offset: float
     label: str = ""
 
-    kind = "neuron"
-    unitary = False
+    kind: ClassVar[Literal["neuron"]] = "neuron"
+    unitary: ClassVar[bool] = False
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The target first, then the sources."""
         return (self.target, *self.sources)
 
     def monomials(self) -> np.ndarray:
@@ -188,11 +199,12 @@ class Postselect:
 
     qubit: int
 
-    kind = "postselect"
-    unitary = False
+    kind: ClassVar[Literal["postselect"]] = "postselect"
+    unitary: ClassVar[bool] = False
 
     @property
     def qubits(self) -> tuple[int, ...]:
+        """The one qubit projected."""
         return (self.qubit,)
 
 
@@ -203,8 +215,8 @@ class Readout:
     qubits: tuple[int, ...]
     step: int
 
-    kind = "readout"
-    unitary = True
+    kind: ClassVar[Literal["readout"]] = "readout"
+    unitary: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -214,8 +226,8 @@ class Project:
     qubits: tuple[int, ...]
     token: int
 
-    kind = "project"
-    unitary = False
+    kind: ClassVar[Literal["project"]] = "project"
+    unitary: ClassVar[bool] = False
 
 
 Operation = Gate | WordX | Neuron | Postselect | Readout | Project
@@ -232,6 +244,7 @@ class GateDAG:
     slots: tuple[Slot, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        """Check that every operation acts on a qubit of the DAG."""
         for op in self.ops:
             for q in op.qubits:
                 if not 0 <= q < self.n_qubits:
@@ -254,11 +267,12 @@ class GateDAG:
         return g
 
     def with_ops(self, ops: Iterable[Operation]) -> GateDAG:
-        """A DAG with the same registers and slots and the given operations."""
+        """Return a DAG with the same registers and slots and the given operations."""
         return replace(self, ops=tuple(ops))
 
     @property
     def n_ancillas(self) -> int:
+        """Qubits beyond the lanes: the neurons' ancillas."""
         return self.n_qubits - self.n_lanes
 
     def counts(self) -> Counter:

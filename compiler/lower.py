@@ -100,7 +100,7 @@ def lower_cell(spec: CellSpec) -> GateDAG:
 
 
 def build_slots(spec: CellSpec) -> tuple[Slot, ...]:
-    """The canonical parameter slots of ``spec`` (QRNN.md §5)."""
+    """Return the canonical parameter slots of ``spec`` (QRNN.md §5)."""
     return lower_cell(spec).slots
 
 
@@ -124,7 +124,7 @@ def literal_neuron(
     level: int | None = None,
     dagger: bool = False,
 ) -> list[Operation]:
-    """The order-``k`` repeat-until-success circuit of ``neuron`` (Cao et al.; QRNN.md §2).
+    """Return the order-``k`` repeat-until-success circuit of ``neuron`` (Cao et al.; QRNN.md §2).
 
     Level 1: ``R(x)`` on ancilla ``a0``, controlled ``-iY`` from ``a0`` onto the target,
     ``R(x)†``, postselect ``a0``. Level ``j`` replaces ``R`` by the level ``j-1`` circuit

@@ -48,8 +48,8 @@ def _scan(
         wires = op.qubits
         tops = {stacks[q][-1] if stacks[q] else None for q in wires}
         if len(tops) == 1 and (i := tops.pop()) is not None:
-            earlier = ops[i]
-            if set(earlier.qubits) == set(wires):
+            earlier = ops[i]  # a stack holds live ops only, never a removed (None) one
+            if earlier is not None and set(earlier.qubits) == set(wires):
                 fused = combine(earlier, op)
                 if fused is not None:
                     if fused:
@@ -78,9 +78,13 @@ def merge_rotations(dag: GateDAG) -> GateDAG:
     """Sum the angles of adjacent rotations with the same controls and target; drop zeros."""
 
     def combine(earlier: Operation, later: Operation) -> list[Operation] | None:
-        if not (earlier.kind == later.kind == "gate" and earlier.name == later.name):
+        if not (isinstance(earlier, Gate) and isinstance(later, Gate)):
             return None
-        if earlier.name not in _ROTATIONS or earlier.qubits[-1] != later.qubits[-1]:
+        if earlier.name != later.name or earlier.name not in _ROTATIONS:
+            return None
+        if earlier.qubits[-1] != later.qubits[-1]:
+            return None
+        if earlier.angle is None or later.angle is None:  # rotations always carry an angle
             return None
         angle = earlier.angle + later.angle
         return [] if angle.is_zero else [Gate(earlier.name, earlier.qubits, angle)]
@@ -131,6 +135,7 @@ class PassReport:
     changes: tuple[PassChange, ...]
 
     def describe(self) -> str:
+        """Return one line per pass that changed the DAG, or a single no-change line."""
         if not self.changes:
             return "passes: no change"
         return "\n".join(

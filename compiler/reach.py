@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from compiler.ir import Operation
 from compiler.spec import CellSpec
@@ -47,6 +48,11 @@ __all__ = ["BitReach", "Reach", "reach", "token_reach", "cell_warnings", "WARNIN
 WARNING_STEPS = 4
 
 READ, COLLAPSE = "read", "collapse"
+
+#: A record's key, made from ``(channel, token, bit)``.
+K = TypeVar("K", bound=Hashable)
+#: The ``(token, bit)`` pairs a classical lane's value is the XOR of.
+_Bits = frozenset[tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class Reach:
         return [(_bit_label(self.spec, b.bit), _bit_text(self.spec, b)) for b in self.bits]
 
     def __str__(self) -> str:
+        """Return the table of :meth:`rows`, labels padded to one width."""
         rows = self.rows()
         width = max(len(label) for label, _ in rows) + 2
         steps = f"{self.steps} step{'s' if self.steps > 1 else ''}"
@@ -134,27 +141,27 @@ def _bit_text(spec: CellSpec, b: BitReach) -> str:
 
 
 def _origin_step(program: Program, channel: str, token: int) -> int:
-    """The step a token bit enters at: the step reading ``token``, or projecting on it."""
+    """Return the step a token bit enters at: the step reading ``token``, or projecting on it."""
     if channel == READ and token <= program.steps:
         return token
     return token - program.steps - 1 if program.separate_targets else token - 1
 
 
-class _Parts:
+class _Parts(Generic[K]):
     """Classical lanes and quantum components, each with a record ``key -> step``.
 
     A record maps a key (made by ``key(channel, token, bit)``) to the latest step of a token
     behind it; merging keeps the latest. Readouts are passed to ``seen(step, record)``.
     """
 
-    def __init__(self, program: Program, key: Callable[[str, int, int], Hashable]) -> None:
+    def __init__(self, program: Program, key: Callable[[str, int, int], K]) -> None:
         self.program = program
         self.key = key
         n = program.dag.n_qubits
-        self.bits: list[frozenset[tuple[int, int]] | None] = [frozenset()] * n
+        self.bits: list[_Bits | None] = [frozenset()] * n
         self.comp: list[int] = [-1] * n
         self.parent: list[int] = []
-        self.records: list[dict[Hashable, int]] = []
+        self.records: list[dict[K, int]] = []
         self.readers: dict[int, set[int]] = {b: set() for b in range(program.io)}
 
     def _find(self, c: int) -> int:
@@ -163,24 +170,25 @@ class _Parts:
             c = self.parent[c]
         return c
 
-    def _add(self, record: dict[Hashable, int], channel: str, token: int, bit: int) -> None:
+    def _add(self, record: dict[K, int], channel: str, token: int, bit: int) -> None:
         key, step = self.key(channel, token, bit), _origin_step(self.program, channel, token)
         if record.get(key, -1) < step:
             record[key] = step
 
-    def _read(self, record: dict[Hashable, int], lane: int, reader: int | None) -> None:
-        for token, bit in self.bits[lane]:
+    def _read(self, record: dict[K, int], bits: _Bits, reader: int | None) -> None:
+        for token, bit in bits:
             self._add(record, READ, token, bit)
             if reader is not None:
                 self.readers[bit].add(reader)
 
     def _root(self, lane: int) -> int:
-        """The component of ``lane``, making a classical lane quantum (its bits are read)."""
-        if self.bits[lane] is None:
+        """Return the component of ``lane``, making a classical lane quantum (its bits are read)."""
+        bits = self.bits[lane]
+        if bits is None:
             return self._find(self.comp[lane])
         self.parent.append(len(self.parent))
         self.records.append({})
-        self._read(self.records[-1], lane, lane)
+        self._read(self.records[-1], bits, lane)
         self.bits[lane], self.comp[lane] = None, len(self.parent) - 1
         return self.comp[lane]
 
@@ -195,20 +203,22 @@ class _Parts:
         return biggest
 
     def controlled(self, controls: tuple[int, ...], targets: tuple[int, ...]) -> None:
-        """An operation diagonal on ``controls`` (neuron sources) acting on ``targets``."""
+        """Apply an operation diagonal on ``controls`` (neuron sources) acting on ``targets``."""
         root = self._merge(
             {self._root(q) for q in targets}
             | {self._find(self.comp[q]) for q in controls if self.bits[q] is None}
         )
         for q in controls:
-            if self.bits[q] is not None:
+            bits = self.bits[q]
+            if bits is not None:
                 for target in targets:
-                    self._read(self.records[root], q, target)
+                    self._read(self.records[root], bits, target)
 
     def flip(self, lane: int, token: int, bit: int) -> None:
         """``X`` on ``lane`` when bit ``bit`` of ``token`` is 1."""
-        if self.bits[lane] is not None:
-            self.bits[lane] = self.bits[lane] ^ {(token, bit)}
+        bits = self.bits[lane]
+        if bits is not None:
+            self.bits[lane] = bits ^ {(token, bit)}
         else:
             self._add(self.records[self._find(self.comp[lane])], READ, token, bit)
             self.readers[bit].add(lane)
@@ -219,42 +229,42 @@ class _Parts:
             self._add(self.records[self._find(self.comp[lane])], COLLAPSE, token, bit)
         self.bits[lane] = frozenset() if token is None else frozenset({(token, bit)})
 
-    def readout(self, lanes: tuple[int, ...]) -> dict[Hashable, int]:
-        """The merged record of the parts holding ``lanes``."""
-        out: dict[Hashable, int] = {}
+    def readout(self, lanes: tuple[int, ...]) -> dict[K, int]:
+        """Return the merged record of the parts holding ``lanes``."""
+        out: dict[K, int] = {}
         for root in {self._find(self.comp[q]) for q in lanes if self.bits[q] is None}:
             for key, step in self.records[root].items():
                 out[key] = max(out.get(key, -1), step)
         for q in lanes:
-            if self.bits[q] is not None:
-                self._read(out, q, None)
+            bits = self.bits[q]
+            if bits is not None:
+                self._read(out, bits, None)
         return out
 
     def apply(self, op: Operation) -> None:
-        kind = op.kind
-        if kind == "neuron":
+        if op.kind == "neuron":
             self.controlled(op.sources, (op.target,))
-        elif kind == "gate" and op.name == "mcry":
+        elif op.kind == "gate" and op.name == "mcry":
             self.controlled(op.qubits[:-1], op.qubits[-1:])
-        elif kind == "gate" and op.name == "x":
+        elif op.kind == "gate" and op.name == "x":
             return
-        elif kind == "gate":
+        elif op.kind == "gate":
             self.controlled((), op.qubits)
-        elif kind == "wordx":
+        elif op.kind == "wordx":
             self.flip(op.qubit, op.bit.token, op.bit.bit)
-        elif kind == "project":
+        elif op.kind == "project":
             shift = self.program.io - len(op.qubits)
             for j, q in enumerate(op.qubits):
                 self.collapse(q, op.token, j + shift)
-        elif kind == "postselect":
+        elif op.kind == "postselect":
             for q in op.qubits:
                 self.collapse(q, None, 0)
 
 
 def _propagate(
     program: Program,
-    key: Callable[[str, int, int], Hashable],
-    seen: Callable[[int, dict[Hashable, int]], None],
+    key: Callable[[str, int, int], K],
+    seen: Callable[[int, dict[K, int]], None],
 ) -> dict[int, set[int]]:
     parts = _Parts(program, key)
     for op in program.ops:
@@ -273,7 +283,7 @@ def reach(program: Program) -> Reach:
     """
     lags: dict[tuple[str, int], int] = {}
 
-    def seen(step: int, record: dict[Hashable, int]) -> None:
+    def seen(step: int, record: dict[tuple[str, int], int]) -> None:
         for key, latest in record.items():
             lags[key] = min(lags.get(key, step - latest), step - latest)
 
@@ -299,7 +309,7 @@ def token_reach(program: Program) -> dict[tuple[int, int], frozenset[int]]:
         (t, b): set() for t in range(program.n_tokens) for b in range(program.io)
     }
 
-    def seen(step: int, record: dict[Hashable, int]) -> None:
+    def seen(step: int, record: dict[tuple[int, int], int]) -> None:
         for token, bit in record:
             steps[token, bit].add(step)
 

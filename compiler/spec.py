@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,9 @@ from typing import Any
 
 from compiler.errors import Error
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:
     import tomli as tomllib
 
 __all__ = [
@@ -83,6 +84,20 @@ class Topology:
     sources: tuple[tuple[int, ...], ...] | None = None
     io: str = "lanes"
 
+    def _radius(self) -> int:
+        """Return the radius of a local chain (an error if it has none)."""
+        if self.radius is None:
+            raise SpecError("neuron.topology", "a local topology needs a radius: { local = r }")
+        return self.radius
+
+    def _sources(self) -> tuple[tuple[int, ...], ...]:
+        """Return the source lists of a custom topology (an error if it has none)."""
+        if self.sources is None:
+            raise SpecError(
+                "neuron.topology", "a custom topology needs { custom = { lane = [sources] } }"
+            )
+        return self.sources
+
     def sources_of(self, target: int, n_lanes: int, io: int = 0) -> tuple[int, ...]:
         """Source lanes of the neuron on ``target``, sorted.
 
@@ -93,22 +108,20 @@ class Topology:
             return tuple(q for q in range(n_lanes) if q != target)
         if self.kind == "local":
             site = (lambda q: 0 if q < io else q - io + 1) if self.io == "site" else (lambda q: q)
-            here = site(target)
-            return tuple(
-                q for q in range(n_lanes) if q != target and abs(site(q) - here) <= self.radius
-            )
-        return self.sources[target]
+            here, radius = site(target), self._radius()
+            return tuple(q for q in range(n_lanes) if q != target and abs(site(q) - here) <= radius)
+        return self._sources()[target]
 
     def to_value(self) -> Any:
-        """The spec-file value of this topology."""
+        """Return the spec-file value of this topology."""
         if self.kind == "all":
             return "all"
         if self.kind == "local":
             return {"local": self.radius} | ({"io": self.io} if self.io != "lanes" else {})
-        return {"custom": {str(g): list(s) for g, s in enumerate(self.sources)}}
+        return {"custom": {str(g): list(s) for g, s in enumerate(self._sources())}}
 
     def describe(self) -> str:
-        """The topology as it is written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
+        """Return the topology as written in a TOML spec, e.g. ``{ local = 1, io = "site" }``."""
         if self.kind == "all":
             return '"all"'
         if self.kind == "local":
@@ -161,11 +174,11 @@ class CellSpec:
         return self.neuron.topology.sources_of(target, self.n_lanes, self.io)
 
     def n_parameters(self) -> int:
-        """Number of trainable parameters (QRNN.md §5), computed without building tables."""
+        """Count the trainable parameters (QRNN.md §5) without building tables."""
         return parameter_count(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as a plain dict that :func:`load_spec` reads back to an equal spec."""
+        """Return the spec as a plain dict that :func:`load_spec` reads back to an equal spec."""
         out: dict[str, Any] = {}
         if self.name:
             out["name"] = self.name
@@ -185,7 +198,7 @@ class CellSpec:
 
 
 def subsets_count(n_sources: int, degree: int, cap: int | None = None) -> int:
-    """Number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included).
+    """Return the number of subsets of at most ``degree`` of ``n_sources`` sources (θ_∅ included).
 
     With ``cap``, the sum stops as soon as it exceeds ``cap`` (the result is then some
     number above ``cap``), so a huge degree costs a few terms, not thousands of binomials.
@@ -203,11 +216,11 @@ def source_counts(topology: Topology, n_lanes: int, io: int = 0) -> list[int]:
     if topology.kind == "all":
         return [n_lanes - 1] * n_lanes
     if topology.kind == "local" and topology.io == "lanes":
-        r = topology.radius
+        r = topology._radius()
         return [min(n_lanes - 1, g + r) - max(0, g - r) for g in range(n_lanes)]
     if topology.kind == "local":
         return [len(topology.sources_of(g, n_lanes, io)) for g in range(n_lanes)]
-    return [len(sources) for sources in topology.sources]
+    return [len(sources) for sources in topology._sources()]
 
 
 def parameter_count(spec: CellSpec, cap: int | None = None) -> int:
@@ -316,39 +329,55 @@ def _parse_topology(value: Any, n_lanes: int) -> Topology:
         )
     if len(value) != 1 or next(iter(value)) != "custom":
         raise SpecError(path, f"got {value!r}; {accepted}")
-    arg = value["custom"]
+    return _parse_custom(value["custom"], n_lanes)
+
+
+def _parse_custom(arg: Any, n_lanes: int) -> Topology:
+    """Parse ``{ custom = { lane = [sources] } }``: one source list for every lane."""
+    path = "neuron.topology.custom"
     if not isinstance(arg, Mapping):
-        raise SpecError(f"{path}.custom", f"got {arg!r}; expected a table lane -> [source lanes]")
+        raise SpecError(path, f"got {arg!r}; expected a table lane -> [source lanes]")
     sources: dict[int, tuple[int, ...]] = {}
     for key, lst in arg.items():
-        where = f"{path}.custom.{key}"
-        try:
-            lane = int(key)
-        except (TypeError, ValueError):
-            raise SpecError(where, f"lane key {key!r} is not an integer lane index") from None
-        if not 0 <= lane < n_lanes:
-            raise SpecError(where, f"lane {lane} out of range; lanes are 0 … {n_lanes - 1}")
+        where = f"{path}.{key}"
+        lane = _parse_custom_lane(where, key, n_lanes)
         if lane in sources:
             raise SpecError(where, f"lane {lane} is listed twice")
-        if not isinstance(lst, (list, tuple)):
-            raise SpecError(where, f"got {lst!r}; expected a list of source lane indices")
-        for src in lst:
-            _check_type(where, src, int)
-            if not 0 <= src < n_lanes:
-                raise SpecError(where, f"source {src} out of range; lanes are 0 … {n_lanes - 1}")
-            if src == lane:
-                raise SpecError(where, f"lane {lane} lists itself as a source (self-loop)")
-        if len(set(lst)) != len(lst):
-            raise SpecError(where, f"duplicate sources in {list(lst)}")
-        sources[lane] = tuple(sorted(lst))
+        sources[lane] = _parse_custom_sources(where, lane, lst, n_lanes)
     missing = [g for g in range(n_lanes) if g not in sources]
     if missing:
         raise SpecError(
-            f"{path}.custom",
+            path,
             f"no source list for lanes {missing}; every lane 0 … {n_lanes - 1} is the target of "
             "a neuron and needs a list (use [] for a bias-only neuron)",
         )
     return Topology(kind="custom", sources=tuple(sources[g] for g in range(n_lanes)))
+
+
+def _parse_custom_lane(where: str, key: Any, n_lanes: int) -> int:
+    """Parse the lane key of one ``lane = [sources]`` entry of a custom topology."""
+    try:
+        lane = int(key)
+    except (TypeError, ValueError):
+        raise SpecError(where, f"lane key {key!r} is not an integer lane index") from None
+    if not 0 <= lane < n_lanes:
+        raise SpecError(where, f"lane {lane} out of range; lanes are 0 … {n_lanes - 1}")
+    return lane
+
+
+def _parse_custom_sources(where: str, lane: int, lst: Any, n_lanes: int) -> tuple[int, ...]:
+    """Check the source list of ``lane``: integer lanes in range, no self-loop, no repeats."""
+    if not isinstance(lst, (list, tuple)):
+        raise SpecError(where, f"got {lst!r}; expected a list of source lane indices")
+    for src in lst:
+        _check_type(where, src, int)
+        if not 0 <= src < n_lanes:
+            raise SpecError(where, f"source {src} out of range; lanes are 0 … {n_lanes - 1}")
+        if src == lane:
+            raise SpecError(where, f"lane {lane} lists itself as a source (self-loop)")
+    if len(set(lst)) != len(lst):
+        raise SpecError(where, f"duplicate sources in {list(lst)}")
+    return tuple(sorted(lst))
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> CellSpec:
@@ -475,7 +504,7 @@ def load_spec(source: CellSpec | Mapping[str, Any] | str | Path) -> CellSpec:
 
 
 def _parse_text(text: str, origin: str, *, json_first: bool) -> Mapping[str, Any]:
-    """The document in ``text``; every failure of the parser is a :class:`SpecError`."""
+    """Return the document in ``text``; every failure of the parser is a :class:`SpecError`."""
     kind = "JSON" if json_first else "TOML"
     try:
         data = json.loads(text) if json_first else tomllib.loads(text)

@@ -37,26 +37,32 @@ class Program:
 
     @property
     def io(self) -> int:
+        """Bits per word (the i/o lanes of the cell)."""
         return self.dag.io
 
     @property
     def n_lanes(self) -> int:
+        """Lanes of the cell (ancillas excluded)."""
         return self.dag.n_lanes
 
     @property
     def ops(self) -> tuple[Operation, ...]:
+        """The unrolled operations in time order."""
         return self.dag.ops
 
     @property
     def slots(self) -> tuple[Slot, ...]:
+        """The parameter slots, shared by every step."""
         return self.dag.slots
 
     @property
     def n_params(self) -> int:
+        """The number of trainable parameters."""
         return len(self.dag.slots)
 
     @property
     def n_tokens(self) -> int:
+        """Tokens the program reads: the sequence, plus the separate targets if any."""
         return self.steps + 1 + (self.steps if self.separate_targets else 0)
 
     @property

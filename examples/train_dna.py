@@ -18,7 +18,7 @@ optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
 
 
 def tensors(dataset, rows=slice(None)):
-    """Inputs, loss mask (the last step only) and target stream of some sequences."""
+    """Return the inputs, loss mask (the last step only) and target stream of some sequences."""
     return [torch.from_numpy(a[rows]) for a in (dataset.words, dataset.mask, dataset.targets)]
 
 

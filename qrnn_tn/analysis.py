@@ -91,9 +91,11 @@ class ClassicalRNN(nn.Module):
 
     @property
     def n_params(self) -> int:
+        """The number of trainable parameters."""
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, words: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the next-word distributions ``[batch, L - 1, n_words]`` of ``words``."""
         x = nn.functional.one_hot(words[:, :-1], self.n_words).to(torch.float64)
         out, _ = self.rnn(x)
         return torch.softmax(self.readout(out), dim=-1)
@@ -106,7 +108,10 @@ def classical_parameters(kind: str, io: int, hidden: int) -> int:
 
 
 def hidden_size(kind: str, io: int = DNA_IO, target: int = PAPER_PARAMETERS) -> int:
-    """The hidden size whose parameter count is closest to ``target`` (888: RNN 22, LSTM 10)."""
+    """Return the hidden size whose parameter count is closest to ``target``.
+
+    For the paper's 888 parameters this is 22 for the RNN and 10 for the LSTM.
+    """
     best, h = 1, 1
     while classical_parameters(kind, io, h) <= 2 * target:
         if abs(classical_parameters(kind, io, h) - target) < abs(
@@ -118,8 +123,11 @@ def hidden_size(kind: str, io: int = DNA_IO, target: int = PAPER_PARAMETERS) -> 
 
 
 def make_model(name: str, seed: int, cell: Any = None) -> nn.Module:
-    """A freshly initialised model ``"qrnn"`` (``cell``: a spec, default the DNA cell), ``"rnn"``
-    or ``"lstm"`` (about :data:`PAPER_PARAMETERS` parameters) for the DNA task."""
+    """Return a freshly initialised model for the DNA task.
+
+    ``name`` is ``"qrnn"`` (``cell``: a spec, default the DNA cell), ``"rnn"`` or ``"lstm"``
+    (about :data:`PAPER_PARAMETERS` parameters).
+    """
     if name == "qrnn":
         return QRNN(default_spec("dna") if cell is None else cell, seed=seed)
     if name in _GATES:
@@ -267,7 +275,7 @@ def long_sequence_study(
     n_train: int = 128,
     n_val: int = 64,
 ) -> dict[str, Any]:
-    """Steps to converge on the DNA task vs sequence length, per model (paper's Fig.).
+    """Return the steps to converge on the DNA task vs sequence length, per model (paper's Fig.).
 
     Parameters
     ----------
@@ -411,7 +419,7 @@ def gradient_study(
                 model = make_model(name, seed, cell)
                 data["parameters"][name] = _n_params(model)
                 _loss(model, batch.words, batch.mask, batch.targets).backward()
-                grads = [p.grad.reshape(-1) for p in model.parameters()]
+                grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
                 norm = float(torch.linalg.vector_norm(torch.cat(grads)))
                 data["runs"].append(
                     {

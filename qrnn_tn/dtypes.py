@@ -30,7 +30,7 @@ REAL_DTYPES: dict[torch.dtype, torch.dtype] = {
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A simulation dtype from its name (``"float32"`` …) or a ``torch.dtype``."""
+    """Return a simulation dtype from its name (``"float32"`` …) or a ``torch.dtype``."""
     if isinstance(dtype, torch.dtype) and dtype in REAL_DTYPES:
         return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPE_NAMES:
@@ -39,7 +39,7 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The real dtype of the parameters for a simulation ``dtype`` (complex64 → float32 …)."""
+    """Return the parameters' real dtype for a simulation ``dtype`` (complex64 → float32 …)."""
     if dtype not in REAL_DTYPES:
         raise BackendError(
             f"dtype {dtype} is not supported; accepted: {', '.join(map(str, REAL_DTYPES))}"

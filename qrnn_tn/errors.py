@@ -1,8 +1,8 @@
-"""The project's errors: one base, :class:`Error` (defined in :mod:`compiler.errors`, the
-lowest layer), and one type per layer beneath it.
+"""The project's errors: one base and one type per layer beneath it.
 
-Each keeps the built-in parent it had (``ValueError`` for bad input, ``RuntimeError`` for a
-run that cannot go ahead), so code that catches those keeps working.
+The base, :class:`Error`, is defined in :mod:`compiler.errors`, the lowest layer. Each type keeps
+the built-in parent it had (``ValueError`` for bad input, ``RuntimeError`` for a run that cannot go
+ahead), so code that catches those keeps working.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ __all__ = ["dumps", "finite_or_none", "read_text", "loads", "read_json"]
 
 
 def finite_or_none(data: Any) -> Any:
-    """``data`` with every non-finite float (also inside lists, tuples, dicts) as ``None``."""
+    """Return ``data`` with every non-finite float (also in lists, tuples, dicts) as ``None``."""
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, dict):
@@ -35,7 +35,7 @@ def dumps(data: Any, **kwargs: Any) -> str:
 
 
 def read_text(path: str | os.PathLike, what: str, error: type[Exception]) -> str:
-    """The UTF-8 text of ``path``; an unreadable or non-UTF-8 file raises ``error``.
+    """Return the UTF-8 text of ``path``; an unreadable or non-UTF-8 file raises ``error``.
 
     ``what`` names the file's role in the message (e.g. ``"--params"``).
     """
@@ -64,5 +64,5 @@ def loads(text: str, what: str, error: type[Exception]) -> Any:
 
 
 def read_json(path: str | os.PathLike, what: str, error: type[Exception]) -> Any:
-    """The JSON document in file ``path`` (see :func:`read_text` and :func:`loads`)."""
+    """Return the JSON document in file ``path`` (see :func:`read_text` and :func:`loads`)."""
     return loads(read_text(path, what, error), f"{what} {path}", error)

@@ -50,11 +50,14 @@ class StepSums:
         discarded: torch.Tensor | None = None,
         log_norm: torch.Tensor | None = None,
     ) -> StepSums:
-        """The sums of one batch: per-step ``losses`` and ``probs [batch, steps, 2^io]``,
-        the probability ``target_prob [batch, steps]`` of the word each step was projected
-        on, the ``scored`` words, the ``mask`` of unmasked steps and the MPS's per-step
-        ``discarded [batch, steps]`` weights (``None`` for exact backends), and the run's
-        ``log_norm [batch]`` (:class:`~qrnn_tn.backends.RunResult`; ``None``: not counted)."""
+        """Return the sums of one batch.
+
+        The inputs are per-step ``losses`` and ``probs [batch, steps, 2^io]``, the probability
+        ``target_prob [batch, steps]`` of the word each step was projected on, the ``scored`` words,
+        the ``mask`` of unmasked steps and the MPS's per-step ``discarded [batch, steps]`` weights
+        (``None`` for exact backends), and the run's ``log_norm [batch]``
+        (:class:`~qrnn_tn.backends.RunResult`; ``None``: not counted).
+        """
         with torch.no_grad():
             tiny = torch.finfo(target_prob.dtype).tiny
             return cls(
@@ -68,6 +71,7 @@ class StepSums:
             )
 
     def __add__(self, other: StepSums) -> StepSums:
+        """Return the sums of both; the discarded weight is the larger of the two."""
         worst = [d for d in (self.discarded, other.discarded) if d is not None]
         return StepSums(
             loss=self.loss + other.loss,
@@ -80,9 +84,11 @@ class StepSums:
         )
 
     def to_tensor(self, device: torch.device | None = None) -> torch.Tensor:
-        """``[loss, scored, correct, overhead, steps, log_overhead, discarded]`` in float64,
-        for a reduction across ranks: sum all but the last (:meth:`from_tensors`) and take
-        the maximum of the last."""
+        """Return ``[loss, scored, correct, overhead, steps, log_overhead, discarded]``.
+
+        The vector is float64, for a reduction across ranks: sum all but the last
+        (:meth:`from_tensors`) and take the maximum of the last.
+        """
         discarded = _NO_TRUNCATION if self.discarded is None else self.discarded
         values = [
             self.loss,
@@ -97,8 +103,11 @@ class StepSums:
 
     @classmethod
     def from_tensors(cls, summed: torch.Tensor, maximum: torch.Tensor) -> StepSums:
-        """Sums from :meth:`to_tensor` vectors reduced by sum (``summed``) and by maximum
-        (``maximum``, of which only the discarded weight is read)."""
+        """Return the sums from :meth:`to_tensor` vectors reduced across ranks.
+
+        ``summed`` is their reduction by sum, ``maximum`` by maximum (of which only the
+        discarded weight is read).
+        """
         loss, scored, correct, overhead, steps, log_overhead, _ = summed.tolist()
         discarded = float(maximum[-1])
         return cls(
@@ -112,10 +121,13 @@ class StepSums:
         )
 
     def summary(self) -> dict[str, float]:
-        """``loss`` (mean over the scored steps), ``accuracy`` (share of scored steps whose
+        """Return the means of the sums.
+
+        ``loss`` (mean over the scored steps), ``accuracy`` (share of scored steps whose
         most probable word is the target), ``overhead`` (mean expected repetitions per
         projection on a device), ``log_overhead`` (mean per step of ``−log_norm``) and, for a
-        truncating backend, ``discarded``."""
+        truncating backend, ``discarded``.
+        """
         out = {
             "loss": self.loss / self.scored if self.scored else math.nan,
             "accuracy": self.correct / self.scored if self.scored else math.nan,

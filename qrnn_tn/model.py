@@ -44,7 +44,7 @@ _PLAN_CACHE_SIZE = 32
 
 
 def step_targets(words: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-    """The word each step is projected on and scored against, ``[batch, L - 1]``.
+    """Return the word each step is projected on and scored against, ``[batch, L - 1]``.
 
     ``targets`` when given (a target stream of its own), else the next inputs ``words[:, 1:]``.
     """
@@ -182,17 +182,19 @@ class QRNN(nn.Module):
 
     @property
     def n_params(self) -> int:
+        """The number of trainable parameters."""
         return self.theta.numel()
 
     def slot_values(self) -> dict[str, float]:
-        """The current angles by slot name (``in.h0.[]`` …), in canonical order."""
+        """Return the current angles by slot name (``in.h0.[]`` …), in canonical order."""
         return dict(zip(self.slot_names, self.theta.detach().tolist(), strict=True))
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Saved in ``state_dict()`` beside ``theta``: the spec and the slot names."""
+        """Return what ``state_dict()`` saves beside ``theta``: the spec and the slot names."""
         return {"spec": self.spec.to_dict(), "slot_names": list(self.slot_names)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Check the saved slot names against this model's (see :meth:`get_extra_state`)."""
         names = tuple(state.get("slot_names", ()))
         if names != self.slot_names:
             raise ValueError(
@@ -202,8 +204,10 @@ class QRNN(nn.Module):
             )
 
     def program(self, steps: int, separate_targets: bool = False) -> Program:
-        """The compiled program for ``steps`` steps (cached); see :class:`Program` for
-        ``separate_targets``."""
+        """Return the compiled program for ``steps`` steps (cached).
+
+        See :class:`Program` for ``separate_targets``.
+        """
         key = (steps, separate_targets)
         if key not in self._programs:
             self._programs[key] = compile_program(
@@ -212,7 +216,7 @@ class QRNN(nn.Module):
         return self._programs[key]
 
     def plan(self, steps: int, batch: int, separate_targets: bool = False) -> Plan:
-        """The backend plan for ``steps`` steps and ``batch`` sequences (cached).
+        """Return the backend plan for ``steps`` steps and ``batch`` sequences (cached).
 
         With ``backend="auto"``, :func:`~qrnn_tn.backends.choose` runs once per length;
         other batch sizes of that length reuse its choice while it fits the memory budget,
@@ -262,8 +266,10 @@ class QRNN(nn.Module):
         return self._tokens(words, where)
 
     def _tokens(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
-        """``tokens`` as int64 on the model's device, or ValueError for non-integers and
-        words outside ``0 … 2^io - 1``."""
+        """Return ``tokens`` as int64 on the model's device.
+
+        Non-integers and words outside ``0 … 2^io - 1`` raise ``ValueError``.
+        """
         return check_tokens(tokens, self.io, where, ValueError).to(self.theta.device)
 
     def check_targets(
@@ -289,7 +295,7 @@ class QRNN(nn.Module):
         mode: str = "teacher",
         generator: torch.Generator | None = None,
     ) -> RunResult:
-        """The backend's full :class:`RunResult` for ``words [batch, L]`` (``L - 1`` steps).
+        """Return the backend's full :class:`RunResult` for ``words [batch, L]`` (``L - 1`` steps).
 
         ``targets [batch, L - 1]`` gives each step a word to be projected on other than the
         next input (teacher mode only); ``RunResult.words`` then holds the inputs followed by
@@ -298,10 +304,9 @@ class QRNN(nn.Module):
         words = self.check_words(words)
         targets = self.check_targets(targets, words)
         batch, length = words.shape
-        separate = targets is not None
-        if separate:
+        if targets is not None:
             words = torch.cat([words, targets], dim=1)
-        plan = self.plan(length - 1, batch, separate)
+        plan = self.plan(length - 1, batch, targets is not None)
         return plan.run(self.theta, words, mode=mode, generator=generator)
 
     def forward(

@@ -82,14 +82,15 @@ class RunDir:
         self.path = Path(path)
 
     def __repr__(self) -> str:
+        """Return ``RunDir('<path>')``."""
         return f"RunDir({str(self.path)!r})"
 
     def file(self, name: str) -> Path:
-        """The path of file ``name`` of the run."""
+        """Return the path of file ``name`` of the run."""
         return self.path / name
 
     def existing(self) -> list[str]:
-        """The run files (:attr:`RUN_FILES`) present in the directory."""
+        """Return the run files (:attr:`RUN_FILES`) present in the directory."""
         return [name for name in self.RUN_FILES if self.file(name).exists()]
 
     def clear(self) -> None:
@@ -143,7 +144,7 @@ class RunDir:
         atomic_write(self.file(name), lambda f: f.write(text), mode="w")
 
     def read_config(self) -> dict[str, Any]:
-        """The ``config`` table of ``config.json``; a damaged file is a :class:`RunDirError`."""
+        """Return the ``config`` table of ``config.json``; damage raises :class:`RunDirError`."""
         path = self.file(self.CONFIG)
         data = jsonio.read_json(path, "run config", RunDirError)
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
@@ -156,7 +157,7 @@ class RunDir:
     # ------------------------------------------------------------------ metrics
 
     def start_metrics(self) -> None:
-        """An empty metrics log."""
+        """Start an empty metrics log."""
         atomic_write(self.file(self.METRICS), lambda f: None)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -170,7 +171,7 @@ class RunDir:
         atomic_write(self.file(self.METRICS), lambda f: f.write(text), mode="w")
 
     def read_metrics(self, strict: bool = False) -> list[dict[str, Any]]:
-        """The records of the metrics log.
+        """Return the records of the metrics log.
 
         A last line cut short by a crash (no newline at its end) is skipped. Other lines
         that do not parse are skipped too, unless ``strict`` (for a resume, which must not

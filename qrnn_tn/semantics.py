@@ -54,13 +54,12 @@ def angle_value(params: torch.Tensor, angle: Angle) -> torch.Tensor:
 def neuron_half_angles(
     params: torch.Tensor, slots: torch.Tensor, monomials: np.ndarray, offset: float
 ) -> torch.Tensor:
-    """The half-angle ``η(x) = (β + Σ_S θ_S Π_{i∈S} x_i) / 2`` (QRNN.md §2) on every
-    source branch ``x`` of a neuron, or of a group of neurons of one shape.
+    """Return the half-angle ``η(x) = (β + Σ_S θ_S Π_{i∈S} x_i) / 2`` (QRNN.md §2).
 
-    ``slots`` holds the neuron's parameter slots ``[k]`` (or ``[group, k]``); ``monomials``
-    is :meth:`compiler.ir.Neuron.monomials`, ``[2^m, k]``; ``offset`` is ``β``. Returns
-    ``[2^m]`` (or ``[group, 2^m]``), the first source being the most significant bit of
-    the branch index.
+    It is computed on every source branch ``x`` of a neuron, or of a group of neurons of one shape.
+    ``slots`` holds the neuron's parameter slots ``[k]`` (or ``[group, k]``); ``monomials`` is
+    :meth:`compiler.ir.Neuron.monomials`, ``[2^m, k]``; ``offset`` is ``β``. Returns ``[2^m]`` (or
+    ``[group, 2^m]``), the first source being the most significant bit of the branch index.
     """
     mono = torch.as_tensor(monomials, dtype=params.dtype, device=params.device)
     return (offset + params[slots] @ mono.T) / 2
@@ -69,15 +68,20 @@ def neuron_half_angles(
 def neuron_amplitudes(
     params: torch.Tensor, slots: torch.Tensor, monomials: np.ndarray, offset: float, order: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``c(x) = cos(η)^(2^k)`` and ``s(x) = sin(η)^(2^k)`` on every source branch, for
-    ``order`` ``k`` (QRNN.md §2): the neuron's map on that branch is ``[[c, -s], [s, c]]``,
-    before the renormalisation that postselection implies."""
+    """Return ``c(x) = cos(η)^(2^k)`` and ``s(x) = sin(η)^(2^k)`` on every source branch.
+
+    ``k`` is the ``order`` (QRNN.md §2); the neuron's map on that branch is ``[[c, -s], [s, c]]``,
+    before the renormalisation that postselection implies.
+    """
     return neuron_branch_amplitudes(neuron_half_angles(params, slots, monomials, offset), order)
 
 
 def check_tokens(tokens: torch.Tensor, io: int, where: str, error: type[Exception]) -> torch.Tensor:
-    """``tokens`` as int64, or ``error`` naming ``where`` for non-integer dtypes and for
-    words outside ``0 … 2^io - 1`` (each layer passes its own error type)."""
+    """Return ``tokens`` as int64.
+
+    Non-integer dtypes and words outside ``0 … 2^io - 1`` raise ``error`` naming ``where``
+    (each layer passes its own error type).
+    """
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
         raise error(f"{where} must hold integer tokens; got dtype {tokens.dtype}")
     tokens = tokens.to(torch.int64)

@@ -47,7 +47,7 @@ def _compiled(spec: CellSpec, steps: int) -> Program:
 def load_program(
     spec_or_program: Program | CellSpec | dict | str | Path, steps: int | None
 ) -> Program:
-    """The program for a spec (compiled for ``steps``, cached) or a given program."""
+    """Return the program for a spec (compiled for ``steps``, cached) or a given program."""
     if isinstance(spec_or_program, Program):
         if steps is not None and steps != spec_or_program.steps:
             raise BackendError(
@@ -95,11 +95,11 @@ def make_plan(
     memory_budget: int | None = None,
     backend_options: OptionsInput = None,
 ) -> tuple[Plan, BackendChoice]:
-    """Prepare ``program`` on ``backend`` (``"auto"``: :func:`qrnn_tn.backends.choose`)
-    with ``backend_options`` (see :mod:`qrnn_tn.backends.options`).
+    """Prepare ``program`` on ``backend`` with ``backend_options``.
 
-    Returns the plan and the :class:`~qrnn_tn.backends.BackendChoice` (which backend runs
-    it and why).
+    ``"auto"`` picks the backend with :func:`qrnn_tn.backends.choose`; the options are described in
+    :mod:`qrnn_tn.backends.options`. Returns the plan and the
+    :class:`~qrnn_tn.backends.BackendChoice` (which backend runs it and why).
     """
     options = BackendOptions(
         dtype=parse_dtype(dtype),

@@ -22,7 +22,7 @@ MODULE = "qrnn_tn.backends.options"
 
 
 def _type_text(owner: type, field: dataclasses.Field) -> str:
-    """The field's annotation as written (resolved where possible, else its string form)."""
+    """Return the field's annotation as written (resolved where possible, else its string form)."""
     try:
         hint = typing.get_type_hints(owner).get(field.name, field.type)
     except Exception:  # noqa: BLE001 - unresolvable forward references keep their text
@@ -32,7 +32,7 @@ def _type_text(owner: type, field: dataclasses.Field) -> str:
 
 
 def _default_text(field: dataclasses.Field) -> str:
-    """The default as code; a computed default (machine-dependent) is described, not shown."""
+    """Return the default as code; a computed (machine-dependent) default is described."""
     if field.default is not dataclasses.MISSING:
         return "none" if field.default is None else repr(field.default)
     if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -55,7 +55,7 @@ def option_rows(by_backend: dict[str, type]) -> list[tuple[str, str, str, str, s
 
 
 def options_table(rows: list[tuple[str, str, str, str, str]]) -> str:
-    """A markdown table (backend, option, type, default, meaning) of ``rows``."""
+    """Return a markdown table (backend, option, type, default, meaning) of ``rows``."""
     lines = ["| backend | option | type | default | meaning |", "|---|---|---|---|---|"]
     for backend, name, kind, default, meaning in rows:
         lines.append(

@@ -20,6 +20,7 @@ from qrnn_tn.backends import BackendOptions, rank_backends
 
 
 def main() -> None:
+    """Run the tutorial."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", default=bool(os.environ.get("QRNN_TN_QUICK"))

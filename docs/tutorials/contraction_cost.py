@@ -25,7 +25,7 @@ from qrnn_tn.backends.options import MPSOptions  # noqa: E402
 
 
 def local_cell(qubits: int, radius: int) -> dict:
-    """io 2, one work stage, degree 2, order 2, sources within ``radius`` lanes."""
+    """Io 2, one work stage, degree 2, order 2, sources within ``radius`` lanes."""
     return {
         "cell": {"io": 2, "workspace": qubits - 2, "stages": 1},
         "neuron": {"degree": 2, "order": 2, "topology": {"local": radius}},
@@ -33,6 +33,7 @@ def local_cell(qubits: int, radius: int) -> dict:
 
 
 def main() -> None:
+    """Run the tutorial."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", default=bool(os.environ.get("QRNN_TN_QUICK"))

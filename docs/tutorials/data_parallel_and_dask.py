@@ -63,6 +63,7 @@ def rank_main(rank: int, world: int, port: int, steps: int, out: str, results) -
 
 
 def data_parallel(steps: int) -> None:
+    """Train ``steps`` steps on two local ranks and check they match one process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -87,6 +88,7 @@ def data_parallel(steps: int) -> None:
 
 
 def dask_contraction() -> None:
+    """Run a sliced plan locally and on a local dask cluster and check they agree."""
     import logging
 
     import numpy as np
@@ -138,6 +140,7 @@ def dask_contraction() -> None:
 
 
 def main() -> None:
+    """Run the tutorial."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", default=bool(os.environ.get("QRNN_TN_QUICK"))

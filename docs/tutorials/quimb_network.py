@@ -38,7 +38,7 @@ KINDS = ["START", "NEURON", "RY", "WORDX", "CLOSE"]
 
 
 def circuit_positions(tn) -> dict[int, tuple[float, float]]:
-    """A circuit-like layout: time left to right, the ket's lanes above, the bra's below.
+    """Return a circuit-like layout: time left to right, the ket's lanes above, the bra's below.
 
     Each tensor goes one column right of the last tensor on any lane it touches (its own
     and those of its control or source indices, named ``q{lane}_…``).
@@ -60,6 +60,7 @@ def circuit_positions(tn) -> dict[int, tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the tutorial."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="quimb_network.png", help="PNG to write")
     parser.add_argument("--quick", action="store_true", help="one step, a quicker layout")

@@ -24,7 +24,7 @@ from qrnn_tn.train import evaluate, train
 
 
 def chain_cell(lanes: int) -> dict:
-    """io 2 and ``lanes - 2`` workspace lanes; sources within 2 lanes on lanes 0-3, else 1."""
+    """Io 2 and ``lanes - 2`` workspace lanes; sources within 2 lanes on lanes 0-3, else 1."""
     custom = {}
     for lane in range(lanes):
         radius = 2 if lane < 4 else 1
@@ -39,6 +39,7 @@ def chain_cell(lanes: int) -> dict:
 
 
 def main() -> None:
+    """Run the tutorial."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", default=bool(os.environ.get("QRNN_TN_QUICK"))

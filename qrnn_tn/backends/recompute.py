@@ -13,7 +13,7 @@ entry point works, and checkpoints nest (a recomputed function may itself use
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -44,7 +44,9 @@ def recompute(fn: Callable[..., tuple[torch.Tensor, ...]], *args: Any) -> tuple[
 
 class _Recompute(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, call, *tensors):  # autograd runs this without recording a graph
+    def forward(  # autograd runs this without recording a graph
+        ctx: Any, call: Callable[..., tuple[torch.Tensor, ...]], *tensors: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         ctx.call = call
         ctx.save_for_backward(*tensors)
         ctx.set_materialize_grads(False)
@@ -55,7 +57,7 @@ class _Recompute(torch.autograd.Function):
         return outputs
 
     @staticmethod
-    def backward(ctx, *grads):
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         inputs = [
             t.detach().requires_grad_(need)
             for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad[1:], strict=True)
@@ -65,7 +67,7 @@ class _Recompute(torch.autograd.Function):
         used = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
         used = [(o, g) for o, g in used if o.requires_grad]
         wrt = [x for x in inputs if x.requires_grad]
-        found = iter(())
+        found: Iterator[torch.Tensor | None] = iter(())
         if used and wrt:
             found = iter(
                 torch.autograd.grad(

@@ -10,6 +10,7 @@ leaves and outputs, the backward recomputes one slice at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cotengra as ctg
@@ -19,7 +20,7 @@ from cotengra.contract import einsum as bmm_einsum
 from qrnn_tn.backends.recompute import recompute
 from qrnn_tn.backends.tn_plan import SegmentPlan, segment_plan
 
-__all__ = ["Contraction", "compile_contraction"]
+__all__ = ["Contraction", "compile_contraction", "sum_rescaled"]
 
 #: Leaves absorbed into an intermediate between two rescalings.
 RESCALE_EVERY = 6
@@ -107,7 +108,7 @@ class Contraction:
         self, arrays: list[torch.Tensor], checkpointed: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Contract: ``(mantissa [batch, ...output], log_scale [batch])``, slices summed."""
-        results = []
+        results: list[tuple[torch.Tensor, ...]] = []
         for i in range(self.tree.nslices):
             sliced = self.tree.slice_arrays(arrays, i) if self.tree.nslices > 1 else arrays
             if checkpointed and len(self.segments) > 1 and self.tree.nslices > 1:
@@ -119,14 +120,23 @@ class Contraction:
             else:
                 results.append(self._core(*sliced))
         if len(results) == 1:
-            return results[0]
+            mantissa, log = results[0]
+            return mantissa, log
         logs = torch.stack([log for _, log in results])
         top = logs.max(0).values
-        total = 0
-        for mantissa, log in results:
-            weight = torch.exp(log - top).to(mantissa.dtype)
-            total = total + mantissa * weight.reshape(-1, *([1] * (mantissa.dim() - 1)))
-        return total, top
+        return sum_rescaled(results, top), top
+
+
+def sum_rescaled(results: Sequence[tuple[torch.Tensor, ...]], top: torch.Tensor) -> torch.Tensor:
+    """Sum the mantissas of ``(mantissa, log_scale)`` pairs, each rescaled to log-scale ``top``."""
+    total: torch.Tensor | None = None
+    for mantissa, log in results:
+        weight = torch.exp(log - top).to(mantissa.dtype)
+        term = mantissa * weight.reshape(-1, *([1] * (mantissa.dim() - 1)))
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("no slice results to sum")
+    return total
 
 
 def _rescale(
@@ -137,7 +147,7 @@ def _rescale(
         if batch_axis < 0:
             low, high = torch.aminmax(x)
             big = torch.maximum(high, -low).reshape(1)
-            shape = ()
+            shape: list[int] = []
         elif x.dim() > 1:
             rows = x.movedim(batch_axis, 0).reshape(x.shape[batch_axis], -1)
             low, high = torch.aminmax(rows, dim=1)

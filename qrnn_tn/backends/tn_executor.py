@@ -1,4 +1,4 @@
-"""Contracting the slices of a tree on an executor (issue 9).
+"""Contracting the slices of a tree on an executor.
 
 ``run_on_executor(contraction, arrays, executor)`` submits every slice of a (sliced)
 contraction to ``executor`` -- any :class:`concurrent.futures.Executor`, or anything with a
@@ -22,12 +22,13 @@ cause; remaining futures are cancelled, never partially summed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
 from qrnn_tn.backends.base import BackendError
-from qrnn_tn.backends.tn_contract import Contraction
+from qrnn_tn.backends.tn_contract import Contraction, sum_rescaled
 
 __all__ = ["run_on_executor", "slice_forward", "slice_vjp"]
 
@@ -77,14 +78,18 @@ def _is_dask(executor: Any) -> bool:
     return type(executor).__module__.split(".")[0] == "distributed"
 
 
-def _submit(executor: Any, fn, *args):
+#: What a slice task returns.
+R = TypeVar("R")
+
+
+def _submit(executor: Any, fn: Callable[..., Any], *args: Any) -> Any:
     """``executor.submit``; dask clients get ``pure=False`` (no hashing of the tensors)."""
     if _is_dask(executor):
         return executor.submit(fn, *args, pure=False)
     return executor.submit(fn, *args)
 
 
-def _shared(executor: Any, what: str, *objects) -> tuple:
+def _shared(executor: Any, what: str, *objects: Any) -> tuple[Any, ...]:
     """``objects`` stored once on a dask cluster (futures its tasks resolve), else as given."""
     if not _is_dask(executor):
         return objects
@@ -98,7 +103,9 @@ def _shared(executor: Any, what: str, *objects) -> tuple:
         ) from err
 
 
-def _gather(executor: Any, fn, per_slice: list[tuple], what: str) -> list:
+def _gather(
+    executor: Any, fn: Callable[..., R], per_slice: list[tuple[Any, ...]], what: str
+) -> list[R]:
     """Submit ``fn(*args)`` for each slice's args and collect results in order, or raise."""
     n = len(per_slice)
     futures = []
@@ -140,16 +147,14 @@ def _combine(results: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Te
         return mantissa, log, log
     logs = torch.stack([log for _, log in results])
     top = logs.max(0).values
-    total = 0
-    for mantissa, log in results:
-        weight = torch.exp(log - top).to(mantissa.dtype)
-        total = total + mantissa * weight.reshape(-1, *([1] * (mantissa.dim() - 1)))
-    return total, top, top
+    return sum_rescaled(results, top), top, top
 
 
 class _SliceSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, contraction, executor, *arrays):
+    def forward(
+        ctx: Any, contraction: Contraction, executor: Any, *arrays: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         leaves = [a.detach().cpu() for a in arrays]
         n = contraction.tree.nslices
         shared = _shared(executor, "forward", contraction, leaves)
@@ -164,7 +169,9 @@ class _SliceSum(torch.autograd.Function):
         return total, top
 
     @staticmethod
-    def backward(ctx, grad_mantissa, _grad_log):
+    def backward(
+        ctx: Any, grad_mantissa: torch.Tensor | None, _grad_log: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
         needs = list(ctx.needs_input_grad[2:])
         none = (None, None)
         if grad_mantissa is None or not any(needs):
@@ -180,7 +187,8 @@ class _SliceSum(torch.autograd.Function):
         for slice_grads in results:
             for k, grad in enumerate(slice_grads):
                 if grad is not None:
-                    grads[k] = grad if grads[k] is None else grads[k] + grad
+                    so_far = grads[k]
+                    grads[k] = grad if so_far is None else so_far + grad
         grads = [
             None if grad is None else grad.to(device)
             for grad, device in zip(grads, ctx.devices, strict=True)

@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from compiler.ir import Gate, Neuron, Operation, WordBit
+from compiler.ir import Angle, Gate, Neuron, Operation, WordBit
 from compiler.lower import literal_neuron
 from compiler.unroll import Program
 
@@ -61,10 +61,31 @@ class Leaf:
 
     kind: str
     inds: tuple[int, ...]
-    ref: object = None
+    ref: int | Angle | tuple[int, tuple[WordBit, ...]] | None = None
     name: str = ""
     batched: bool = False
     lane: int = 0
+
+    @property
+    def position(self) -> int:
+        """The op position of a ``neuron`` leaf."""
+        if not isinstance(self.ref, int):
+            raise TypeError(f"a {self.kind!r} leaf has no op position")
+        return self.ref
+
+    @property
+    def angle(self) -> Angle:
+        """The angle of a rotation ``gate`` leaf."""
+        if not isinstance(self.ref, Angle):
+            raise TypeError(f"a {self.kind!r} leaf {self.name!r} has no angle")
+        return self.ref
+
+    @property
+    def word(self) -> tuple[int, tuple[WordBit, ...]]:
+        """``(const, bits)`` of a ``start``, ``close`` or ``wordx`` leaf."""
+        if not isinstance(self.ref, tuple):
+            raise TypeError(f"a {self.kind!r} leaf has no word bits")
+        return self.ref
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,7 @@ class StepNetwork:
 
     @property
     def inputs(self) -> list[tuple[int, ...]]:
+        """The indices of every leaf, in leaf order."""
         return [leaf.inds for leaf in self.leaves]
 
     def key(self) -> str:
@@ -112,7 +134,7 @@ class _Builder:
         self.ancilla_lane = 0
 
     def lane(self, q: int) -> int:
-        """The lane a wire belongs to (an ancilla: the target of the neuron using it)."""
+        """Return the lane a wire belongs to (an ancilla: the target of the neuron using it)."""
         return q if q < self.program.n_lanes else self.ancilla_lane
 
     def fresh(self) -> int:
@@ -125,7 +147,7 @@ class _Builder:
         self.current.pop(wire, None)
 
     def wire(self, q: int) -> int:
-        """The current index of wire ``q``, emitting its pending start vector first."""
+        """Return the current index of wire ``q``, emitting its pending start vector first."""
         if q in self.pending:
             const, bits = self.pending.pop(q)
             ind = self.fresh()
@@ -134,7 +156,7 @@ class _Builder:
         self.touched.add(q)
         return self.current[q]
 
-    def _vector(self, kind: str, q: int, ind: int, const: int, bits: tuple) -> None:
+    def _vector(self, kind: str, q: int, ind: int, const: int, bits: tuple[WordBit, ...]) -> None:
         batched = bool(bits)
         inds = (BATCH, ind) if batched else (ind,)
         leaf = Leaf(kind, inds, ref=(const, bits), batched=batched, lane=self.lane(q))
@@ -177,10 +199,9 @@ class _Builder:
             self.ancilla_lane = lanes[0]
         controls = tuple(self.wire(c) for c in op.qubits[:-1])
         ind_in, ind_out = self.advance(op.qubits[-1])
-        ref = op.angle if op.angle is not None else None
         inds = (*controls, ind_in, ind_out)
         lane = self.lane(op.qubits[-1])
-        self.leaves.append(Leaf("gate", inds, ref=ref, name=op.name, lane=lane))
+        self.leaves.append(Leaf("gate", inds, ref=op.angle, name=op.name, lane=lane))
 
     def neuron(self, position: int, op: Neuron) -> None:
         if self._literal(op):
@@ -210,16 +231,15 @@ class _Builder:
         return literal < hyper
 
     def apply(self, position: int, op: Operation) -> None:
-        kind = op.kind
-        if kind == "gate":
+        if op.kind == "gate":
             self.gate(op)
-        elif kind == "wordx":
+        elif op.kind == "wordx":
             self.wordx(op.qubit, op.bit)
-        elif kind == "neuron":
+        elif op.kind == "neuron":
             self.neuron(position, op)
-        elif kind == "postselect":
+        elif op.kind == "postselect":
             self.close(op.qubit, 0, ())
-        elif kind == "project":
+        elif op.kind == "project":
             for j, q in enumerate(op.qubits):
                 self.close(q, 0, (WordBit(op.token, j),))
         else:
@@ -271,7 +291,7 @@ def _snapshots(builder: _Builder, program: Program) -> Iterator[StepNetwork]:
 
 
 def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") -> NetworkSet:
-    """The readout networks of every step of ``program`` for ``batch`` sequences.
+    """Return the readout networks of every step of ``program`` for ``batch`` sequences.
 
     Raises
     ------
@@ -286,7 +306,7 @@ def build_networks(program: Program, batch: int = 1, neuron_form: str = "auto") 
 def iter_networks(
     program: Program, batch: int = 1, neuron_form: str = "auto"
 ) -> Iterator[StepNetwork]:
-    """The readout networks one step at a time, built as they are asked for.
+    """Yield the readout networks one step at a time, built as they are asked for.
 
     Each holds every earlier step, so building all of a long sequence costs time quadratic
     in its length; a caller that stops at the first step too large to contract pays only

@@ -72,7 +72,7 @@ def to_quimb(
     dtype: str | torch.dtype = "float64",
     neuron_form: str | None = None,
 ) -> qtn.TensorNetwork:
-    """The readout network of one step of ``program`` as a quimb tensor network.
+    """Return the readout network of one step of ``program`` as a quimb tensor network.
 
     Parameters
     ----------
@@ -158,7 +158,7 @@ def to_quimb(
 
     net, starts = _network(program, step, tokens.shape[0], form)
     values = LeafValues(program, params, tokens)
-    values.prepare_neurons(tuple(leaf.ref for leaf in net.leaves if leaf.kind == "neuron"))
+    values.prepare_neurons(tuple(leaf.position for leaf in net.leaves if leaf.kind == "neuron"))
     names = _index_names(net)
     n_ket = len(net.leaves) // 2
     tensors = []
@@ -167,15 +167,14 @@ def to_quimb(
         inds = tuple(names[j] for j in leaf.inds)
         if single and leaf.batched:
             data, inds = data[0], inds[1:]
-        if arrays == "numpy":
-            data = data.detach().cpu().numpy()
+        array = data.detach().cpu().numpy() if arrays == "numpy" else data
         half = i // n_ket if i < 2 * n_ket else None
-        tensors.append(qtn.Tensor(data, inds=inds, tags=_tags(leaf, half, starts, i % n_ket)))
+        tensors.append(qtn.Tensor(array, inds=inds, tags=_tags(leaf, half, starts, i % n_ket)))
     return qtn.TensorNetwork(tensors)
 
 
 def readout_inds(tn: qtn.TensorNetwork) -> tuple[str, ...]:
-    """The open indices of a network from :func:`to_quimb`, in the order of ``probs``.
+    """Return the open indices of a network from :func:`to_quimb`, in the order of ``probs``.
 
     ``("batch", "out0", "out1", …)`` (``batch`` only for a batch of words; ``out0`` the most
     significant bit of the word): contracting to them and reshaping to ``[batch, 2^io]``
@@ -188,10 +187,9 @@ def readout_inds(tn: qtn.TensorNetwork) -> tuple[str, ...]:
 
 def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program, str]:
     if isinstance(program, Program):
-        form = "auto"
-    elif isinstance(getattr(program, "program", None), Program):
-        form = getattr(program, "neuron_form", "auto")
-        program = program.program
+        compiled, form = program, "auto"
+    elif isinstance(inner := getattr(program, "program", None), Program):
+        compiled, form = inner, getattr(program, "neuron_form", "auto")
     else:
         raise BackendError(
             "to_quimb: expected a compiled Program (compiler.unroll.compile_program) or a "
@@ -201,12 +199,15 @@ def _program_and_form(program: object, neuron_form: str | None) -> tuple[Program
     form = form if neuron_form is None else neuron_form
     if form not in NEURON_FORMS:
         raise BackendError(f"to_quimb: neuron_form={form!r}; accepted: {', '.join(NEURON_FORMS)}")
-    return program, form
+    return compiled, form
 
 
 def _tensor(value: object, what: str, expected: str, dtype: type | None = None) -> torch.Tensor:
-    """``value`` as a tensor (a given one as it is, autograd graph included), anything else
-    through numpy (so a list of floats stays float64), or :class:`BackendError`."""
+    """Return ``value`` as a tensor, or raise :class:`BackendError`.
+
+    A given tensor is returned as it is (autograd graph included); anything else goes
+    through numpy (so a list of floats stays float64).
+    """
     if isinstance(value, torch.Tensor):
         return value
     try:
@@ -218,7 +219,7 @@ def _tensor(value: object, what: str, expected: str, dtype: type | None = None) 
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A real simulation dtype (the network is real), or :class:`BackendError`."""
+    """Return a real simulation dtype (the network is real), or raise :class:`BackendError`."""
     try:
         parsed = parse_dtype(dtype)
     except BackendError:
@@ -242,7 +243,7 @@ def _network(program: Program, step: int, batch: int, form: str) -> tuple[StepNe
 
 
 def _own(leaf: Leaf) -> tuple[int, ...]:
-    """The wire indices ``leaf`` acts on (the rest are controls, sources or the batch)."""
+    """Return the wire indices ``leaf`` acts on (the rest are controls, sources or the batch)."""
     if leaf.kind == "neuron":
         return leaf.inds[:2]
     if leaf.kind in ("start", "close"):

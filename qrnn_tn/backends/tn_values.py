@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import torch
 
+from compiler.ir import Neuron, WordBit
 from compiler.unroll import Program
 from qrnn_tn.backends.tn_network import Leaf
 from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
@@ -42,13 +43,13 @@ class LeafValues:
         for pos in positions:
             if pos in self._neurons:
                 continue
-            op = self.program.ops[pos]
+            op = self._neuron(pos)
             where = {q: i for i, q in enumerate(op.sources)}
             pattern = tuple(tuple(where[q] for q in s) for s in op.subsets)
             groups[(len(op.sources), pattern, op.order, op.offset)].append(pos)
         for (m, _pattern, order, offset), members in groups.items():
-            slots = torch.tensor([self.program.ops[p].slots for p in members])
-            monomials = self.program.ops[members[0]].monomials()  # one pattern per group
+            slots = torch.tensor([self._neuron(p).slots for p in members])
+            monomials = self._neuron(members[0]).monomials()  # one pattern per group
             c, s = neuron_amplitudes(self.params, slots, monomials, offset, order)
             # T[n, in, out, x] = M(x)[out, in] with M = [[c, -s], [s, c]]
             t = torch.stack([torch.stack([c, s], 1), torch.stack([-s, c], 1)], 1)
@@ -56,14 +57,20 @@ class LeafValues:
             for k, pos in enumerate(members):
                 self._neurons[pos] = t[k]
 
-    def word_bits(self, const: int, bits: tuple) -> torch.Tensor:
+    def _neuron(self, position: int) -> Neuron:
+        op = self.program.ops[position]
+        if not isinstance(op, Neuron):
+            raise TypeError(f"operation {position} is a {op.kind}, not a neuron")
+        return op
+
+    def word_bits(self, const: int, bits: tuple[WordBit, ...]) -> torch.Tensor:
         """``const`` XOR the given word bits, per sequence: ``[batch]`` of 0/1."""
         return token_bits(self.words, bits, self.program.io, const)
 
     def value(self, leaf: Leaf) -> torch.Tensor:
-        """The tensor of ``leaf``, in the order of its indices."""
+        """Return the tensor of ``leaf``, in the order of its indices."""
         if leaf.kind == "neuron":
-            return self._neurons[leaf.ref]
+            return self._neurons[leaf.position]
         key = (leaf.kind, leaf.ref, leaf.name, len(leaf.inds))
         if key not in self._cache:
             self._cache[key] = self._make(leaf)
@@ -72,7 +79,7 @@ class LeafValues:
     def _make(self, leaf: Leaf) -> torch.Tensor:
         kind = leaf.kind
         if kind in ("start", "close"):
-            const, bits = leaf.ref
+            const, bits = leaf.word
             if not leaf.batched:
                 out = torch.zeros(2, dtype=self.dtype)
                 out[const] = 1
@@ -81,12 +88,12 @@ class LeafValues:
         if kind == "ones":
             return torch.ones(self.words.shape[0], dtype=self.dtype)
         if kind == "wordx":
-            bit = self.word_bits(*leaf.ref)
+            bit = self.word_bits(*leaf.word)
             eye = torch.eye(2, dtype=self.dtype)
             return torch.where(bit[:, None, None] == 1, eye.flip(0), eye)
         if leaf.name == "x":
             return torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=self.dtype)
-        angle = angle_value(self.params, leaf.ref)
+        angle = angle_value(self.params, leaf.angle)
         rot = _ry(angle)
         controls = len(leaf.inds) - 2
         if controls == 0:

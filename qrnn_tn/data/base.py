@@ -30,7 +30,7 @@ class DataError(Error, ValueError):
 
 
 def label_tokens_needed(n_classes: int, io: int) -> int:
-    """Number of ``io``-bit tokens needed to write a class index below ``n_classes``.
+    """Return the number of ``io``-bit tokens needed to write a class index below ``n_classes``.
 
     At least one token, so that even a single class has a label step.
     """
@@ -100,6 +100,7 @@ class SequenceDataset:
     targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        """Check the arrays' shapes, dtypes and token range."""
         where = f"SequenceDataset {self.name!r}"
         if not isinstance(self.io, int | np.integer) or self.io < 1:
             raise DataError(f"{where}: io must be an integer >= 1, got {self.io!r}")
@@ -167,6 +168,7 @@ class SequenceDataset:
         return self.words[:, 1:] if self.targets is None else self.targets
 
     def __len__(self) -> int:
+        """Return the number of sequences."""
         return int(self.words.shape[0])
 
     @property
@@ -229,10 +231,10 @@ class SequenceDataset:
     def batches(
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Yield ``(words [B, L], mask [B, L-1], targets [B, L-1] or None)`` batches covering
-        every sequence once (``targets`` is ``None`` when the dataset has none).
+        """Yield ``(words [B, L], mask [B, L-1], targets [B, L-1] or None)`` batches.
 
-        The last batch may be smaller. With ``shuffle`` the order is a permutation fixed
+        The batches cover every sequence once (``targets`` is ``None`` when the dataset has
+        none). The last batch may be smaller. With ``shuffle`` the order is a permutation fixed
         by ``seed`` (pass e.g. the epoch number for a fresh order per epoch).
         """
         if batch_size < 1:
