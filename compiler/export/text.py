@@ -1,0 +1,56 @@
+"""Text shared by the exports: qubit names, numbers, symbolic angles, the cell line.
+
+Qubit 0 is the most significant bit of a word everywhere (QRNN.md §1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from compiler.ir import Angle, CompileError, GateDAG
+from compiler.spec import CellSpec
+
+#: The kinds of parameter slot, in the order the summary counts them.
+SLOT_KINDS = ("bias", "weight", "rotation")
+
+
+def qubit_names(dag: GateDAG) -> list[str]:
+    """``o<i>`` for i/o lanes, ``h<j>`` for workspace lanes, ``a<k>`` for ancillas."""
+    return [
+        f"o{q}" if q < dag.io else f"h{q - dag.io}" if q < dag.n_lanes else f"a{q - dag.n_lanes}"
+        for q in range(dag.n_qubits)
+    ]
+
+
+def number(value: float) -> str:
+    """A finite float at ``repr`` precision, so that it reads back exactly."""
+    if not math.isfinite(value):
+        raise CompileError(f"angle {value!r} is not finite")
+    return repr(float(value))
+
+
+def symbolic(angle: Angle, name: Callable[[int], str]) -> str:
+    """``const + coef * name(slot) …`` with unit coefficients written as ``+ x`` / ``- x``."""
+    parts = [number(angle.const)] if angle.const != 0.0 or not angle.terms else []
+    for slot, coef in angle.terms:
+        sign = "-" if coef < 0 else "+"
+        term = name(slot) if abs(coef) == 1.0 else f"{number(abs(coef))} * {name(slot)}"
+        parts.append(f"{sign} {term}" if parts else f"{'-' if coef < 0 else ''}{term}")
+    return " ".join(parts)
+
+
+def _topology_text(spec: CellSpec) -> str:
+    topology = spec.neuron.topology
+    if topology.kind == "local":
+        site = ", i/o lanes one site" if topology.io == "site" else ""
+        return f"local {topology.radius}{site}"
+    return topology.kind
+
+
+def cell_text(spec: CellSpec) -> str:
+    """One line on the cell: io, workspace, stages, degree, order and topology."""
+    return (
+        f"io {spec.io}, workspace {spec.workspace}, stages {spec.stages}; degree "
+        f"{spec.neuron.degree}, order {spec.neuron.order}, topology {_topology_text(spec)}"
+    )
