@@ -1,8 +1,14 @@
-"""Graphviz DOT of a gate DAG: one node per operation, one edge per wire segment."""
+"""Graphviz DOT of a gate DAG: one node per operation, one edge per wire segment.
+
+Angles in the labels are written as in the OpenQASM 3 export, with slot names for the
+parameters and the constant rounded to six significant digits.
+"""
 
 from __future__ import annotations
 
-from compiler.export.text import qubit_names, symbolic
+from compiler.export.qasm3.exporter import angle_expression
+from compiler.export.qasm3.printer import print_expression
+from compiler.export.text import qubit_names
 from compiler.ir import Angle, GateDAG, Operation
 from compiler.unroll import Program
 
@@ -18,10 +24,11 @@ def _op_label(op: Operation, names: list[str], slot_names: list[str]) -> str:
     if op.kind == "gate" and op.angle is None:
         return f"{op.name.upper()} {wires}"
     if op.kind == "gate":
-        text = symbolic(
+        expr = angle_expression(
             Angle(float(f"{op.angle.const:.6g}"), op.angle.terms),
             lambda s: slot_names[s] if s < len(slot_names) else f"theta_{s}",
         )
+        text = print_expression(expr)
         return f"{op.name.upper()}({text}) {wires}"
     if op.kind == "wordx":
         return f"X if w{op.bit.token}[{op.bit.bit}] {wires}"

@@ -1,14 +1,11 @@
-"""Text shared by the exports: qubit names, numbers, symbolic angles, the cell line.
+"""Text shared by the exports: qubit names, the cell line and the slot kinds.
 
 Qubit 0 is the most significant bit of a word everywhere (QRNN.md §1).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
-from compiler.ir import Angle, CompileError, GateDAG
+from compiler.ir import GateDAG
 from compiler.spec import CellSpec
 
 #: The kinds of parameter slot, in the order the summary counts them.
@@ -21,23 +18,6 @@ def qubit_names(dag: GateDAG) -> list[str]:
         f"o{q}" if q < dag.io else f"h{q - dag.io}" if q < dag.n_lanes else f"a{q - dag.n_lanes}"
         for q in range(dag.n_qubits)
     ]
-
-
-def number(value: float) -> str:
-    """A finite float at ``repr`` precision, so that it reads back exactly."""
-    if not math.isfinite(value):
-        raise CompileError(f"angle {value!r} is not finite")
-    return repr(float(value))
-
-
-def symbolic(angle: Angle, name: Callable[[int], str]) -> str:
-    """``const + coef * name(slot) …`` with unit coefficients written as ``+ x`` / ``- x``."""
-    parts = [number(angle.const)] if angle.const != 0.0 or not angle.terms else []
-    for slot, coef in angle.terms:
-        sign = "-" if coef < 0 else "+"
-        term = name(slot) if abs(coef) == 1.0 else f"{number(abs(coef))} * {name(slot)}"
-        parts.append(f"{sign} {term}" if parts else f"{'-' if coef < 0 else ''}{term}")
-    return " ".join(parts)
 
 
 def _topology_text(spec: CellSpec) -> str:

@@ -1,6 +1,8 @@
 """The OpenQASM 3 export checked against independent computations: qiskit's OpenQASM 3
-importer and dense matrices, and the dense reference simulator."""
+importer and dense matrices, the dense reference simulator, token bits written out by hand,
+and angle expressions built by hand."""
 
+import math
 import re
 
 import numpy as np
@@ -9,8 +11,20 @@ from qiskit import QuantumCircuit, qasm3
 from qiskit.quantum_info import Operator
 
 from compiler.export import to_qasm3
+from compiler.export.qasm3 import build_program
+from compiler.export.qasm3.ast import (
+    BinaryExpression,
+    BinaryOperator,
+    FloatLiteral,
+    Identifier,
+    IfStatement,
+    IndexedIdentifier,
+    MeasureAssignment,
+    Negation,
+)
+from compiler.export.qasm3.exporter import angle_expression
 from compiler.gates import gate_matrix
-from compiler.ir import CompileError
+from compiler.ir import Angle, CompileError
 from compiler.unroll import compile_program
 from tests.reference import apply_matrix, dense_run
 
@@ -153,3 +167,58 @@ def test_qasm3_validates_params_and_words():
         to_qasm3(program, words=[0, 1])
     with pytest.raises(CompileError, match="token 2 outside 0 … 1"):
         to_qasm3(program, words=[0, 1, 2])
+
+
+ADD, SUB, MUL = BinaryOperator.ADD, BinaryOperator.SUB, BinaryOperator.MUL
+T1, T2, T4 = Identifier("t1"), Identifier("t2"), Identifier("t4")
+
+
+@pytest.mark.parametrize(
+    ("angle", "expr"),
+    [
+        (Angle(0.0, ()), FloatLiteral(0.0)),
+        (Angle(-1.5, ()), FloatLiteral(-1.5)),
+        (Angle(0.0, ((1, 1.0),)), T1),
+        (Angle(0.0, ((1, -1.0),)), Negation(T1)),
+        (Angle(0.0, ((1, -2.0),)), BinaryExpression(MUL, FloatLiteral(-2.0), T1)),
+        (Angle(0.0, ((1, 1.0), (2, -1.0))), BinaryExpression(SUB, T1, T2)),
+        (
+            Angle(0.25, ((1, 1.0), (2, -1.0), (4, -3.0))),
+            BinaryExpression(
+                SUB,
+                BinaryExpression(SUB, BinaryExpression(ADD, FloatLiteral(0.25), T1), T2),
+                BinaryExpression(MUL, FloatLiteral(3.0), T4),
+            ),
+        ),
+    ],
+)
+def test_angle_expressions_are_sums_left_to_right(angle, expr):
+    assert angle_expression(angle, lambda slot: f"t{slot}") == expr
+
+
+def test_angle_expression_refuses_a_value_that_is_not_finite():
+    with pytest.raises(CompileError, match="angle inf is not finite"):
+        angle_expression(Angle(math.inf, ()), str)
+    with pytest.raises(CompileError, match="angle nan is not finite"):
+        angle_expression(Angle(0.0, ((0, 1.0), (1, math.nan))), str)
+
+
+def test_statements_carry_the_token_bits_most_significant_first():
+    program = compile_program(CELLS[1][0], steps=3)  # io 2
+    words = [2, 3, 1, 2]
+    known = build_program(program, words=words).statements
+    projections = [s for s in known if isinstance(s, MeasureAssignment) and s.target.name != "anc"]
+    tokens = [op.token for op in program.ops if op.kind == "project"]
+    assert tokens  # the bits of 3 = 0b11, 1 = 0b01, ...
+    assert [s.annotations[0].payload for s in projections] == [
+        bit for t in tokens for bit in format(words[t], "02b")
+    ]
+    assert [s.target for s in projections][:2] == [
+        IndexedIdentifier(f"m{tokens[0]}", 0),
+        IndexedIdentifier(f"m{tokens[0]}", 1),
+    ]
+    assert not any(isinstance(s, IfStatement) for s in known)
+    unknown = build_program(program).statements
+    writes = [s.condition for s in unknown if isinstance(s, IfStatement)]
+    wordx = [op.bit for op in program.ops if op.kind == "wordx"]
+    assert writes == [IndexedIdentifier(f"w{b.token}", b.bit) for b in wordx]
