@@ -21,9 +21,9 @@ def _dot_escape(text: str) -> str:
 
 def _op_label(op: Operation, names: list[str], slot_names: list[str]) -> str:
     wires = ",".join(names[q] for q in op.qubits)
-    if op.kind == "gate" and op.angle is None:
-        return f"{op.name.upper()} {wires}"
     if op.kind == "gate":
+        if op.angle is None:
+            return f"{op.name.upper()} {wires}"
         expr = angle_expression(
             Angle(float(f"{op.angle.const:.6g}"), op.angle.terms),
             lambda s: slot_names[s] if s < len(slot_names) else f"theta_{s}",

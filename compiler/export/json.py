@@ -87,7 +87,7 @@ def _json_list(items: Sequence[Any]) -> str:
 
 
 def to_json(program: Program) -> str:
-    """The program as JSON text that :func:`from_json` reads back to an equal program.
+    """Write the program as JSON text that :func:`from_json` reads back to an equal program.
 
     Floats are written with ``repr`` precision, so every angle survives the round trip
     exactly. One operation per line.
@@ -193,6 +193,8 @@ def _op_from_json(
         raise CompileError(f"{where}: needs one slot per subset and order >= 1")
     try:
         if kind == "wordx":
+            if token is None:
+                raise CompileError(f"{where}: a wordx operation needs its token")
             if not 0 <= fields["bit"] < io:
                 raise CompileError(f"{where}: bit {fields['bit']} outside 0 … {io - 1}")
             return WordX(fields["qubit"], WordBit(token, fields["bit"]))

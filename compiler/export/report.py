@@ -15,11 +15,13 @@ __all__ = ["HasDescribe", "summary"]
 class HasDescribe(Protocol):
     """Anything with a ``describe()`` text, e.g. a backend plan's ``Cost``."""
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """Return the object's description."""
+        ...
 
 
 def summary(program: Program, cost: HasDescribe | None = None) -> str:
-    """A plain-text account of the program (as opt_einsum's ``PathInfo``).
+    """Summarise the program in plain text (as opt_einsum's ``PathInfo``).
 
     It ends with what the readouts can see (:func:`compiler.reach.reach`): per input bit,
     whether a neuron reads it and from how many steps back it can change a readout.

@@ -1,5 +1,7 @@
-"""OpenQASM 3 export: statements (:mod:`~compiler.export.qasm3.ast`) built from a program
-(:mod:`~compiler.export.qasm3.exporter`), then printed (:mod:`~compiler.export.qasm3.printer`).
+"""OpenQASM 3 export: statements built from a program, then printed.
+
+The statements are :mod:`~compiler.export.qasm3.ast`'s, built by
+:mod:`~compiler.export.qasm3.exporter` and printed by :mod:`~compiler.export.qasm3.printer`.
 """
 
 from compiler.export.qasm3.exporter import build_program, to_qasm3

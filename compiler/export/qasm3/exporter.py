@@ -54,7 +54,9 @@ def angle_expression(angle: Angle, name: Callable[[int], str]) -> ast.Expression
     CompileError
         When the constant or a coefficient is not finite.
     """
-    expr = _literal(angle.const) if angle.const != 0.0 or not angle.terms else None
+    expr: ast.Expression | None = (
+        _literal(angle.const) if angle.const != 0.0 or not angle.terms else None
+    )
     for slot, coef in angle.terms:
         negative, magnitude, ident = coef < 0, abs(coef), ast.Identifier(name(slot))
         if expr is None and magnitude == 1.0:
@@ -71,6 +73,7 @@ def angle_expression(angle: Angle, name: Callable[[int], str]) -> ast.Expression
             )
             op = ast.BinaryOperator.SUB if negative else ast.BinaryOperator.ADD
             expr = ast.BinaryExpression(op, expr, term)
+    assert expr is not None  # a constant, or at least one term
     return expr
 
 
@@ -107,7 +110,7 @@ def _bit(tokens: list[int], io: int, token: int, bit: int) -> int:
 
 
 def _preamble(program: Program, dag: GateDAG) -> list[ast.Statement]:
-    """The standard gates, then comments: the title, the qubit names, the conventions."""
+    """Build the header: the standard gates, then comments (title, qubit names, conventions)."""
     spec, names = program.spec, qubit_names(dag)
     title = f"{json.dumps(spec.name)} " if spec.name else ""
     return [
@@ -131,7 +134,7 @@ def _preamble(program: Program, dag: GateDAG) -> list[ast.Statement]:
 def _declarations(
     program: Program, dag: GateDAG, symbolic: bool, tokens: list[int] | None
 ) -> list[ast.Statement]:
-    """Inputs for the slots the gates use, token registers, the qubits and the outcomes."""
+    """Declare the inputs for the slots the gates use, token registers, qubits and outcomes."""
     ops = dag.ops
     out: list[ast.Statement] = []
     used_slots = sorted(
@@ -178,20 +181,21 @@ def _operation(
     io: int,
     post: int,
 ) -> list[ast.Statement]:
-    """The statements of one operation; ``post`` is the index of its ancilla outcome bit."""
+    """Build the statements of one operation; ``post`` indexes its ancilla outcome bit."""
     wires = _qubits(op.qubits)
     if op.kind == "gate" and op.name == "x":
         return [ast.GateCall("x", wires)]
     if op.kind == "gate" and op.name in ("ry", "mcry"):
+        assert op.angle is not None  # a rotation gate carries its angle (Gate checks it)
         controls = len(op.qubits) - 1
         if controls == 1:
             return [ast.GateCall("cry", wires, (angle(op.angle),))]
         modifiers = (ast.ControlModifier(controls),) if controls else ()
         return [ast.GateCall("ry", wires, (angle(op.angle),), modifiers)]
-    if op.kind == "wordx" and tokens is None:
-        condition = ast.IndexedIdentifier(f"w{op.bit.token}", op.bit.bit)
-        return [ast.IfStatement(condition, ast.GateCall("x", wires))]
     if op.kind == "wordx":
+        if tokens is None:
+            condition = ast.IndexedIdentifier(f"w{op.bit.token}", op.bit.bit)
+            return [ast.IfStatement(condition, ast.GateCall("x", wires))]
         return [ast.GateCall("x", wires)] if _bit(tokens, io, op.bit.token, op.bit.bit) else []
     if op.kind == "postselect":
         annotation = ast.Annotation("qrnn.postselect", "0")
@@ -230,7 +234,7 @@ def build_program(
     params: Sequence[float] | np.ndarray | None = None,
     words: Sequence[int] | None = None,
 ) -> ast.Program:
-    """The OpenQASM 3 statements of the program's literal circuit (see :func:`to_qasm3`).
+    """Build the OpenQASM 3 statements of the program's literal circuit (see :func:`to_qasm3`).
 
     Raises
     ------

@@ -54,7 +54,7 @@ def _operand(expr: Expression, parenthesise: bool) -> str:
 
 
 def print_expression(expr: Expression) -> str:
-    """The expression's text; binary operators associate to the left."""
+    """Print an expression; binary operators associate to the left."""
     if isinstance(expr, Identifier):
         return expr.name
     if isinstance(expr, IndexedIdentifier):
@@ -91,7 +91,7 @@ def _gate_call(call: GateCall) -> str:
 
 
 def print_statement(statement: Statement) -> list[str]:
-    """The statement's lines: one, or more for an annotated measurement."""
+    """Print a statement's lines: one, or more for an annotated measurement."""
     if isinstance(statement, Comment):
         return [f"// {statement.text}"]
     if isinstance(statement, Include):
@@ -117,7 +117,7 @@ def print_statement(statement: Statement) -> list[str]:
 
 
 def print_program(program: Program) -> str:
-    """The program's text: the version line, then each statement; ends with a newline."""
+    """Print a program: the version line, then each statement; ends with a newline."""
     lines = [f"OPENQASM {program.version};"]
     for statement in program.statements:
         lines += print_statement(statement)
