@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from compiler.ir import CompileError, GateDAG, Operation, Slot, WordBit
@@ -155,7 +157,7 @@ def unroll(cell: GateDAG, steps: int, spec: CellSpec, *, separate_targets: bool 
 
 
 def compile_program(
-    spec: CellSpec | dict | str,
+    spec: CellSpec | Mapping[str, Any] | str | Path,
     steps: int = 1,
     *,
     optimise: bool = True,

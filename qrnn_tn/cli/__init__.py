@@ -47,9 +47,12 @@ def seed_arg(text: str) -> int:
 def parse_key_values(
     texts: Sequence[str], flag: str, example: str, *, decode: bool = True
 ) -> dict[str, Any]:
-    """``KEY=VALUE`` arguments of a repeatable ``flag`` as a dict. With ``decode`` each
-    value is read as JSON where it parses (``8``, ``0.5``, ``null``, ``[3, 6]``) and kept as
-    text otherwise; without it every value stays text (for typed options that parse it)."""
+    """Parse the ``KEY=VALUE`` arguments of a repeatable ``flag`` into a dict.
+
+    With ``decode`` each value is read as JSON where it parses (``8``, ``0.5``, ``null``,
+    ``[3, 6]``) and kept as text otherwise; without it every value stays text (for typed
+    options that parse it).
+    """
     options: dict[str, Any] = {}
     for text in texts:
         key, sep, value = text.partition("=")
@@ -66,8 +69,11 @@ def parse_key_values(
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """The repeatable ``--backend-option KEY=VALUE`` flag (read by :func:`backend_options`);
-    its help lists every backend's options from their definitions."""
+    """Add the repeatable ``--backend-option KEY=VALUE`` flag to ``parser``.
+
+    :func:`backend_options` reads it; its help lists every backend's options from their
+    definitions.
+    """
     from qrnn_tn.backends.options import OPTIONS_BY_BACKEND
 
     accepted = "; ".join(
@@ -84,8 +90,10 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_options(args: argparse.Namespace) -> dict[str, str]:
-    """The ``--backend-option`` arguments as text; the backend's options class parses them
-    (:func:`~qrnn_tn.backends.check_backend_options`)."""
+    """Return the ``--backend-option`` arguments as text.
+
+    The backend's options class parses them (:func:`~qrnn_tn.backends.check_backend_options`).
+    """
     return parse_key_values(args.backend_option, "--backend-option", "max_bond=32", decode=False)
 
 

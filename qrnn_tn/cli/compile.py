@@ -123,7 +123,7 @@ def _parse_words(text: str) -> list[int]:
 
 
 def _backend_cost(program: Program, name: str) -> Any:
-    """The predicted cost of preparing ``program`` on backend ``name``."""
+    """Predict the cost of preparing ``program`` on backend ``name``."""
     try:
         import qrnn_tn.backends as backends
         from qrnn_tn.backends.base import BackendOptions

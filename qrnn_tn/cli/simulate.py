@@ -15,6 +15,7 @@ from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn import jsonio
 from qrnn_tn.backends import RunResult, check_backend_options
+from qrnn_tn.backends.tensornet import TensorNetCostDetails, TensorNetPlan
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.params import program_params
 from qrnn_tn.cli.reach import warn_unread
@@ -185,8 +186,10 @@ def _run_on_cluster(
             args.memory_budget,
             backend_options={**backend_options(args), "parallel": client},
         )
-        slices = plan.cost.details.slices_per_step
-        if max(slices) == 1:
+        assert isinstance(plan, TensorNetPlan)  # make_plan prepared the named backend
+        details = plan.cost.details
+        assert isinstance(details, TensorNetCostDetails)
+        if max(details.slices_per_step) == 1:
             print(
                 "qrnn-tn simulate: note: no step of this plan is sliced, so each step is one "
                 "task on one worker; a smaller --memory-budget splits steps into slices that "
@@ -201,12 +204,15 @@ def _run_on_cluster(
     )
     report = _report(result, "tensornet", reason, args.dtype, batched)
     report["scheduler"] = args.scheduler
-    report["slices_per_step"] = slices
+    report["slices_per_step"] = list(details.slices_per_step)
     return result, report
 
 
 def _connect(address: str, timeout: float) -> Any:
-    """A ``dask.distributed.Client`` on ``address`` with at least one worker, or UsageError."""
+    """Connect a ``dask.distributed.Client`` to ``address`` (one worker at least).
+
+    Raises :class:`UsageError` when dask is missing or no worker joins in ``timeout``.
+    """
     try:
         from distributed import Client
     except ImportError:
@@ -250,8 +256,8 @@ def _read_words(text: str) -> tuple[list[list[str]], bool]:
 
 
 def _check_words(sequences: list[list[str]], io: int) -> torch.Tensor:
-    """Validated tokens ``[batch, L]``; every error names the sequence and position."""
-    rows = []
+    """Validate the tokens ``[batch, L]``; every error names the sequence and position."""
+    rows: list[list[int]] = []
     for b, sequence in enumerate(sequences):
         where = f"--words: sequence {b}" if len(sequences) > 1 else "--words"
         row = []
@@ -279,12 +285,14 @@ def _check_words(sequences: list[list[str]], io: int) -> torch.Tensor:
 def _report(
     result: RunResult, backend: str, reason: str, dtype: str, batched: bool
 ) -> dict[str, Any]:
-    """The JSON report; without ``batched`` the batch axis (of one) is dropped. A truncating
-    backend's discarded weight per step is reported as ``discarded``."""
+    """Build the JSON report; without ``batched`` the batch axis (of one) is dropped.
+
+    A truncating backend's discarded weight per step is reported as ``discarded``.
+    """
 
     def unbatch(x: torch.Tensor) -> Any:
-        values = x.detach().cpu()
-        values = (values if values.dtype == torch.int64 else values.double()).tolist()
+        tensor = x.detach().cpu()
+        values = (tensor if tensor.dtype == torch.int64 else tensor.double()).tolist()
         return values if batched else values[0]
 
     extra = {} if result.discarded is None else {"discarded": unbatch(result.discarded)}
@@ -310,7 +318,7 @@ def _distribution(p: list[float]) -> str:
 
 
 def _text(result: RunResult, report: dict[str, Any], io: int) -> str:
-    """A readable table per sequence."""
+    """Format a readable table per sequence."""
     batch, steps = result.probs.shape[:2]
     words = result.words.tolist()
     probs = result.probs.detach().double().tolist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from qrnn_tn import jsonio
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
 from qrnn_tn.cli.reach import warn_unread
 from qrnn_tn.rundir import RunDir
+
+if TYPE_CHECKING:  # the training module (torch) is imported only when a command needs it
+    from qrnn_tn.train import TrainConfig
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -126,9 +129,12 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None):
-    """The run's :class:`~qrnn_tn.train.TrainConfig`: task defaults (or the ``saved`` config
-    of a resumed run) updated by the arguments given."""
+def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> TrainConfig:
+    """Build the run's :class:`~qrnn_tn.train.TrainConfig`.
+
+    The task defaults (or the ``saved`` config of a resumed run), updated by the arguments
+    given.
+    """
     from qrnn_tn.tasks import default_config, task_options
     from qrnn_tn.train import TrainConfig
 
@@ -256,9 +262,12 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
 
 
 def _warnings(summary: dict[str, Any], val: Any) -> list[str]:
-    """Why the outcome may not be what was wanted: accuracy at chance, or a validation loss
-    still falling when the step budget ran out."""
-    best, lines = summary["best_val"], []
+    """Say why the outcome may not be what was wanted.
+
+    The accuracy is at chance, or the validation loss was still falling when the step budget
+    ran out.
+    """
+    best, lines = summary["best_val"], list[str]()
     if best is None:
         return lines
     if val.labels is not None and len(val.labels):
