@@ -54,9 +54,11 @@ _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class RunOutputs(nn.Module):
-    """A :class:`~qrnn_tn.model.QRNN` whose forward returns the tensors of its run that
-    :class:`DistributedDataParallel` can carry: ``probs``, ``target_prob``, ``log_norm``
-    and the discarded weights (an empty tensor for an exact backend)."""
+    """A :class:`~qrnn_tn.model.QRNN` whose forward returns tensors DDP can carry.
+
+    ``probs``, ``target_prob``, ``log_norm`` and the discarded weights (an empty tensor for
+    an exact backend), for :class:`DistributedDataParallel`.
+    """
 
     def __init__(self, model: QRNN) -> None:
         super().__init__()
@@ -76,7 +78,7 @@ class DistributedError(Error, RuntimeError):
 
 @dataclass
 class Group:
-    """This process's place in the data-parallel group (see :func:`init`)."""
+    """The place of a process in the data-parallel group (see :func:`init`)."""
 
     rank: int
     world_size: int
@@ -87,11 +89,12 @@ class Group:
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, which writes the run directory."""
         return self.rank == 0
 
     # ------------------------------------------------------------------ model
 
-    def wrap(self, model: nn.Module) -> DistributedDataParallel:
+    def wrap(self, model: QRNN) -> DistributedDataParallel:
         """``model`` (moved to this rank's device) in DDP; parameters start from rank 0's.
 
         DDP runs :class:`RunOutputs` around it, so a rank sees the whole run (the target
@@ -111,8 +114,10 @@ class Group:
         loss_kind: str,
         seen: dict[str, float],
     ) -> torch.Tensor:
-        """Forward and backward this rank's shard of the global batch ``words, mask``
-        (with its target stream ``targets``, or ``None``: see :meth:`QRNN.forward`).
+        """Run forward and backward on this rank's shard of the global batch.
+
+        The batch is ``words, mask`` with its target stream ``targets`` (or ``None``: see
+        :meth:`QRNN.forward`).
 
         The gradients left in the parameters (averaged by DDP) equal the one-process
         gradient of the mean loss over the batch's unmasked steps. Returns that global mean
@@ -192,17 +197,17 @@ _GROUP: Group | None = None
 
 
 def current() -> Group | None:
-    """The active :class:`Group`, or ``None`` when not training data-parallel."""
+    """Return the active :class:`Group`, or ``None`` when not training data-parallel."""
     return _GROUP
 
 
 def rank() -> int:
-    """This process's rank in the data-parallel group (0 in one process)."""
+    """Return the rank of this process in the data-parallel group (0 in one process)."""
     return 0 if _GROUP is None else _GROUP.rank
 
 
 def world_size() -> int:
-    """The number of processes in the data-parallel group (1 in one process)."""
+    """Return the number of processes in the data-parallel group (1 in one process)."""
     return 1 if _GROUP is None else _GROUP.world_size
 
 

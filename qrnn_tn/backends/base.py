@@ -56,14 +56,17 @@ DEFAULT_FLOP_SECONDS = 1e-9
 
 @dataclass(frozen=True)
 class CostDetails:
-    """A backend's own facts about a plan's cost (slices, bonds, kernels …), typed per
-    backend; ``str`` lists them one per line, as :meth:`Cost.describe` shows them."""
+    """A backend's own facts about a plan's cost (slices, bonds, kernels …), typed per backend.
+
+    ``str`` lists them one per line, as :meth:`Cost.describe` shows them.
+    """
 
     def lines(self) -> list[str]:
         """``label: value`` lines; by default one per field, its name spelt out."""
         return [f"{f.name.replace('_', ' ')}: {getattr(self, f.name)}" for f in fields(self)]
 
     def __str__(self) -> str:
+        """Return the facts, one per line."""
         return "\n".join(self.lines())
 
 
@@ -100,7 +103,7 @@ class Cost:
         return self.seconds if self.seconds is not None else self.flops * DEFAULT_FLOP_SECONDS
 
     def describe(self) -> str:
-        """A human-readable one-paragraph summary (as opt_einsum's PathInfo)."""
+        """Describe the cost in one human-readable paragraph (as opt_einsum's PathInfo)."""
         lines = [
             f"backend: {self.backend} ({'exact' if self.exact else 'approximate'})",
             f"  largest intermediate: 2^{self.width:.1f} elements",
@@ -114,6 +117,7 @@ class Cost:
         return "\n".join(lines)
 
     def __str__(self) -> str:
+        """Return :meth:`describe`."""
         return self.describe()
 
 
@@ -170,15 +174,16 @@ class BackendOptions:
     backend_options: tuple[SpecificOptions, ...] = ()
 
     def __post_init__(self) -> None:
-        resolved = resolve_backend_options(self.backend_options)  # type: ignore[arg-type]
+        """Resolve ``backend_options`` into typed options objects."""
+        resolved = resolve_backend_options(self.backend_options)
         object.__setattr__(self, "backend_options", resolved)
 
     def budget(self) -> int:
-        """The memory budget in bytes (:func:`available_memory` when not set)."""
+        """Return the memory budget in bytes (:func:`available_memory` when not set)."""
         return self.memory_budget if self.memory_budget is not None else available_memory()
 
     def of(self, cls: type[_Specific]) -> _Specific:
-        """The options of the backend that ``cls`` belongs to (its defaults when not given)."""
+        """Return the options of ``cls``'s backend (its defaults when not given)."""
         for obj in self.backend_options:
             if isinstance(obj, cls):
                 return obj
@@ -186,8 +191,10 @@ class BackendOptions:
 
 
 class Plan(Protocol):
-    """A program prepared for one backend: get one from :func:`get_backend` ``(name)(program,
-    options)``, from :func:`choose`, or from :meth:`qrnn_tn.QRNN.plan` ``(steps, batch)``.
+    """A program prepared for one backend.
+
+    Get one from :func:`get_backend` ``(name)(program, options)``, from :func:`choose`, or
+    from :meth:`qrnn_tn.QRNN.plan` ``(steps, batch)``.
 
     Examples
     --------
@@ -203,9 +210,11 @@ class Plan(Protocol):
 
     @property
     def cost(self) -> Cost:
-        """The predicted cost of a run of ``options.batch_size`` sequences (width, flops,
-        peak memory with and without gradients, predicted time), known before any tensor
-        work; ``print(plan.cost.describe())`` shows it."""
+        """Predict the cost of a run of ``options.batch_size`` sequences.
+
+        Width, flops, peak memory with and without gradients and predicted time, known
+        before any tensor work; ``print(plan.cost)`` shows it.
+        """
         ...
 
     def run(
@@ -216,8 +225,10 @@ class Plan(Protocol):
         mode: str = "teacher",
         generator: torch.Generator | None = None,
     ) -> RunResult:
-        """Run the program: ``params`` ``[n_params]`` in canonical slot order (autograd
-        differentiates the result with respect to them) and ``words`` ``[batch, n_tokens]``.
+        """Run the program on ``params`` and ``words``.
+
+        ``params`` ``[n_params]`` are in canonical slot order (autograd differentiates the
+        result with respect to them); ``words`` are ``[batch, n_tokens]``.
 
         ``mode="teacher"`` projects each step on the given next token; ``"sample"`` draws it
         from the step's distribution (with ``generator``), reading only ``words[:, 0]``.
@@ -227,10 +238,12 @@ class Plan(Protocol):
 
 
 def available_memory() -> int:
-    """Bytes of memory available to this process: ``MemAvailable`` (else ``$QRNN_TN_MEMORY``,
-    else 8 GiB), shared evenly among the processes of a ``torchrun`` launch on this machine
-    (``$LOCAL_WORLD_SIZE``), so that ranks planning at the same time do not each count on
-    all of it."""
+    """Return the bytes of memory available to this process.
+
+    ``MemAvailable`` (else ``$QRNN_TN_MEMORY``, else 8 GiB), shared evenly among the
+    processes of a ``torchrun`` launch on this machine (``$LOCAL_WORLD_SIZE``), so that
+    ranks planning at the same time do not each count on all of it.
+    """
     total = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -262,7 +275,7 @@ def check_params(program: Program, params: torch.Tensor, backend: str) -> torch.
 
 
 def check_words(program: Program, words: torch.Tensor, mode: str, backend: str) -> torch.Tensor:
-    """Validated tokens as int64 ``[batch, program.n_tokens]``.
+    """Validate the tokens; return them as int64 ``[batch, program.n_tokens]``.
 
     In ``"teacher"`` mode ``words`` holds every token (with separate targets: the inputs,
     then the targets). In ``"sample"`` mode it is the prompt ``[batch, 1]`` (or a full
@@ -303,8 +316,9 @@ def target_probs(program: Program, probs: torch.Tensor, words: torch.Tensor) -> 
 
 @dataclass(frozen=True)
 class Estimate:
-    """One backend's quick answer for a program, before any planning: what :func:`choose`
-    ranks.
+    """One backend's quick answer for a program, before any planning.
+
+    :func:`choose` ranks these.
 
     ``cost`` is the predicted cost (``None`` when the backend refused before costing);
     ``reason`` says why the backend cannot run the program within the budget (empty when it
@@ -326,6 +340,7 @@ class Estimate:
         return not self.reason
 
     def __str__(self) -> str:
+        """Return the reason, or the cost in one line."""
         if self.reason or self.cost is None:
             return self.reason
         return (
@@ -371,20 +386,22 @@ def register_backend(
 
 
 def backend_names() -> list[str]:
-    """The registered backends, sorted."""
+    """Return the registered backends, sorted."""
     return sorted(_BACKENDS)
 
 
 def check_backend_options(options: OptionsInput, backend: str) -> tuple[SpecificOptions, ...]:
-    """``options`` resolved for ``backend`` (``"auto"``: any backend), or :class:`BackendError`:
-    the one check at a boundary (model, simulate, CLI), before any data is built."""
+    """Resolve ``options`` for ``backend`` (``"auto"``: any backend), or :class:`BackendError`.
+
+    The one check at a boundary (model, simulate, CLI), before any data is built.
+    """
     if backend != "auto" and backend not in _BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; available: {', '.join(backend_names())}")
     return resolve_backend_options(options, backend)
 
 
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
-    """The backend's ``prepare(program, options)``; it refuses options of other backends."""
+    """Return the backend's ``prepare(program, options)``; it refuses others' options."""
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
     prepare = _BACKENDS[name].prepare
@@ -402,8 +419,11 @@ def _refusal(name: str, err: BackendError, upper_bound: bool = False) -> Estimat
 
 
 def estimate_backend(name: str, program: Program, options: BackendOptions) -> Estimate:
-    """``name``'s quick :class:`Estimate` for ``program``: its estimator where it has one,
-    else the cost of its prepared plan; a cost over the budget becomes the reason."""
+    """Return ``name``'s quick :class:`Estimate` for ``program``.
+
+    Its estimator where it has one, else the cost of its prepared plan; a cost over the
+    budget becomes the reason.
+    """
     entry = _BACKENDS[name]
     try:
         if entry.estimate is not None:
@@ -428,8 +448,10 @@ def estimate_backend(name: str, program: Program, options: BackendOptions) -> Es
 def rank_backends(
     program: Program, options: BackendOptions
 ) -> tuple[list[Estimate], dict[str, Estimate]]:
-    """Every backend's quick :class:`Estimate`: those that fit the memory budget, ranked,
-    and those that do not, by name (``str`` of each is its reason).
+    """Estimate every backend: those that fit the memory budget, ranked, and the others.
+
+    Returns the fitting :class:`Estimate` objects in rank order and the others by name
+    (``str`` of each is its reason).
 
     Exact backends come first, fastest predicted first (:attr:`Cost.predicted_seconds`);
     after them those that the options make approximate (the MPS backend under a
@@ -451,9 +473,12 @@ def rank_backends(
 def _planned_past_estimate(
     program: Program, options: BackendOptions, refused: dict[str, Estimate]
 ) -> Estimate | None:
-    """A backend whose quick estimate was an upper bound over the budget may fit once
-    planned (the tensor network slices to the budget, and its search beats the estimate's
-    tree): the first that does. ``refused`` gets the planned reasons of the others."""
+    """Plan in full the backends whose quick estimate was an upper bound over the budget.
+
+    They may fit once planned (the tensor network slices to the budget, and its search beats
+    the estimate's tree): the first that does is returned. ``refused`` gets the planned
+    reasons of the others.
+    """
     for name, quick in list(refused.items()):
         if not quick.upper_bound:
             continue
@@ -469,8 +494,10 @@ def _planned_past_estimate(
 
 @dataclass(frozen=True)
 class BackendChoice:
-    """Which backend runs a program and why: what :func:`choose` decided (``chosen_by``
-    ``"auto"``) or the backend the caller named (``"caller"``), with its predicted cost.
+    """Which backend runs a program and why, with its predicted cost.
+
+    What :func:`choose` decided (``chosen_by`` ``"auto"``) or the backend the caller named
+    (``"caller"``).
 
     ``str(choice)`` is the one-sentence reason the command line prints.
     """
@@ -481,6 +508,7 @@ class BackendChoice:
     chosen_by: str = "auto"
 
     def __str__(self) -> str:
+        """Return the reason."""
         return self.reason
 
 
