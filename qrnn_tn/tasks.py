@@ -27,7 +27,7 @@ from qrnn_tn.data import (
     load_mnist,
     memorise,
     mnist_pixel_dataset,
-    reduced_dataset,
+    reduced_splits,
 )
 from qrnn_tn.train import TrainConfig
 
@@ -193,18 +193,19 @@ def _mnist_reduced(
     directory = _mnist_dir(data_dir)
     images, labels = load_mnist(directory, "train")
     test_images, test_labels = load_mnist(directory, "test")
-    train, test = reduced_dataset(
+    train, val, test = reduced_splits(
         images[:limit],
         labels[:limit],
+        (test_images[:limit], test_labels[:limit]),
         classes,
+        val_fraction=val_fraction,
+        seed=seed,
+        name="mnist",
         n_components=n_components,
         bits=bits,
         method=method,
-        test=(test_images[:limit], test_labels[:limit]),
-        seed=seed,
     )
-    fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
-    return TaskData(train=fit, val=val, test=test)
+    return TaskData(train=train, val=val, test=test)
 
 
 TASKS: dict[str, Task] = {
