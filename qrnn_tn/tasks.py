@@ -31,7 +31,15 @@ from qrnn_tn.data import (
 )
 from qrnn_tn.train import TrainConfig
 
-__all__ = ["Task", "TaskData", "TASKS", "build_datasets", "default_spec", "default_config"]
+__all__ = [
+    "Task",
+    "TaskData",
+    "TASKS",
+    "build_datasets",
+    "default_spec",
+    "default_config",
+    "task_classes",
+]
 
 #: Where MNIST IDX files are looked for when no ``data_dir`` option is given.
 MNIST_DIR_ENV = "QRNN_TN_MNIST"
@@ -388,6 +396,15 @@ def _check_option(task: str, key: str, value: Any, default: Any) -> None:
 def build_datasets(name: str, seed: int = 0, **options: Any) -> TaskData:
     """Train, validation and test sets of task ``name`` (see ``TASKS[name].options``)."""
     return get_task(name).build(seed, **task_options(name, options))
+
+
+def task_classes(name: str, options: dict[str, Any] | None = None) -> list[int] | None:
+    """The digits a digit classification task tells apart, in class-index order (``None``
+    for a task without a ``digits`` option)."""
+    options = task_options(name, options)
+    if "digits" not in options:
+        return None
+    return list(_digits(options["digits"], options.get("val_fraction", 0.5)))
 
 
 def default_spec(name: str) -> CellSpec:
