@@ -196,8 +196,12 @@ def _mnist_reduced(
     bits: int,
     method: str,
     limit: int,
+    neighbors: int,
+    perplexity: float,
 ) -> TaskData:
     classes = _digits(digits, val_fraction)
+    if not perplexity > 0:
+        raise DataError(f"task option perplexity={perplexity!r}; must be > 0 (t-SNE uses 5-50)")
     directory = _mnist_dir(data_dir)
     images, labels = load_mnist(directory, "train")
     test_images, test_labels = load_mnist(directory, "test")
@@ -212,6 +216,8 @@ def _mnist_reduced(
         n_components=n_components,
         bits=bits,
         method=method,
+        n_neighbors=neighbors,
+        perplexity=perplexity,
     )
     return TaskData(train=train, val=val, test=test)
 
@@ -337,6 +343,9 @@ TASKS: dict[str, Task] = {
                 "bits": 4,
                 "method": "tsne",
                 "limit": 2000,
+                # t-SNE only: neighbours placing a held-out image, and the perplexity
+                "neighbors": 5,
+                "perplexity": 30.0,
             },
             _mnist_reduced,
         ),

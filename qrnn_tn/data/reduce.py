@@ -31,9 +31,12 @@ class ReducedEncoder:
 
     t-SNE has no out-of-sample transform, so new points are placed by k-nearest-neighbour
     regression (distance-weighted, ``n_neighbors``) from the training points in PCA space
-    onto their fitted t-SNE coordinates. UMAP (``method="umap"``, optional package
-    ``umap-learn``) uses its own ``transform``. The map to [0, 1] uses the training
-    minimum and maximum of each coordinate; new points outside that range are clipped.
+    onto their fitted t-SNE coordinates; with ``n_neighbors=1`` a new point takes the
+    coordinates of its nearest training image (averaging neighbours from two clusters puts
+    it between them, docs/mnist.md). UMAP (``method="umap"``, optional package
+    ``umap-learn``: ``pip install 'qrnn-tn[umap]'``) uses its own ``transform``. The map to
+    [0, 1] uses the training minimum and maximum of each coordinate; new points outside that
+    range are clipped. After fitting, ``embedding_`` holds the training coordinates.
 
     Parameters
     ----------
@@ -71,6 +74,8 @@ class ReducedEncoder:
             raise DataError(f"bits must be in 1..16 (the paper uses 2..8), got {bits}")
         if method not in ("tsne", "umap"):
             raise DataError(f"method must be 'tsne' or 'umap', got {method!r}")
+        if method == "umap":
+            _import_umap()  # before any fitting: say how to install it
         if pca_components < 1 or n_neighbors < 1:
             raise DataError(
                 f"pca_components and n_neighbors must be >= 1, got {pca_components}, {n_neighbors}"
@@ -304,14 +309,21 @@ def _flatten(images: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _umap(n_components: int, n_samples: int, seed: int):
+def _import_umap() -> Any:
+    """The ``umap`` module of the optional package umap-learn, or a DataError saying how to
+    install it."""
     try:
         import umap
     except ImportError as exc:
         raise DataError(
             "method='umap' needs the optional package umap-learn, which is not installed: "
-            "run `pip install umap-learn`, or use method='tsne'"
+            "install it with `pip install 'qrnn-tn[umap]'` (or `pip install umap-learn`), "
+            "or use method='tsne'"
         ) from exc
-    return umap.UMAP(
+    return umap
+
+
+def _umap(n_components: int, n_samples: int, seed: int) -> Any:
+    return _import_umap().UMAP(
         n_components=n_components, n_neighbors=min(15, n_samples - 1), random_state=seed
     )

@@ -169,6 +169,9 @@ def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
         ("digits-pixel", {"digits": "0,11"}, r"no digit class \[11\]"),
         ("digits-pixel", {"digits": "3"}, "at least two digits"),
         ("digits-reduced", {"digits": [4, 4]}, "at least two digits"),
+        ("mnist-reduced", {"neighbors": 0}, "neighbors=0: must be >= 1"),
+        ("mnist-reduced", {"perplexity": -1.0}, "perplexity=-1.0; must be > 0"),
+        ("mnist-reduced", {"perplexity": "x"}, "expected a number"),
     ],
 )
 def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
