@@ -161,8 +161,9 @@ def plot_readout(
     path: str | os.PathLike,
     title: str,
 ) -> Path:
-    """One row per sequence: its thumbnail, then the label distribution after each step
-    (a column per cut, from :func:`readout_evolution`), the true class ringed."""
+    """One row per sequence: its thumbnail (its place in the embedding of a reduced set,
+    else the image its row-major scanline draws), then the label distribution after each
+    step (a column per cut, from :func:`readout_evolution`), the true class ringed."""
     n_words = evolution.shape[-1]
     n = len(classes)
     names = _class_names(classes, n_words)
@@ -176,14 +177,13 @@ def plot_readout(
     )  # fmt: skip
     for i, ((thumb, heat), row) in enumerate(zip(axes, rows, strict=True)):
         label = int(dataset.labels[row])
-        image = _pixel_image(dataset.words[row], dataset.io, n_inputs)
-        if image is not None:
-            thumb.imshow(image, cmap="gray_r", interpolation="nearest")
-            thumb.set_title(f"test image {row}", fontsize="small")
-        elif dataset.embedding is not None and dataset.embedding.shape[1] >= 2:
+        if dataset.embedding is not None and dataset.embedding.shape[1] >= 2:
             thumb.scatter(*dataset.embedding[:, :2].T, s=2, c="0.8")
             thumb.scatter(*dataset.embedding[row, :2], s=60, c="red", marker="*")
             thumb.set_title(f"test point {row}", fontsize="small")
+        elif (image := _pixel_image(dataset.words[row], dataset.io, n_inputs)) is not None:
+            thumb.imshow(image, cmap="gray_r", interpolation="nearest")
+            thumb.set_title(f"test image {row}", fontsize="small")
         thumb.set_xticks([])
         thumb.set_yticks([])
         edges = np.concatenate([[0.5], (steps[1:] + steps[:-1]) / 2, [steps[-1] + 0.5]])
