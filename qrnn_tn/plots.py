@@ -197,9 +197,11 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
     ``curves.png`` always; for a run of a registered task with a checkpoint also
     ``distributions.png`` (the first test sequence under the best parameters) and
     ``samples.png`` (``n_samples`` sequences generated from the test sequences' first
-    tokens, as long as a test sequence).
+    tokens, as long as a test sequence); for a digit classification run also the figures of
+    :func:`~qrnn_tn.plots_classification.plot_classification`.
     """
-    from qrnn_tn.tasks import TASKS, build_datasets
+    from qrnn_tn.plots_classification import CLASSIFICATION_TASKS, plot_classification
+    from qrnn_tn.tasks import TASKS, build_datasets, task_classes
 
     run_dir = Path(run_dir)
     out = {"curves": plot_curves(run_dir, run_dir / "curves.png")}
@@ -208,7 +210,8 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
     model, config = load_run(run_dir, "best")
     if config.task not in TASKS:
         return out
-    test = build_datasets(config.task, seed=config.seed, **config.task_options).test
+    data = build_datasets(config.task, seed=config.seed, **config.task_options)
+    test = data.test
     out["distributions"] = plot_distributions(
         model,
         test.words[0],
@@ -226,6 +229,9 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
         generator=torch.Generator().manual_seed(seed),
         title=f"{config.task}: {len(prompts)} sequences sampled from the trained cell",
     )
+    if config.task in CLASSIFICATION_TASKS:
+        classes = task_classes(config.task, config.task_options)
+        out.update(plot_classification(model, config, data.train, test, classes, run_dir))
     return out
 
 

@@ -28,11 +28,19 @@ from qrnn_tn.data import (
     load_mnist,
     memorise,
     mnist_pixel_dataset,
-    reduced_dataset,
+    reduced_splits,
 )
 from qrnn_tn.train import TrainConfig
 
-__all__ = ["Task", "TaskData", "TASKS", "build_datasets", "default_spec", "default_config"]
+__all__ = [
+    "Task",
+    "TaskData",
+    "TASKS",
+    "build_datasets",
+    "default_spec",
+    "default_config",
+    "task_classes",
+]
 
 #: Where MNIST IDX files are looked for when no ``data_dir`` option is given.
 MNIST_DIR_ENV = "QRNN_TN_MNIST"
@@ -182,23 +190,30 @@ def _mnist_reduced(
     bits: int,
     method: str,
     limit: int,
+    neighbors: int,
+    perplexity: float,
 ) -> TaskData:
     classes = _digits(digits, val_fraction)
+    if not perplexity > 0:
+        raise DataError(f"task option perplexity={perplexity!r}; must be > 0 (t-SNE uses 5-50)")
     directory = _mnist_dir(data_dir)
     images, labels = load_mnist(directory, "train")
     test_images, test_labels = load_mnist(directory, "test")
-    train, test = reduced_dataset(
+    train, val, test = reduced_splits(
         images[:limit],
         labels[:limit],
+        (test_images[:limit], test_labels[:limit]),
         classes,
+        val_fraction=val_fraction,
+        seed=seed,
+        name="mnist",
         n_components=n_components,
         bits=bits,
         method=method,
-        test=(test_images[:limit], test_labels[:limit]),
-        seed=seed,
+        n_neighbors=neighbors,
+        perplexity=perplexity,
     )
-    fit, val = train.split([1 - val_fraction, val_fraction], seed=seed)
-    return TaskData(train=fit, val=val, test=test)
+    return TaskData(train=train, val=val, test=test)
 
 
 TASKS: dict[str, Task] = {
@@ -322,6 +337,9 @@ TASKS: dict[str, Task] = {
                 "bits": 4,
                 "method": "tsne",
                 "limit": 2000,
+                # t-SNE only: neighbours placing a held-out image, and the perplexity
+                "neighbors": 5,
+                "perplexity": 30.0,
             },
             _mnist_reduced,
         ),
@@ -381,6 +399,15 @@ def _check_option(task: str, key: str, value: Any, default: Any) -> None:
 def build_datasets(name: str, seed: int = 0, **options: Any) -> TaskData:
     """Train, validation and test sets of task ``name`` (see ``TASKS[name].options``)."""
     return get_task(name).build(seed, **task_options(name, options))
+
+
+def task_classes(name: str, options: dict[str, Any] | None = None) -> list[int] | None:
+    """The digits a digit classification task tells apart, in class-index order (``None``
+    for a task without a ``digits`` option)."""
+    options = task_options(name, options)
+    if "digits" not in options:
+        return None
+    return list(_digits(options["digits"], options.get("val_fraction", 0.5)))
 
 
 def default_spec(name: str) -> CellSpec:

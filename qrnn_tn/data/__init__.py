@@ -30,7 +30,7 @@ from qrnn_tn.data.pixels import (
     pixel_sequences,
     select_classes,
 )
-from qrnn_tn.data.reduce import ReducedEncoder, code_sequences, reduced_dataset
+from qrnn_tn.data.reduce import ReducedEncoder, code_sequences, reduced_dataset, reduced_splits
 
 __all__ = [
     "DNA_BASES",
@@ -60,5 +60,6 @@ __all__ = [
     "pixel_sequences",
     "read_idx",
     "reduced_dataset",
+    "reduced_splits",
     "select_classes",
 ]

@@ -89,6 +89,10 @@ class SequenceDataset:
     targets : np.ndarray or None
         int64 ``[N, L - 1]``: the word each step is projected on and scored against, when it
         is not the next input (``None``: step ``t`` targets ``words[:, t + 1]``).
+    embedding : np.ndarray or None
+        float64 ``[N, C]``: the continuous coordinates the tokens encode, for tasks that
+        reduce their inputs (``None`` otherwise); kept for figures and diagnostics, never
+        read by the model.
     """
 
     words: np.ndarray
@@ -98,6 +102,7 @@ class SequenceDataset:
     n_label_steps: int = 0
     name: str = "dataset"
     targets: np.ndarray | None = None
+    embedding: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Check the arrays' shapes, dtypes and token range."""
@@ -128,6 +133,14 @@ class SequenceDataset:
                 )
             self._check_range(where, "targets", y)
         self._check_labels(where, n, length)
+        e = self.embedding
+        if e is not None and (
+            not isinstance(e, np.ndarray) or e.dtype != np.float64 or e.ndim != 2 or len(e) != n
+        ):
+            raise DataError(
+                f"{where}: embedding must be a float64 array of shape [N, C] with N = {n}, got "
+                f"{_describe(e)}"
+            )
 
     def _check_range(self, where: str, what: str, w: np.ndarray) -> None:
         if w.size and (w.min() < 0 or w.max() >= 2**self.io):
@@ -204,6 +217,7 @@ class SequenceDataset:
             mask=self.mask[idx],
             labels=None if self.labels is None else self.labels[idx],
             targets=None if self.targets is None else self.targets[idx],
+            embedding=None if self.embedding is None else self.embedding[idx],
         )
 
     def split(self, fractions: Sequence[float], seed: int = 0) -> tuple[SequenceDataset, ...]:

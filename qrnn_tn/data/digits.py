@@ -7,7 +7,6 @@ dimensionality reduction (:func:`digits_reduced_datasets`, PCA â†’ t-SNE/UMAP â†
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -16,7 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from qrnn_tn.data.base import DataError, SequenceDataset
 from qrnn_tn.data.pixels import binarise, downscale, pixel_sequences, select_classes
-from qrnn_tn.data.reduce import Method, reduced_dataset
+from qrnn_tn.data.reduce import Method, reduced_splits
 
 __all__ = ["digits_split", "digits_pixel_dataset", "digits_reduced_datasets"]
 
@@ -82,31 +81,17 @@ def digits_reduced_datasets(
     validation points are placed like the test points (out of sample). See
     :func:`~qrnn_tn.data.reduce.reduced_dataset` for the encoding; ``io = n_components``.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     images, labels = digits_split(digits, "train", test_fraction, seed)
-    test_images, test_labels = digits_split(digits, "test", test_fraction, seed)
-    fit, val = train_test_split(
-        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
-    )
-    fit, val = np.sort(fit), np.sort(val)
-    train, held_out = reduced_dataset(
-        images[fit],
-        labels[fit],
+    test = digits_split(digits, "test", test_fraction, seed)
+    return reduced_splits(
+        images,
+        labels,
+        test,
         digits,
+        val_fraction=val_fraction,
+        seed=seed,
+        name="digits",
         n_components=n_components,
         bits=bits,
         method=method,
-        test=(
-            np.concatenate([images[val], test_images]),
-            np.concatenate([labels[val], test_labels]),
-        ),
-        seed=seed,
-    )
-    tag = f"digits-{train.name.removesuffix('-train')}"
-    n_val = len(val)
-    return (
-        replace(train, name=f"{tag}-train"),
-        replace(held_out.subset(np.arange(n_val)), name=f"{tag}-val"),
-        replace(held_out.subset(np.arange(n_val, len(held_out))), name=f"{tag}-test"),
     )

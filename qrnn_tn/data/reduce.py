@@ -9,7 +9,8 @@ class index as label tokens. Everything is fitted on the training split only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -20,7 +21,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from qrnn_tn.data.base import DataError, SequenceDataset, encode_label, label_tokens_needed
 from qrnn_tn.data.pixels import class_indices, select_classes
 
-__all__ = ["ReducedEncoder", "code_sequences", "reduced_dataset"]
+__all__ = ["ReducedEncoder", "code_sequences", "reduced_dataset", "reduced_splits"]
 
 Method = Literal["tsne", "umap"]
 
@@ -30,9 +31,12 @@ class ReducedEncoder:
 
     t-SNE has no out-of-sample transform, so new points are placed by k-nearest-neighbour
     regression (distance-weighted, ``n_neighbors``) from the training points in PCA space
-    onto their fitted t-SNE coordinates. UMAP (``method="umap"``, optional package
-    ``umap-learn``) uses its own ``transform``. The map to [0, 1] uses the training
-    minimum and maximum of each coordinate; new points outside that range are clipped.
+    onto their fitted t-SNE coordinates; with ``n_neighbors=1`` a new point takes the
+    coordinates of its nearest training image (averaging neighbours from two clusters puts
+    it between them, docs/mnist.md). UMAP (``method="umap"``, optional package
+    ``umap-learn``: ``pip install 'qrnn-tn[umap]'``) uses its own ``transform``. The map to
+    [0, 1] uses the training minimum and maximum of each coordinate; new points outside that
+    range are clipped. After fitting, ``embedding_`` holds the training coordinates.
 
     Parameters
     ----------
@@ -70,6 +74,8 @@ class ReducedEncoder:
             raise DataError(f"bits must be in 1..16 (the paper uses 2..8), got {bits}")
         if method not in ("tsne", "umap"):
             raise DataError(f"method must be 'tsne' or 'umap', got {method!r}")
+        if method == "umap":
+            _import_umap()  # before any fitting: say how to install it
         if pca_components < 1 or n_neighbors < 1:
             raise DataError(
                 f"pca_components and n_neighbors must be >= 1, got {pca_components}, {n_neighbors}"
@@ -105,6 +111,7 @@ class ReducedEncoder:
             )
             emb = tsne.fit_transform(z).astype(np.float64)
             self.knn_ = KNeighborsRegressor(self.n_neighbors, weights="distance").fit(z, emb)
+        self.embedding_ = emb
         self.low_ = emb.min(axis=0)
         self.high_ = emb.max(axis=0)
         return self.quantise(emb)
@@ -131,13 +138,21 @@ class ReducedEncoder:
 
 
 def code_sequences(
-    codes: np.ndarray, bits: int, targets: np.ndarray, n_classes: int, *, name: str = "reduced"
+    codes: np.ndarray,
+    bits: int,
+    targets: np.ndarray,
+    n_classes: int,
+    *,
+    name: str = "reduced",
+    embedding: np.ndarray | None = None,
 ) -> SequenceDataset:
     """Sequences from integer codes ``[N, C]`` (``0 <= code < 2**bits``) and class indices.
 
     Token ``b`` (``b = 0 … bits-1``) has lane ``j`` (bit ``j`` from the MSB) equal to bit
     ``b`` (MSB first) of coordinate ``j``; ``io = C``. Then the class index follows as
     ``label_tokens_needed(n_classes, C)`` label tokens; only label steps count.
+    ``embedding`` (float ``[N, C]``, the coordinates before quantisation) is kept on the
+    dataset for figures.
     """
     codes = np.asarray(codes, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -158,7 +173,11 @@ def code_sequences(
     words = np.concatenate([tokens, label_words.reshape(n, k)], axis=1)
     mask = np.zeros((n, bits + k - 1), dtype=bool)
     mask[:, -k:] = True
-    return SequenceDataset(words, mask, io=io, labels=targets, n_label_steps=k, name=name)
+    if embedding is not None:
+        embedding = np.asarray(embedding, dtype=np.float64)
+    return SequenceDataset(
+        words, mask, io=io, labels=targets, n_label_steps=k, name=name, embedding=embedding
+    )
 
 
 def reduced_dataset(
@@ -173,12 +192,16 @@ def reduced_dataset(
     test_fraction: float = 0.25,
     seed: int = 0,
     pca_components: int = 30,
+    n_neighbors: int = 5,
+    perplexity: float = 30.0,
 ) -> tuple[SequenceDataset, SequenceDataset]:
     """Train and test sequences of the samples whose label is in ``classes``.
 
     The test split is ``test = (images, labels)`` when given (e.g. the official MNIST test
     set), otherwise a stratified ``test_fraction`` of ``images`` fixed by ``seed``. The
-    encoder is fitted on the training split only.
+    encoder (:class:`ReducedEncoder`, whose arguments ``n_neighbors`` and ``perplexity``
+    are passed on) is fitted on the training split only; the test images are placed out of
+    sample, without their labels.
     """
     images, labels = select_classes(images, labels, classes)
     if test is None:
@@ -192,7 +215,15 @@ def reduced_dataset(
         images, labels = images[tr], labels[tr]
     else:
         test_images, test_labels = select_classes(*test, classes, require_all=False)
-    encoder = ReducedEncoder(n_components, bits, method, pca_components=pca_components, seed=seed)
+    encoder = ReducedEncoder(
+        n_components,
+        bits,
+        method,
+        pca_components=pca_components,
+        n_neighbors=n_neighbors,
+        perplexity=perplexity,
+        seed=seed,
+    )
     n_classes = len(classes)
     tag = f"reduced-{method}-{n_components}x{bits}"
     train = code_sequences(
@@ -201,15 +232,74 @@ def reduced_dataset(
         class_indices(labels, classes),
         n_classes,
         name=f"{tag}-train",
+        embedding=encoder.embedding_,
     )
+    test_embedding = encoder.embed(test_images)
     test_ds = code_sequences(
-        encoder.transform(test_images),
+        encoder.quantise(test_embedding),
         bits,
         class_indices(test_labels, classes),
         n_classes,
         name=f"{tag}-test",
+        embedding=test_embedding,
     )
     return train, test_ds
+
+
+def reduced_splits(
+    images: np.ndarray,
+    labels: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray],
+    classes: Sequence[int],
+    *,
+    val_fraction: float,
+    seed: int = 0,
+    name: str = "reduced",
+    **encoding: Any,
+) -> tuple[SequenceDataset, SequenceDataset, SequenceDataset]:
+    """Train, validation and test sequences, the validation part held out before fitting.
+
+    A stratified ``val_fraction`` of ``images`` (fixed by ``seed``) is set aside first, the
+    encoder is fitted on the rest, and the validation and ``test`` images are both placed
+    out of sample: a t-SNE fitted on the validation images as well would place them better
+    than it can place the test images, and the validation figures would promise more than
+    the test delivers. ``encoding`` goes to :func:`reduced_dataset`.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    images, labels = select_classes(images, labels, classes)
+    test_images, test_labels = select_classes(*test, classes, require_all=False)
+    counts = np.unique(labels, return_counts=True)[1]
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    if counts.min() < 2 or n_val < len(classes) or len(labels) - n_val < len(classes):
+        raise DataError(
+            f"{name}: {len(labels)} training images of classes {list(classes)} (fewest "
+            f"{counts.min()} of one class) are too few to hold out val_fraction="
+            f"{val_fraction} with every class on both sides; use more images (limit) or "
+            "fewer classes"
+        )
+    fit, val = train_test_split(
+        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
+    )
+    fit, val = np.sort(fit), np.sort(val)
+    train, held_out = reduced_dataset(
+        images[fit],
+        labels[fit],
+        classes,
+        test=(
+            np.concatenate([images[val], test_images]),
+            np.concatenate([labels[val], test_labels]),
+        ),
+        seed=seed,
+        **encoding,
+    )
+    tag = f"{name}-{train.name.removesuffix('-train')}"
+    n_val = len(val)
+    return (
+        replace(train, name=f"{tag}-train"),
+        replace(held_out.subset(np.arange(n_val)), name=f"{tag}-val"),
+        replace(held_out.subset(np.arange(n_val, len(held_out))), name=f"{tag}-test"),
+    )
 
 
 def _flatten(images: np.ndarray) -> np.ndarray:
@@ -219,14 +309,21 @@ def _flatten(images: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _umap(n_components: int, n_samples: int, seed: int):
+def _import_umap() -> Any:
+    """The ``umap`` module of the optional package umap-learn, or a DataError saying how to
+    install it."""
     try:
         import umap
     except ImportError as exc:
         raise DataError(
             "method='umap' needs the optional package umap-learn, which is not installed: "
-            "run `pip install umap-learn`, or use method='tsne'"
+            "install it with `pip install 'qrnn-tn[umap]'` (or `pip install umap-learn`), "
+            "or use method='tsne'"
         ) from exc
-    return umap.UMAP(
+    return umap
+
+
+def _umap(n_components: int, n_samples: int, seed: int) -> Any:
+    return _import_umap().UMAP(
         n_components=n_components, n_neighbors=min(15, n_samples - 1), random_state=seed
     )

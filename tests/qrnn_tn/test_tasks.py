@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compiler.spec import load_spec
 from qrnn_tn.data import DataError, digits_split
@@ -207,8 +209,24 @@ def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
         ("digits-pixel", {"digits": "0,11"}, r"no digit class \[11\]"),
         ("digits-pixel", {"digits": "3"}, "at least two digits"),
         ("digits-reduced", {"digits": [4, 4]}, "at least two digits"),
+        ("mnist-reduced", {"neighbors": 0}, "neighbors=0: must be >= 1"),
+        ("mnist-reduced", {"perplexity": -1.0}, "perplexity=-1.0; must be > 0"),
+        ("mnist-reduced", {"perplexity": "x"}, "expected a number"),
     ],
 )
 def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
     with pytest.raises(DataError, match=match):
         build_datasets(task, 0, **options)
+
+
+@given(
+    key=st.sampled_from(["neighbors", "perplexity"]),
+    value=st.one_of(
+        st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=3), st.none(), st.booleans()
+    ),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # same env every input
+def test_reduced_placement_options_get_a_clean_error_before_any_data(monkeypatch, key, value):
+    monkeypatch.delenv("QRNN_TN_MNIST", raising=False)  # a good value then fails on the data
+    with pytest.raises(DataError, match=f"{key}=|--data-dir"):
+        build_datasets("mnist-reduced", 0, **{key: value})

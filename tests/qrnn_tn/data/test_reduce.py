@@ -1,10 +1,19 @@
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-from qrnn_tn.data import DataError, ReducedEncoder, code_sequences, reduced_dataset
+from qrnn_tn.data import (
+    DataError,
+    ReducedEncoder,
+    code_sequences,
+    reduced_dataset,
+    reduced_splits,
+)
+from qrnn_tn.tasks import build_datasets
 
 N_TRAIN = 240
 
@@ -89,10 +98,25 @@ def test_reduced_dataset_internal_split_and_four_components(digits):
     assert set(test.labels.tolist()) == {0, 1, 2}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("umap") is not None, reason="umap is installed")
-def test_umap_missing_gives_install_hint(digits):
-    with pytest.raises(DataError, match="pip install umap-learn"):
-        ReducedEncoder(method="umap").fit_transform(digits[0][:50])
+def test_umap_missing_gives_install_hint_before_any_fitting(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` now raises ImportError
+    with pytest.raises(DataError, match=r"pip install 'qrnn-tn\[umap\]'.*method='tsne'"):
+        ReducedEncoder(method="umap")
+    with pytest.raises(DataError, match="umap-learn"):
+        build_datasets("digits-reduced", 0, method="umap")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("umap") is None, reason="needs umap-learn")
+def test_umap_places_test_points_by_its_transform(digits):
+    images, labels = digits[0][:150], digits[1][:150]
+    encoder = ReducedEncoder(2, 4, "umap", seed=0)
+    codes = encoder.fit_transform(images[:100])
+    assert codes.shape == (100, 2) and codes.min() >= 0 and codes.max() <= 15
+    placed = encoder.embed(images[100:])
+    assert np.array_equal(encoder.transform(images[100:]), encoder.quantise(placed))
+    # a test image placed among the training images of its class more often than not
+    nearest = np.linalg.norm(placed[:, None] - encoder.embedding_[None], axis=-1).argmin(1)
+    assert np.mean(labels[:100][nearest] == labels[100:]) > 0.8
 
 
 @pytest.mark.parametrize(
@@ -107,3 +131,35 @@ def test_encoder_argument_errors(kwargs, match):
 def test_transform_before_fit():
     with pytest.raises(DataError, match="not fitted"):
         ReducedEncoder().transform(np.zeros((2, 4)))
+
+
+def _codes(ds, bits=3):
+    """The integer code of each coordinate, read back from the bit tokens (io = 2)."""
+    steps = (ds.words[:, :bits, None] >> np.array([1, 0])) & 1  # [N, bit, coordinate]
+    return (steps << np.arange(bits - 1, -1, -1)[None, :, None]).sum(1)
+
+
+def test_reduced_splits_hold_the_validation_images_out_of_the_fit(digits):
+    images, labels = digits
+    classes = (0, 1, 2)
+    keep = np.isin(labels, classes)
+    images, labels = images[keep], labels[keep]
+    train, val, test = reduced_splits(
+        images[:80], labels[:80], (images[80:], labels[80:]), classes,
+        val_fraction=0.25, seed=0, n_components=2, bits=3, n_neighbors=1,
+    )  # fmt: skip
+    assert len(train) + len(val) == 80 and len(test) == len(images) - 80
+    y = labels[:80]
+    fit, held = train_test_split(np.arange(80), test_size=0.25, random_state=0, stratify=y)
+    fit, held = np.sort(fit), np.sort(held)
+    assert val.labels.tolist() == labels[held].tolist()
+    # an encoder fitted here on the training images alone gives the same codes, and places
+    # the validation images as it places the test images: out of sample, without labels
+    encoder = ReducedEncoder(2, 3, n_neighbors=1, seed=0)
+    assert np.array_equal(encoder.fit_transform(images[fit]), _codes(train))
+    assert np.array_equal(encoder.transform(images[held]), _codes(val))
+    assert np.array_equal(encoder.transform(images[80:]), _codes(test))
+    assert np.allclose(encoder.embed(images[80:]), test.embedding)
+    with pytest.raises(DataError, match="too few"):
+        reduced_splits(images[:4], labels[:4], (images[80:], labels[80:]), classes,
+                       val_fraction=0.5)  # fmt: skip
