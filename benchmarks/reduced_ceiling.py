@@ -62,6 +62,7 @@ class Embedding:
         return cls(parts[0], int(parts[1]), float(parts[2]) if len(parts) == 3 else 30.0)
 
     def __str__(self) -> str:
+        """Return the embedding as a short label, e.g. ``tsne 2-D perplexity 30``."""
         tail = f" perplexity {self.perplexity:g}" if self.method == "tsne" else ""
         return f"{self.method} {self.dims}-D{tail}"
 
@@ -86,7 +87,7 @@ def lookup_ceiling(
 
 
 def gray(codes: np.ndarray) -> np.ndarray:
-    """The reflected binary Gray code of each integer: ``c ^ (c >> 1)``."""
+    """Return the reflected binary Gray code of each integer: ``c ^ (c >> 1)``."""
     codes = np.asarray(codes, dtype=np.int64)
     return codes ^ (codes >> 1)
 
@@ -119,8 +120,10 @@ def measure(
     in_sample: bool = False,
     seed: int = 0,
 ) -> list[dict]:
-    """Records of one embedding fitted on ``images`` less the validation part, per ``bits``
-    and (t-SNE) per number of neighbours placing new points (``places``).
+    """Measure one embedding's ceilings, per ``bits`` and per placement.
+
+    The embedding is fitted on ``images`` less the validation part; t-SNE records come per
+    number of neighbours placing new points (``places``).
 
     ``in_sample`` fits on every image instead and reads the validation codes from the fit
     (how the task embedded its validation split before it held it out first).
@@ -195,7 +198,7 @@ _COLUMNS = (
 
 
 def table(records: list[dict]) -> str:
-    """The records as a markdown table (accuracies in %)."""
+    """Format the records as a markdown table (accuracies in %)."""
     lines = [
         "| " + " | ".join(title for _, title in _COLUMNS) + " |",
         "|" + "---|" * len(_COLUMNS),
@@ -212,6 +215,7 @@ def table(records: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Run the ceiling study from the command line; return its records."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--limits", default="2000,7500")

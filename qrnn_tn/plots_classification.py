@@ -80,16 +80,21 @@ def label_probabilities(
 
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """``[n_classes, n_classes + 1]`` counts: row the true class, column the prediction; the
-    last column counts predictions that are no class (a label word ``>= n_classes``)."""
+    """Count ``[n_classes, n_classes + 1]``: row the true class, column the prediction.
+
+    The last column counts predictions that are no class (a label word ``>= n_classes``).
+    """
     counts = np.zeros((n_classes, n_classes + 1), dtype=np.int64)
     np.add.at(counts, (labels, np.minimum(predicted, n_classes)), 1)
     return counts
 
 
 def readout_steps(n_inputs: int, max_points: int = MAX_READOUT_POINTS) -> np.ndarray:
-    """The numbers of input tokens after which the readout is shown: all of ``1 … n_inputs``
-    or ``max_points`` of them evenly spread, always including the last."""
+    """Choose the numbers of input tokens after which the readout is shown.
+
+    All of ``1 … n_inputs``, or ``max_points`` of them evenly spread, always including the
+    last.
+    """
     if n_inputs <= max_points:
         return np.arange(1, n_inputs + 1)
     return np.unique(np.linspace(1, n_inputs, max_points).round().astype(np.int64))
@@ -99,8 +104,10 @@ def readout_steps(n_inputs: int, max_points: int = MAX_READOUT_POINTS) -> np.nda
 def readout_evolution(
     model: QRNN, words: np.ndarray, n_label_steps: int, steps: np.ndarray
 ) -> np.ndarray:
-    """Label distributions ``[n, len(steps), 2^(io k)]`` of sequences ``words [n, L]`` cut
-    after ``steps[j]`` input tokens: the inputs read so far, then the label tokens.
+    """Compute label distributions ``[n, len(steps), 2^(io k)]`` of cut sequences.
+
+    The sequences ``words [n, L]`` are cut after ``steps[j]`` input tokens: the inputs read
+    so far, then the label tokens.
 
     The last entry of ``steps`` equal to ``L - k`` gives the cell's actual answer.
     """
@@ -145,7 +152,7 @@ def plot_confusion(
 
 
 def _pixel_image(words: np.ndarray, io: int, n_inputs: int) -> np.ndarray | None:
-    """The row-major scanline (lane 0) of a pixel sequence as a square image, if square."""
+    """Draw the row-major scanline (lane 0) of a pixel sequence as a square image, if square."""
     side = int(round(np.sqrt(n_inputs)))
     if side * side != n_inputs:
         return None
@@ -161,9 +168,13 @@ def plot_readout(
     path: str | os.PathLike,
     title: str,
 ) -> Path:
-    """One row per sequence: its thumbnail (its place in the embedding of a reduced set,
-    else the image its row-major scanline draws), then the label distribution after each
-    step (a column per cut, from :func:`readout_evolution`), the true class ringed."""
+    """Plot one row per sequence: its thumbnail, then its label distribution per cut.
+
+    The thumbnail is its place in the embedding of a reduced set, else the image its
+    row-major scanline draws; the distributions come from :func:`readout_evolution`, a
+    column per cut, the true class ringed.
+    """
+    assert dataset.labels is not None  # a classification set
     n_words = evolution.shape[-1]
     n = len(classes)
     names = _class_names(classes, n_words)
@@ -297,7 +308,7 @@ def plot_classification(
     out_dir: str | os.PathLike,
     max_images: int = MAX_IMAGES,
 ) -> dict[str, Path]:
-    """The classification figures of a run, and ``classification.json`` with their numbers.
+    """Draw the classification figures of a run, and ``classification.json`` with their numbers.
 
     ``classes`` are the digits in class-index order; ``train`` gives the code grid of a
     reduced task (its embedding's range). Returns ``{name: path}`` for ``confusion``,
@@ -307,6 +318,7 @@ def plot_classification(
 
     out_dir = Path(out_dir)
     shown = test.subset(np.arange(min(max_images, len(test))))
+    assert shown.labels is not None  # the caller checks it is a classification task
     context = _Context(
         config.task, _data_label(config, task_options(config.task, config.task_options)),
         len(shown), len(test),
@@ -369,8 +381,11 @@ def plot_classification(
 
 
 def _readout_rows(labels: np.ndarray, predicted: np.ndarray, n: int = N_READOUT) -> np.ndarray:
-    """Up to ``n`` test rows to follow: the first wrong answer, if any, then the first row of
-    each class not yet shown, then further rows in order."""
+    """Choose up to ``n`` test rows to follow.
+
+    The first wrong answer, if any, then the first row of each class not yet shown, then
+    further rows in order.
+    """
     wrong = np.flatnonzero(predicted != labels)
     chosen = [int(wrong[0])] if wrong.size else []
     for row in range(len(labels)):

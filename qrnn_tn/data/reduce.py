@@ -310,8 +310,10 @@ def _flatten(images: np.ndarray) -> np.ndarray:
 
 
 def _import_umap() -> Any:
-    """The ``umap`` module of the optional package umap-learn, or a DataError saying how to
-    install it."""
+    """Import the ``umap`` module of the optional package umap-learn.
+
+    Raises :class:`DataError` saying how to install it when it is missing.
+    """
     try:
         import umap
     except ImportError as exc:
