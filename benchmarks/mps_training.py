@@ -17,6 +17,11 @@ One *optimiser step* is the training loop's step: forward, backward, clipping, u
     default torch setting, on the idle machine and beside a busy process (a numpy matmul
     loop on one core that the benchmark starts and stops), interleaved step by step.
 
+``python -m benchmarks.mps_training --parts profile [--size 3]``
+    where one optimiser step of this checkout spends its time: the forward, the backward
+    (which recomputes each step's forward from its checkpoint) and the eight costliest
+    torch operators by self time, under the caller's thread setting.
+
 Results go to ``DIR/mps_training.json`` (``--out``, default ``benchmarks/results/``). The
 workers are this file run as a script (``--worker``), so the other checkout needs none of
 it; they use only the training API both versions share.
@@ -187,6 +192,37 @@ def threads_study(steps: int, size: int) -> dict:
     return {"steps": steps, "size": size} | out
 
 
+def profile_step(size: int) -> dict:
+    """Seconds of one optimiser step's forward and backward, and its costliest operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from compiler.spec import load_spec
+    from qrnn_tn import tasks
+    from qrnn_tn import train as training
+
+    spec = load_spec(CELL)
+    data = tasks.build_datasets("digits-pixel", seed=0, size=size)
+    config = tasks.default_config(
+        "digits-pixel", backend="mps", backend_options={"max_bond": 16}, batch_size=32
+    )
+    model = training.build_model(spec, config)
+    words, _, targets = training._batch(data.train, 32, 0, 0)
+    start = time.process_time()
+    result = model.run(words, targets=targets)
+    forward = time.process_time() - start
+    result.target_prob.log().sum().backward()
+    backward = time.process_time() - start - forward
+    model.zero_grad()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.run(words, targets=targets).target_prob.log().sum().backward()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    ops = [
+        {"op": e.key, "calls": e.count, "share": e.self_cpu_time_total / total} for e in events[:8]
+    ]
+    return {"size": size, "forward_cpu_s": forward, "backward_cpu_s": backward, "ops": ops}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="train_step,threads")
@@ -203,9 +239,9 @@ def main() -> None:
         worker(args.size, json.loads(args.backend_options), args.seed)
         return
     chosen = args.parts.split(",")
-    unknown = sorted(set(chosen) - {"train_step", "threads"})
+    unknown = sorted(set(chosen) - {"train_step", "threads", "profile"})
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose train_step, threads")
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose train_step, threads, profile")
     if "train_step" in chosen and args.base is None:
         parser.error("train_step needs --base DIR, a checkout of the commit to compare with")
     results: dict = {}
@@ -228,6 +264,14 @@ def main() -> None:
                 f"threads {load}: auto {means['auto']:.2f} s, 1 thread {means['1']:.2f} s, "
                 f"2 threads {means['2']:.2f} s; auto / best {row[load]['auto_over_best']:.2f}"
             )
+    if "profile" in chosen:
+        row = profile_step(args.size or 3)
+        results["profile"] = row
+        print(
+            f"profile ({row['size'] ** 2} steps per sequence): forward "
+            f"{row['forward_cpu_s']:.2f} s, backward {row['backward_cpu_s']:.2f} s cpu; "
+            + ", ".join(f"{o['op']} {o['share']:.0%} ({o['calls']} calls)" for o in row["ops"])
+        )
     from qrnn_tn import jsonio
 
     args.out.mkdir(parents=True, exist_ok=True)
