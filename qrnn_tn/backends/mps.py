@@ -4,7 +4,12 @@ The state is an MPS over the lanes in lane order, torch tensors with the batch a
 dimension, kept in mixed canonical form around a small dense block (``mps_state``). Neurons,
 RY layers, input writes, projections and resets are applied in program order; truncated SVDs
 (``mps_svd``) cap the bonds. Options: :class:`~qrnn_tn.backends.options.MPSOptions`
-(``max_bond``, ``cutoff``, ``max_window``, and the two checkpoint levels below).
+(``max_bond``, ``cutoff``, ``max_window``, ``threads`` and the two checkpoint levels below).
+
+``threads``          intra-op threads of a run and of its backward pass (default: one while
+                     the bond bound is at most :data:`SINGLE_THREAD_BOND`, else torch's
+                     setting); the caller's setting is restored afterwards
+                     (:mod:`~qrnn_tn.backends.threads`).
 
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
                      default 1; 0: none). Without checkpoints the backward does not run the
