@@ -4,7 +4,12 @@ The state is an MPS over the lanes in lane order, torch tensors with the batch a
 dimension, kept in mixed canonical form around a small dense block (``mps_state``). Neurons,
 RY layers, input writes, projections and resets are applied in program order; truncated SVDs
 (``mps_svd``) cap the bonds. Options: :class:`~qrnn_tn.backends.options.MPSOptions`
-(``max_bond``, ``cutoff``, ``max_window``, and the two checkpoint levels below).
+(``max_bond``, ``cutoff``, ``max_window``, ``threads`` and the two checkpoint levels below).
+
+``threads``          intra-op threads of a run and of its backward pass (default: one while
+                     the bond bound is at most :data:`SINGLE_THREAD_BOND`, else torch's
+                     setting); the caller's setting is restored afterwards
+                     (:mod:`~qrnn_tn.backends.threads`).
 
 ``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
                      default 1; 0: none). Without checkpoints the backward does not run the
@@ -52,14 +57,21 @@ from qrnn_tn.backends.base import (
     target_probs,
 )
 from qrnn_tn.backends.mps_compile import Compiled, compile_mps
-from qrnn_tn.backends.mps_cost import mps_cost
+from qrnn_tn.backends.mps_cost import bond_bound, mps_cost
 from qrnn_tn.backends.mps_state import BlockMPS
 from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.recompute import recompute
+from qrnn_tn.backends.threads import backward_threads, run_threads
 from qrnn_tn.dtypes import real_dtype
 from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
 
-__all__ = ["MPSPlan", "prepare", "default_cutoff"]
+__all__ = ["MPSPlan", "prepare", "default_cutoff", "SINGLE_THREAD_BOND"]
+
+#: Bond bound up to which a run takes one intra-op thread by default: below it the site
+#: tensors are too small for a second thread to pay (``python -m benchmarks.mps_training
+#: --parts threads``; at 100 lanes with every bond saturated at 32, two threads gained 20 %
+#: on an idle machine and lost several times over on a busy one).
+SINGLE_THREAD_BOND = 32
 
 
 def default_cutoff(dtype: torch.dtype) -> float:
@@ -114,6 +126,7 @@ class MPSPlan:
         except ValueError as err:
             raise BackendError(str(err)) from err
         self.checkpoint_steps = own.checkpoint_steps
+        self.threads_option = own.threads
         self.checkpoint_outer = self._outer_block(own.checkpoint_outer)
         self.cost = self._cost_at(self.checkpoint_outer)
 
@@ -165,19 +178,45 @@ class MPSPlan:
         generator: torch.Generator | None = None,
     ) -> RunResult:
         """Per-step distributions of ``words [batch, steps + 1]`` (``[batch, 1]`` prompts in
-        ``"sample"`` mode; see :class:`RunResult`)."""
+        ``"sample"`` mode; see :class:`RunResult`). Runs on :attr:`threads` intra-op threads,
+        and so does its backward pass (:mod:`~qrnn_tn.backends.threads`)."""
         program = self.program
         words = check_words(program, words, mode, "mps")
         params = check_params(program, params, "mps")
         device = self.options.device
         params = params.to(dtype=self.dtype, device=device)
         words = words.to(device=device)
-        batch = words.shape[0]
         uniforms = None
         if mode == "sample":
             uniforms = torch.rand(
-                batch, program.steps, generator=generator, dtype=self.dtype, device="cpu"
+                words.shape[0], program.steps, generator=generator, dtype=self.dtype, device="cpu"
             ).to(device)
+        threads = self.threads
+        with run_threads(threads):
+            run = partial(self._run, words=words, uniforms=uniforms)
+            words, probs, log_norm, discarded = backward_threads(threads, params, run)
+        return RunResult(
+            probs=probs,
+            target_prob=target_probs(program, probs, words),
+            log_norm=log_norm.sum(dim=1),
+            words=words,
+            discarded=discarded.detach(),  # a diagnostic: truncation is not differentiated
+        )
+
+    @property
+    def threads(self) -> int:
+        """Intra-op threads of a run: the ``threads`` option, else one while the bond bound
+        is at most :data:`SINGLE_THREAD_BOND`, else torch's current setting."""
+        if self.threads_option is not None:
+            return self.threads_option
+        if bond_bound(self.program.n_lanes, self.max_bond) <= SINGLE_THREAD_BOND:
+            return 1
+        return torch.get_num_threads()
+
+    def _run(self, params: torch.Tensor, *, words, uniforms):
+        """``(words, probs, log_norm [B, steps], discarded)`` of a run from ``params``."""
+        program, device = self.program, self.options.device
+        batch = words.shape[0]
         tables = _Tables.build(self.compiled, params)
         state = BlockMPS.zeros(
             program.n_lanes, program.io, batch, self.dtype, device, self.max_bond, self.cutoff
@@ -192,14 +231,7 @@ class MPSPlan:
         if checkpointed and self.checkpoint_outer:
             run = partial(self._chunks, size=self.checkpoint_outer, run=run, checkpointed=True)
         out = run(steps, uniforms, words, *flat, *tables.flat)
-        words, (probs, log_norm, discarded) = out[0], out[-3:]
-        return RunResult(
-            probs=probs,
-            target_prob=target_probs(program, probs, words),
-            log_norm=log_norm.sum(dim=1),
-            words=words,
-            discarded=discarded.detach(),  # a diagnostic: truncation is not differentiated
-        )
+        return (out[0], *out[-3:])
 
     def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
         """Run ``steps`` in chunks of ``size`` steps through ``run`` (under a checkpoint each

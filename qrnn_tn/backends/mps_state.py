@@ -19,10 +19,36 @@ from qrnn_tn.backends.mps_svd import split
 __all__ = ["BlockMPS"]
 
 
+class _Unit(torch.autograd.Function):
+    """``x [B, m, n]`` divided by its norm per batch element, as one autograd node: the
+    backward is ``(g - y ⟨y, g⟩) / ‖x‖`` for ``y = x / ‖x‖``, where autograd would run the
+    norm's and the division's backward (about ten small operations) at every split."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        y = x / norm
+        ctx.save_for_backward(y, norm)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        y, norm = ctx.saved_tensors
+        inner = (y * g).sum(dim=(1, 2), keepdim=True)
+        return (g - y * inner) / norm
+
+
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    """``x [B, …]`` divided by its norm per batch element."""
-    norm = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
-    return x / norm.reshape(-1, *([1] * (x.dim() - 1)))
+    """``x [B, m, n]`` divided by its norm per batch element."""
+    return _Unit.apply(x)
+
+
+def _join(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``[B, Dl, P, D] · [B, D, Q, Dr] -> [B, Dl, P·Q, Dr]``: one batched matrix product
+    (``torch.einsum`` adds permutations and copies around the same product)."""
+    b, dl, p, d = left.shape
+    out = torch.bmm(left.reshape(b, dl * p, d), right.reshape(b, d, -1))
+    return out.reshape(b, dl, -1, right.shape[3])
 
 
 def _rotate_target(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -134,18 +160,12 @@ class BlockMPS:
     # -- moving and reshaping the block ------------------------------------------------------
 
     def _absorb_left(self) -> None:
-        site = self.sites[self.c0 - 1]
-        b, dl, _, _ = site.shape
-        block = torch.einsum("bxpy,byqz->bxpqz", site, self.block)
-        self.block = block.reshape(b, dl, -1, self.block.shape[3])
+        self.block = _join(self.sites[self.c0 - 1], self.block)
         self.sites[self.c0 - 1] = None
         self.c0 -= 1
 
     def _absorb_right(self) -> None:
-        site = self.sites[self.c1 + 1]
-        b, dl = self.block.shape[:2]
-        block = torch.einsum("bxpy,byqz->bxpqz", self.block, site)
-        self.block = block.reshape(b, dl, -1, site.shape[3])
+        self.block = _join(self.block, self.sites[self.c1 + 1])
         self.sites[self.c1 + 1] = None
         self.c1 += 1
 

@@ -305,6 +305,14 @@ class MPSOptions(SpecificOptions):
         help="steps per outer checkpoint block (0: one level); 'auto' picks the longest "
         "that fits the memory budget",
     )
+    threads: int | None = _option(
+        None,
+        low=1,
+        help="intra-op threads of a run and of its backward pass, the caller's torch setting "
+        "restored afterwards; none: one thread while bonds are capped at 32 or less (small "
+        "operators run fastest on one, several times faster on a busy machine), else "
+        "torch's current setting",
+    )
 
 
 #: Backend name → its options class. :func:`~qrnn_tn.backends.base.register_backend`

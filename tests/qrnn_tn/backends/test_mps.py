@@ -374,6 +374,34 @@ def test_neuron_backward_matches_autograd_of_the_plain_formula():
         assert torch.allclose(fused, reference, atol=1e-12)
 
 
+def test_unit_backward_matches_gradcheck_and_plain_autograd():
+    """The one-node renormalisation of a split's ``C`` against gradcheck and against autograd
+    through ``x / ‖x‖`` written out."""
+    from qrnn_tn.backends.mps_state import _unit
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(_unit, (x,))
+    weights = torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    plain = x / torch.sqrt((x * x).sum(dim=(1, 2)))[:, None, None]
+    assert torch.allclose(_unit(x), plain, atol=1e-15)
+    (fused,) = torch.autograd.grad((_unit(x) * weights).sum(), x)
+    (reference,) = torch.autograd.grad((plain * weights).sum(), x)
+    assert torch.allclose(fused, reference, atol=1e-13)
+
+
+def test_join_is_the_site_contraction():
+    """Absorbing a site is ``Σ_y A[b,x,p,y] B[b,y,q,z]`` with ``(p, q)`` merged, p major."""
+    from qrnn_tn.backends.mps_state import _join
+
+    gen = torch.Generator().manual_seed(6)
+    left = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    right = torch.randn(2, 4, 8, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    reference = np.einsum("bxpy,byqz->bxpqz", left.detach().numpy(), right.detach().numpy())
+    assert np.allclose(_join(left, right).detach().numpy(), reference.reshape(2, 3, 16, 5))
+    assert torch.autograd.gradcheck(_join, (left, right))
+
+
 def test_a_neuron_window_over_the_budget_is_refused_before_any_table():
     """41 lanes all-to-all: each neuron's window spans every lane (2^41 amplitudes per
     sequence); the plan refuses at once instead of allocating its branch table."""
