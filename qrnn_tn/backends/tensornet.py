@@ -51,6 +51,7 @@ from qrnn_tn.backends.tn_plan import (
     search_count,
     slice_tree,
     sweep_tree,
+    sweep_width,
     tree_cost,
     tree_score,
 )
@@ -58,6 +59,14 @@ from qrnn_tn.backends.tn_values import LeafValues
 from qrnn_tn.dtypes import real_dtype
 
 __all__ = ["TensorNetPlan", "estimate", "prepare", "search_count"]
+
+
+#: What a user can change when a plan does not fit the memory budget.
+WAYS_OUT = (
+    "Ways out: fewer steps, a smaller batch, more slicing (the backend option max_slices), "
+    "a local topology, a larger memory_budget, or another backend (statevector for few "
+    "qubits, mps for long sequences)."
+)
 
 
 @dataclass
@@ -111,7 +120,22 @@ class TensorNetPlan:
         return plan
 
     def _fit(self, net, tree: ctg.ContractionTree, budget: int):
-        """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError."""
+        """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError.
+
+        Before any slicing search (a cotengra trial per index, slow on trees of 10^4 nodes):
+        ``max_slices`` slices divide the largest intermediate by at most ``max_slices``, and a
+        differentiated slice holds it three times (forward peak and two gradient buffers), so a
+        tree whose largest intermediate stays over the budget that way is refused at once.
+        """
+        floor = 3 * tree.max_size() * self.itemsize
+        if floor > budget * self.max_slices:
+            raise BackendError(
+                f"tensornet: step {net.step}'s best contraction tree found (width "
+                f"{tree.contraction_width():.0f}) needs at least "
+                f"{_format_log2_bytes(math.log2(floor / self.max_slices))} per slice to run "
+                f"with gradients even cut into max_slices={self.max_slices} slices, over the "
+                f"memory budget of {format_bytes(budget)}. " + WAYS_OUT
+            )
         cost = tree_cost(tree)
         best = cost
         target = tree.max_size()
@@ -131,12 +155,9 @@ class TensorNetPlan:
                     f"tensornet: step {net.step} needs about "
                     f"{format_bytes(best.backward_elements * self.itemsize)} to run with "
                     f"gradients (width {best.width:.0f}; {sliced}; budget "
-                    f"{format_bytes(budget)}). "
-                    "Ways out: fewer steps, a smaller batch, more slicing "
-                    "(the backend option max_slices), a larger memory_budget, or another backend "
-                    "(statevector for few qubits, mps for long sequences)."
+                    f"{format_bytes(budget)}). " + WAYS_OUT
                 )
-            tree = slice_tree(net, tree, target, self.planner)
+            tree = slice_tree(net, tree, target, self.planner, self.max_slices)
             cost = tree_cost(tree)
             if cost.slices <= self.max_slices and (
                 cost.backward_elements < best.backward_elements or best.slices == 1
@@ -260,6 +281,13 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
     for step, net in enumerate(iter_networks(program, options.batch_size, own.neuron_form)):
         contractions += len(net.leaves) - 1
         _check_leaves(net, step, itemsize, budget, own.max_slices)
+        bits = sweep_width(net) + math.log2(itemsize)
+        if bits > math.log2(budget):  # later steps contain this one: no need to cost them
+            raise BackendError(
+                f"estimated {_format_log2_bytes(bits)} unsliced for step {step}'s contraction "
+                f"(quick estimate: the lane sweep's largest intermediate), over the memory "
+                f"budget of {format_bytes(budget)}"
+            )
         try:
             sweep = sweep_tree(net)
             cost = tree_cost(sweep)
@@ -269,7 +297,7 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
                 "(too many steps of a densely connected cell for a tensor network)"
             ) from None
         need = cost.forward_elements * itemsize
-        if need > budget:  # later steps contain this one: no need to cost them
+        if need > budget:
             raise BackendError(
                 f"estimated {format_bytes(need)} unsliced for step {step}'s contraction "
                 f"(quick estimate), over the memory budget of {format_bytes(budget)}"
@@ -279,6 +307,11 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
             cost = tree_cost(greedy)
         costs.append(cost)
     return _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+
+
+def _format_log2_bytes(bits: float) -> str:
+    """``2^bits`` bytes in binary units, for sizes far beyond a float."""
+    return format_bytes(2**bits) if bits < 60 else f"2^{bits:.1f} B"
 
 
 def _check_leaves(net: StepNetwork, step: int, itemsize: int, budget: int, max_slices: int):

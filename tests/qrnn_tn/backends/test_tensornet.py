@@ -403,3 +403,53 @@ def test_a_leaf_no_slicing_can_fit_is_refused_before_any_tree():
     )
     with pytest.raises(BackendError, match="tensor of 2\\^13 elements.*1 slices cannot"):
         estimate(program, options)
+
+
+#: A 41-qubit all-to-all cell of degree-1 neurons: its literal network has ~28 000 tensors
+#: over 2 steps, and costing it once took minutes.
+WIDE_ALL_TO_ALL = """\
+[cell]
+io = 1
+workspace = 40
+stages = 1
+[neuron]
+degree = 1
+order = 1
+topology = "all"
+"""
+
+
+def test_wide_all_to_all_estimate_refuses_quickly():
+    from qrnn_tn.backends.tensornet import estimate
+
+    program = compile_program(WIDE_ALL_TO_ALL, steps=2)
+    with pytest.raises(BackendError, match=r"estimated 2\^\d+.* B unsliced.*quick estimate"):
+        estimate(program, _options(cache_dir=None))
+
+
+def test_plan_over_every_slicing_is_refused_before_a_slicing_search(monkeypatch):
+    import qrnn_tn.backends.tensornet as tensornet
+
+    def no_slicing(*args, **kwargs):
+        raise AssertionError("sliced a tree that no slicing within max_slices can fit")
+
+    monkeypatch.setattr(tensornet, "slice_tree", no_slicing)
+    spec = {"cell": {"io": 1, "workspace": 8}, "neuron": {"degree": 1, "order": 1}}
+    program = compile_program(spec, steps=2)
+    with pytest.raises(BackendError, match=r"even cut into max_slices=2 slices.*Ways out"):
+        prepare(program, _options(cache_dir=None, memory_budget=64, max_slices=2))
+
+
+def test_wide_all_to_all_simulate_answers_in_seconds(tmp_path):
+    """Before the linear width bound and the time-boxed search this ran for minutes; the
+    timeout is generous for a loaded machine, the point is that it ends with a clean error."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "wide.toml"
+    spec.write_text(WIDE_ALL_TO_ALL)
+    argv = [sys.executable, "-m", "qrnn_tn", "simulate", str(spec), "--words", "1,0,1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "quick estimate" in done.stderr and "max_slices" in done.stderr
