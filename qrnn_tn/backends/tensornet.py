@@ -139,7 +139,11 @@ class TensorNetPlan:
         cost = tree_cost(tree)
         best = cost
         target = tree.max_size()
-        while cost.backward_elements * self.itemsize > budget or cost.slices > self.max_slices:
+
+        def backward(c: TreeCost) -> int:
+            return c.backward_elements_for(self.checkpoint)
+
+        while backward(cost) * self.itemsize > budget or cost.slices > self.max_slices:
             target //= 2
             if target < 16 or cost.slices > self.max_slices:
                 if best.slices > 1:
@@ -153,14 +157,14 @@ class TensorNetPlan:
                     sliced += f" within max_slices={self.max_slices} (it would take {need})"
                 raise BackendError(
                     f"tensornet: step {net.step} needs about "
-                    f"{format_bytes(best.backward_elements * self.itemsize)} to run with "
+                    f"{format_bytes(backward(best) * self.itemsize)} to run with "
                     f"gradients (width {best.width:.0f}; {sliced}; budget "
                     f"{format_bytes(budget)}). " + WAYS_OUT
                 )
             tree = slice_tree(net, tree, target, self.planner, self.max_slices)
             cost = tree_cost(tree)
             if cost.slices <= self.max_slices and (
-                cost.backward_elements < best.backward_elements or best.slices == 1
+                backward(cost) < backward(best) or best.slices == 1
             ):
                 best = cost
         return tree, cost
@@ -173,8 +177,16 @@ class TensorNetPlan:
         last = networks.networks[-1]
         pairs = zip(plan.contractions, plan.costs, strict=True)
         contractions = sum(len(c.steps) * cost.slices for c, cost in pairs)
+        tensors = sum(len(c.steps) for c in plan.contractions)
         return _summarise_cost(
-            self.program, last, networks.batch, plan.costs, self.itemsize, contractions
+            self.program,
+            last,
+            networks.batch,
+            plan.costs,
+            self.itemsize,
+            contractions,
+            self.checkpoint,
+            tensors,
         )
 
     def run(
@@ -229,6 +241,10 @@ class TensorNetPlan:
 #: contraction at every size, 0.2 ns per flop once the flops dominate).
 CONTRACTION_SECONDS = 100e-6
 FLOP_SECONDS = 0.2e-9
+#: Bytes of bookkeeping per torch tensor of a run (the tensor, its storage header and
+#: allocation, its Python object, its autograd node): about 0.6 KiB in
+#: ``tests/qrnn_tn/backends/test_memory_guard.py``'s networks of a few hundred tensors.
+TENSOR_BYTES = 1024
 
 
 def _summarise_cost(
@@ -238,14 +254,23 @@ def _summarise_cost(
     costs: list[TreeCost],
     itemsize: int,
     contractions: int,
+    checkpoint: bool = True,
+    tensors: int = 0,
 ) -> Cost:
     """One :class:`Cost` from the per-step tree costs plus the leaves (of the last step's
     network, which holds every other) and the outputs; ``contractions``: pairwise
-    contractions of one run, slices included."""
-    leaves = sum(2 ** len(leaf.inds) for leaf in last.leaves)
-    base = (leaves + batch * program.steps) * itemsize
-    forward = max(c.forward_elements for c in costs) * itemsize + base
-    backward = max(c.backward_elements for c in costs) * itemsize + 2 * base
+    contractions of one run, slices included; ``tensors``: those of one slice of every step
+    (the intermediates a run creates)."""
+    leaves = sum(math.prod(last.size_dict[i] for i in leaf.inds) for leaf in last.leaves)
+    # the leaves, and as much again while they are filled from the words (bits, one-hot rows)
+    base = (2 * leaves + batch * program.steps) * itemsize
+    # every leaf and every pairwise contraction is a torch tensor (and, differentiated, an
+    # autograd node holding its inputs' metadata): small, but a run has thousands
+    # (slices run one after another: one slice's count)
+    bookkeeping = TENSOR_BYTES * (len(last.leaves) + tensors)
+    forward = max(c.forward_elements for c in costs) * itemsize + base + bookkeeping
+    backward = max(c.backward_elements_for(checkpoint) for c in costs) * itemsize + 2 * base
+    backward += 2 * bookkeeping
     flops = sum(c.flops for c in costs)
     return Cost(
         backend="tensornet",
@@ -258,6 +283,7 @@ def _summarise_cost(
             "widths per step": [round(c.width, 1) for c in costs],
             "slices per step": [c.slices for c in costs],
             "tensors (last step)": len(last.leaves),
+            "tensor bookkeeping": format_bytes(2 * bookkeeping),
         },
     )
 
@@ -306,7 +332,16 @@ def estimate(program: Program, options: BackendOptions) -> Cost:
         if greedy is not None and tree_score(greedy) < tree_score(sweep):
             cost = tree_cost(greedy)
         costs.append(cost)
-    return _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+    return _summarise_cost(
+        program,
+        net,
+        options.batch_size,
+        costs,
+        itemsize,
+        contractions,
+        own.checkpoint,
+        contractions,
+    )
 
 
 def _format_log2_bytes(bits: float) -> str:

@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cotengra.slicer import SliceFinder
 from qrnn_tn.backends.tn_network import StepNetwork
 
 __all__ = [
+    "PathCacheWarning",
     "PlannerOptions",
     "SegmentPlan",
     "TreeCost",
@@ -301,23 +303,83 @@ def _refine(tree: ctg.ContractionTree, max_width: float) -> ctg.ContractionTree:
     return tree
 
 
+class PathCacheWarning(UserWarning):
+    """A path-cache entry was unusable (damaged, or for another network) or could not be
+    written: the tree is searched again, and the run goes on."""
+
+
 def _read(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, ValueError) as err:
+        warnings.warn(
+            f"path cache entry {path} is unreadable ({err}); searching again",
+            PathCacheWarning,
+            stacklevel=3,
+        )
+        return None
+    return data if isinstance(data, dict) else {}
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    """Write ``data`` atomically; an unwritable cache directory only costs a warning (the
+    run goes on uncached)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        warnings.warn(
+            f"cannot write the path cache {path.parent} ({err}); running uncached",
+            PathCacheWarning,
+            stacklevel=3,
+        )
+
+
+def _valid_ssa_path(data: dict, n: int) -> list[tuple[int, int]] | None:
+    """The stored SSA path if it contracts ``n`` tensors into one, each exactly once."""
+    steps = data.get("ssa_path")
+    if not isinstance(steps, list) or len(steps) != max(n - 1, 0):
+        return None
+    alive = set(range(n))
+    path = []
+    for k, step in enumerate(steps):
+        if not (
+            isinstance(step, list)
+            and len(step) == 2
+            and all(type(i) is int for i in step)
+            and step[0] != step[1]
+            and all(i in alive for i in step)
+        ):
+            return None
+        alive -= set(step)
+        alive.add(n + k)
+        path.append((step[0], step[1]))
+    return path
+
+
+def _invalid(path: Path, what: str) -> None:
+    warnings.warn(
+        f"path cache entry {path} {what}; searching again and replacing it",
+        PathCacheWarning,
+        stacklevel=3,
+    )
 
 
 def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
-    """The (unsliced) contraction tree of ``net``: memory, then disk, then a search."""
+    """The (unsliced) contraction tree of ``net``: memory, then disk, then a search.
+
+    A disk entry is checked against the network before use (a path that contracts its
+    tensors, each exactly once); one that is not is warned about (:class:`PathCacheWarning`),
+    searched again and replaced atomically.
+    """
     key = net.key()
     memo_key = (key, "")
     if memo_key in _MEMO:
@@ -325,8 +387,12 @@ def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     inputs, output, sizes = symbols(net)
     path = options.cache_dir / f"{key}.json" if options.cache_dir else None
     data = _read(path) if path else None
+    ssa = None
     if data is not None:
-        ssa = [tuple(p) for p in data["ssa_path"]]
+        ssa = _valid_ssa_path(data, len(inputs))
+        if ssa is None:
+            _invalid(path, f"is not a contraction path of this network's {len(inputs)} tensors")
+    if ssa is not None:
         tree = ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=ssa)
     else:
         tree = _search(net, options)
@@ -334,6 +400,31 @@ def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
             _write(path, {"ssa_path": [list(p) for p in tree.get_ssa_path()]})
     _MEMO[memo_key] = tree
     return tree
+
+
+def _cached_slicing(
+    data: dict,
+    net: StepNetwork,
+    tree: ctg.ContractionTree,
+    target_size: int,
+    max_slices: int | None,
+) -> ctg.ContractionTree | None:
+    """``tree`` sliced on a cache entry's indices, if they are sliceable indices of ``net``
+    (not outputs) and reach ``target_size`` (or, as a failed search's result would, pass
+    ``max_slices``); else ``None``."""
+    names = data.get("sliced")
+    if not isinstance(names, list) or not all(
+        type(i) is int and i in net.size_dict and i not in net.output for i in names
+    ):
+        return None
+    sliced = tree.copy()
+    # ``tree`` may itself be sliced (the budget loop slices step by step): the stored
+    # indices include its own, which must not be removed twice.
+    for ix in dict.fromkeys(names):
+        if ctg.get_symbol(ix) not in sliced.sliced_inds:
+            sliced.remove_ind_(ctg.get_symbol(ix))
+    failed = max_slices is not None and sliced.nslices > max_slices
+    return sliced if sliced.max_size() <= target_size or failed else None
 
 
 def slice_tree(
@@ -359,14 +450,12 @@ def slice_tree(
         return _MEMO[memo_key]
     path = options.cache_dir / f"{key}.slice{target_size}.json" if options.cache_dir else None
     data = _read(path) if path else None
+    sliced = None
     if data is not None:
-        sliced = tree.copy()
-        # ``tree`` may itself be sliced (the budget loop slices step by step): the stored
-        # indices include its own, which must not be removed twice.
-        for ix in data["sliced"]:
-            if ctg.get_symbol(ix) not in sliced.sliced_inds:
-                sliced.remove_ind_(ctg.get_symbol(ix))
-    else:
+        sliced = _cached_slicing(data, net, tree, target_size, max_slices)
+        if sliced is None:
+            _invalid(path, f"is not a slicing of this network to {target_size} elements")
+    if sliced is None:
         _SEARCHES += 1
         sliced = _slice(tree, target_size, max_slices, options.seed)
         if path:
@@ -499,6 +588,16 @@ class TreeCost:
     forward_elements: int
     backward_elements: int
     segments: SegmentPlan
+    written_elements: int = 0
+
+    def backward_elements_for(self, checkpoint: bool) -> int:
+        """:attr:`backward_elements`, or without checkpoints (the backend option
+        ``checkpoint=False``): autograd then keeps every intermediate of every slice, each
+        with its rescaled copy and a permuted operand."""
+        if checkpoint:
+            return self.backward_elements
+        kept = 3 * self.written_elements * self.slices
+        return self.backward_elements - self.segments.backward_elements + kept
 
 
 def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
@@ -513,4 +612,5 @@ def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
         forward_elements=int(peak),
         backward_elements=int(segments.backward_elements + 2 * tree.max_size() + peak),
         segments=segments,
+        written_elements=int(sum(sizes)),
     )
