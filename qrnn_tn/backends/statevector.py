@@ -257,10 +257,10 @@ class _NeuronTable:
         matrix's int64 branch bits and column products (numpy) and the copy of its
         transpose, ``η``, its cosine, sine and their powers, and the backward's terms."""
         m, d = len(self.sources), len(self.op.subsets)
-        # the monomial matrix's branch bits while it is built; its transpose's copy in the
-        # backward product
-        building = 0 if self.zeta else 2**m * (8 * m + 16 + d * item)
-        return building + 10 * 2**m * item
+        # the monomial matrix's branch bits (shifted, then masked) while it is built, a
+        # second matrix while it is converted, its transpose's copy in the backward product
+        building = 0 if self.zeta else 2**m * (16 * m + 32 + 2 * d * item)
+        return building + 12 * 2**m * item
 
     def _constants(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (like.dtype, like.device)

@@ -42,7 +42,7 @@ def test_curves_from_records(tmp_path):
     ]
     records += [{"split": "val", "step": 10, "loss": 0.2, "accuracy": 0.9, "overhead": 1.5}]
     assert_png(plot_curves(records, tmp_path / "curves.png"), CURVES_SIZE)
-    with pytest.raises(ValueError, match="no train or val records"):
+    with pytest.raises(ValueError, match="no train or validation records"):
         plot_curves([], tmp_path / "empty.png")
     truncated = [dict(r, discarded=0.0 if r["step"] < 5 else 1e-9) for r in records]
     width, height = CURVES_SIZE

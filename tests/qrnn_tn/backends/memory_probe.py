@@ -6,9 +6,9 @@ Usage: ``python memory_probe.py CELLS.json`` with a list of ``{"spec", "steps", 
 process returns freed memory to the system (``malloc_trim``), reads its resident set (the
 baseline: interpreter, torch, the plan) and resets its high-water mark
 (``/proc/self/clear_refs``); the high-water mark after the run, less the baseline, is what
-the run held. Each backend first runs a tiny cell twice: the first run puts torch's lazy
-initialisation (thread pools, the autograd engine) in the baseline; the second's measured
-use (``tiny_run``) is the run's own fixed bookkeeping (Python objects, allocator pages),
+the run held. Each backend first runs tiny cells twice: the first runs put torch's lazy
+initialisation (thread pools, the autograd engine, code pages) in the baseline; the second's
+measured use (``tiny_run``) is the run's own fixed bookkeeping (Python objects, allocator pages),
 which no backend's prediction models.
 """
 
@@ -26,7 +26,15 @@ import torch
 from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendOptions, get_backend
 
-WARM_UP = {"cell": {"io": 1, "workspace": 2}, "neuron": {"degree": 1, "order": 1}}
+#: Tiny cells run first, so that the code pages of every kernel (BLAS included) are already
+#: resident: all-to-all (neuron tables through a matrix product) and local.
+WARM_UP = [
+    {"cell": {"io": 1, "workspace": 4}, "neuron": {"degree": 1, "order": 1, "topology": "all"}},
+    {
+        "cell": {"io": 2, "workspace": 3},
+        "neuron": {"degree": 2, "order": 2, "topology": {"local": 1}},
+    },
+]
 _LIBC = ctypes.CDLL("libc.so.6")
 
 
@@ -83,9 +91,12 @@ def main(cells: list[dict]) -> None:
     warm: dict[str, int] = {}
     for cell in cells:
         if cell["backend"] not in warm:
-            tiny = {**cell, "spec": WARM_UP, "steps": 1, "batch": 1, "budget": None}
-            measure(tiny)
-            warm[cell["backend"]] = measure(tiny)["used"]
+            tiny = [
+                {**cell, "spec": spec, "steps": 2, "batch": 2, "budget": None} for spec in WARM_UP
+            ]
+            for each in tiny:
+                measure(each)
+            warm[cell["backend"]] = max(measure(each)["used"] for each in tiny)
         print(json.dumps({**measure(cell), "tiny_run": warm[cell["backend"]]}), flush=True)
 
 
