@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qrnn_tn.model import QRNN, step_targets  # noqa: E402
-from qrnn_tn.rundir import RunDir  # noqa: E402
+from qrnn_tn.rundir import RunDir, RunDirError  # noqa: E402
 from qrnn_tn.train import atomic_write, load_run, read_metrics  # noqa: E402
 
 __all__ = [
@@ -54,6 +54,21 @@ def _word_labels(io: int) -> list[str] | None:
     return [format(w, f"0{io}b") for w in range(2**io)] if io <= 4 else None
 
 
+def _finite_points(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """Steps and values of ``key`` where both are finite numbers: a diverged step (logged
+    as ``null``) or a damaged record leaves a gap instead of breaking the plot."""
+    steps, values = [], []
+    for record in records:
+        step, value = record.get("step"), record.get(key)
+        numbers = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (step, value)
+        )
+        if numbers and np.isfinite(step) and np.isfinite(value):
+            steps.append(step)
+            values.append(value)
+    return steps, values
+
+
 def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Loss, accuracy and postselection overhead against the step (train and validation),
     and the weight a bond cap discarded when the backend truncates (MPS).
@@ -65,7 +80,10 @@ def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | o
         split: [r for r in records if r.get("split") == split] for split in ("train", "val")
     }
     if not by_split["train"] and not by_split["val"]:
-        raise ValueError("no train or val records to plot; has the run made a step yet?")
+        raise RunDirError(
+            f"{metrics if not isinstance(metrics, list) else 'the metrics'}: no train or "
+            "validation records to plot; has the run made a step yet?"
+        )
     panels = [
         ("loss", "loss", "linear"),
         ("accuracy", "accuracy", "linear"),
@@ -79,18 +97,12 @@ def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | o
         1, len(panels), figsize=(width * len(panels) / 3, height), dpi=DPI, layout="constrained"
     )
     for ax, (key, title, scale) in zip(axes, panels, strict=True):
-        train = [r for r in by_split["train"] if key in r]
-        if train:
-            ax.plot(
-                [r["step"] for r in train],
-                [r[key] for r in train],
-                lw=0.8,
-                alpha=0.5,
-                label="train batch",
-            )
-        val = [r for r in by_split["val"] if key in r]
-        if val:
-            ax.plot([r["step"] for r in val], [r[key] for r in val], "o-", ms=3, label="validation")
+        steps, values = _finite_points(by_split["train"], key)
+        if steps:
+            ax.plot(steps, values, lw=0.8, alpha=0.5, label="train batch")
+        steps, values = _finite_points(by_split["val"], key)
+        if steps:
+            ax.plot(steps, values, "o-", ms=3, label="validation")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_yscale(scale, **({"linthresh": 1e-15} if scale == "symlog" else {}))

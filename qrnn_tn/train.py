@@ -841,13 +841,17 @@ def _resume(
     optimiser.load_state_dict(ckpt["optimiser"])
     _set_rng_state(ckpt["rng"])
     state.update(ckpt["state"])
-    if distributed.is_main():
+
+    def trim_log() -> None:
         has_log = run_dir.file(RunDir.METRICS).exists()
         records = run_dir.read_metrics(strict=True) if has_log else []
         kept = [
             r for r in records if r.get("split") in ("train", "val") and r["step"] <= state["step"]
         ]
         run_dir.write_metrics(kept)
+
+    # rank 0 reads and rewrites the log; a damaged log raises on every rank, not rank 0 only
+    _on_main(trim_log)
     if state["best_step"] is None:
         return model.theta.detach().clone()
     best = _on_main(lambda: load_checkpoint(run_dir.file(RunDir.BEST)))["model"]["theta"]

@@ -532,7 +532,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, BackendChoi
     if not fitting:
         raise BackendError(
             f"no exact backend fits the memory budget of {format_bytes(options.budget())}: "
-            + "; ".join(f"{name}: {why}" for name, why in refused.items())
+            + "; ".join(f"{name}: {why.reason.rstrip('.')}" for name, why in refused.items())
             + ". Use fewer steps, a smaller batch or a larger budget, or allow an approximate "
             "run: the backend option max_bond (e.g. 32) caps the MPS backend's bond and "
             "reports the weight it discards."

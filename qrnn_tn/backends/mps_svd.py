@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from qrnn_tn.errors import BackendError
+
 __all__ = ["split", "broadening", "GRAM_FLOOR"]
 
 GRAM_FLOOR = 1e-7
@@ -128,6 +130,12 @@ def split(
     matrix (:class:`_GramSplit`, ~2.5× cheaper than the SVD on CPU; singular values below
     ``GRAM_FLOOR · s_max`` are dropped and counted as discarded); otherwise the exact SVD.
     """
+    if not bool(torch.isfinite(m).all()):  # LAPACK would fail with an opaque error
+        raise BackendError(
+            f"mps: a {tuple(m.shape)} tensor to be split by SVD holds NaN or infinite values "
+            "(non-finite parameters, or an overflow); check that the parameters are finite, "
+            "or use float64"
+        )
     if max_bond is not None and m.dtype == torch.float64 and m.shape[1] <= m.shape[2]:
         return _GramSplit.apply(m, max_bond, cutoff)
     return _Split.apply(m, max_bond, cutoff)

@@ -289,6 +289,22 @@ class _NeuronTable:
         m, d = len(self.sources), len(self.op.subsets)
         return (m * 2 * 2**m if self.zeta else 2 * d * 2**m) + 8 * 2**m
 
+    def constant_bytes(self, item: int) -> int:
+        """Bytes this table keeps for the plan's lifetime: the ``[2^m, d]`` monomial matrix
+        (or the zeta transform's index vector) of each dtype it has been built in."""
+        m, d = len(self.sources), len(self.op.subsets)
+        return 16 * d if self.zeta else 2**m * d * item + 8 * d
+
+    def workspace_bytes(self, item: int) -> int:
+        """Bytes held only while the table is built or differentiated: the monomial
+        matrix's int64 branch bits and column products (numpy) and the copy of its
+        transpose, ``η``, its cosine, sine and their powers, and the backward's terms."""
+        m, d = len(self.sources), len(self.op.subsets)
+        # the monomial matrix's branch bits (shifted, then masked) while it is built, a
+        # second matrix while it is converted, its transpose's copy in the backward product
+        building = 0 if self.zeta else 2**m * (16 * m + 32 + 2 * d * item)
+        return building + 12 * 2**m * item
+
     def _constants(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (like.dtype, like.device)
         if key not in self._tensors:
@@ -341,6 +357,13 @@ class _RotationTable:
 
     def flops(self) -> float:
         return 4 * 2 ** len(self.sources)
+
+    def constant_bytes(self, item: int) -> int:
+        return 8 * len(self.angle.terms) + item * len(self.angle.terms)
+
+    def workspace_bytes(self, item: int) -> int:
+        """The padded cosine and sine, and the concatenation's copies."""
+        return 6 * 2 ** len(self.sources) * item
 
     def _half_angle(self, params: torch.Tensor) -> torch.Tensor:
         key = (params.dtype, params.device)
@@ -1271,18 +1294,29 @@ class StatevectorPlan:
         steps, words = self.program.steps, 2**self.program.io
         outputs = batch * steps * words * real + 8 * batch * (steps + 1)
         blocks = [2**b.size * b.columns * real for b in self._blocks()]
-        building = max(
+        block_building = max(
             (m * (len(b.kernels) + 1) for m, b in zip(blocks, self._blocks(), strict=True)),
             default=0,
         )
-        forward = 3 * largest + tables + outputs + 3 * sum(blocks)
+        # held by the providers for the plan's lifetime, and while one table is built
+        # (its provider's temporaries, then arranging it: a permuted copy and the stack)
+        constants = sum(p.constant_bytes(real) for p in self._providers)
+        building = max((p.workspace_bytes(real) for p in self._providers), default=0)
+        building += 3 * table
+        # the state, a kernel's output, its two products (c·ψ₀, s·ψ₁) and their views'
+        # copies at the widest: up to 5 states measured (test_memory_guard.py), 6 allowed
+        forward = 6 * largest + tables + outputs + 3 * sum(blocks) + constants + building
+        # the backward builds and differentiates tables while the forward's are held
+        differentiating = constants + 3 * building
         if self.gradient == "autograd":
             backward = 3 * sum(sizes) + 4 * largest + 2 * tables + 2 * outputs
+            backward += differentiating
         else:
             starts = [sizes[start - 1] if start else sizes[0] for start, _ in self._segments]
             replay = max(sum(sizes[start:stop]) for start, stop in self._segments)
-            backward = sum(starts) + replay + 5 * largest + 2 * tables + 2 * outputs
-            backward += 2 * sum(blocks) + building
+            backward = sum(starts) + replay + 9 * largest + 2 * tables + 2 * outputs
+            backward += 2 * sum(blocks) + max(building, block_building)
+            backward += differentiating
         flops = self._flops(batch, cached)
         return Cost(
             backend="statevector",

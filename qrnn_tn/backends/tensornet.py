@@ -53,6 +53,7 @@ from qrnn_tn.backends.tn_plan import (
     search_count,
     slice_tree,
     sweep_tree,
+    sweep_width,
     tree_cost,
     tree_score,
 )
@@ -60,6 +61,14 @@ from qrnn_tn.backends.tn_values import LeafValues
 from qrnn_tn.dtypes import real_dtype
 
 __all__ = ["TensorNetCostDetails", "TensorNetPlan", "estimate", "prepare", "search_count"]
+
+
+#: What a user can change when a plan does not fit the memory budget.
+WAYS_OUT = (
+    "Ways out: fewer steps, a smaller batch, more slicing (the backend option max_slices), "
+    "a local topology, a larger memory_budget, or another backend (statevector for few "
+    "qubits, mps for long sequences)."
+)
 
 
 @dataclass
@@ -112,11 +121,30 @@ class TensorNetPlan:
         return plan
 
     def _fit(self, net, tree: ctg.ContractionTree, budget: int):
-        """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError."""
+        """Slice ``tree`` until a differentiated run fits ``budget``, else BackendError.
+
+        Before any slicing search (a cotengra trial per index, slow on trees of 10^4 nodes):
+        ``max_slices`` slices divide the largest intermediate by at most ``max_slices``, and a
+        differentiated slice holds it three times (forward peak and two gradient buffers), so a
+        tree whose largest intermediate stays over the budget that way is refused at once.
+        """
+        floor = 3 * tree.max_size() * self.itemsize
+        if floor > budget * self.max_slices:
+            raise BackendError(
+                f"tensornet: step {net.step}'s best contraction tree found (width "
+                f"{tree.contraction_width():.0f}) needs at least "
+                f"{_format_log2_bytes(math.log2(floor / self.max_slices))} per slice to run "
+                f"with gradients even cut into max_slices={self.max_slices} slices, over the "
+                f"memory budget of {format_bytes(budget)}. " + WAYS_OUT
+            )
         cost = tree_cost(tree)
         best = cost
         target = tree.max_size()
-        while cost.backward_elements * self.itemsize > budget or cost.slices > self.max_slices:
+
+        def backward(c: TreeCost) -> int:
+            return c.backward_elements_for(self.checkpoint)
+
+        while backward(cost) * self.itemsize > budget or cost.slices > self.max_slices:
             target //= 2
             if target < 16 or cost.slices > self.max_slices:
                 if best.slices > 1:
@@ -130,17 +158,14 @@ class TensorNetPlan:
                     sliced += f" within max_slices={self.max_slices} (it would take {need})"
                 raise BackendError(
                     f"tensornet: step {net.step} needs about "
-                    f"{format_bytes(best.backward_elements * self.itemsize)} to run with "
+                    f"{format_bytes(backward(best) * self.itemsize)} to run with "
                     f"gradients (width {best.width:.0f}; {sliced}; budget "
-                    f"{format_bytes(budget)}). "
-                    "Ways out: fewer steps, a smaller batch, more slicing "
-                    "(the backend option max_slices), a larger memory_budget, or another backend "
-                    "(statevector for few qubits, mps for long sequences)."
+                    f"{format_bytes(budget)}). " + WAYS_OUT
                 )
-            tree = slice_tree(net, tree, target, self.planner)
+            tree = slice_tree(net, tree, target, self.planner, self.max_slices)
             cost = tree_cost(tree)
             if cost.slices <= self.max_slices and (
-                cost.backward_elements < best.backward_elements or best.slices == 1
+                backward(cost) < backward(best) or best.slices == 1
             ):
                 best = cost
         return tree, cost
@@ -153,8 +178,16 @@ class TensorNetPlan:
         last = networks.networks[-1]
         pairs = zip(plan.contractions, plan.costs, strict=True)
         contractions = sum(len(c.steps) * cost.slices for c, cost in pairs)
+        tensors = sum(len(c.steps) for c in plan.contractions)
         return _summarise_cost(
-            self.program, last, networks.batch, plan.costs, self.itemsize, contractions
+            self.program,
+            last,
+            networks.batch,
+            plan.costs,
+            self.itemsize,
+            contractions,
+            self.checkpoint,
+            tensors,
         )
 
     def run(
@@ -204,13 +237,26 @@ class TensorNetPlan:
 
 @dataclass(frozen=True)
 class TensorNetCostDetails(CostDetails):
-    """The tensor network's facts of a plan: per step, the log2 width of its largest
-    intermediate and the slices its contraction is cut into; the tensors of the last step's
-    network (which holds every other)."""
+    """The tensor network's facts of a plan.
+
+    Per step, the log2 width of its largest intermediate and the slices its contraction is
+    cut into; the tensors of the last step's network (which holds every other); the bytes of
+    per-tensor bookkeeping (torch tensors and autograd nodes) a run adds.
+    """
 
     widths_per_step: tuple[float, ...]
     slices_per_step: tuple[int, ...]
     tensors_last_step: int
+    tensor_bookkeeping_bytes: int
+
+    def lines(self) -> list[str]:
+        """Return the facts as the plan's description shows them."""
+        return [
+            f"widths per step: {list(self.widths_per_step)}",
+            f"slices per step: {list(self.slices_per_step)}",
+            f"tensors (last step): {self.tensors_last_step}",
+            f"tensor bookkeeping: {format_bytes(self.tensor_bookkeeping_bytes)}",
+        ]
 
 
 #: Time model of a forward+backward run (:attr:`Cost.seconds`): seconds per pairwise
@@ -220,6 +266,10 @@ class TensorNetCostDetails(CostDetails):
 #: contraction at every size, 0.2 ns per flop once the flops dominate).
 CONTRACTION_SECONDS = 100e-6
 FLOP_SECONDS = 0.2e-9
+#: Bytes of bookkeeping per torch tensor of a run (the tensor, its storage header and
+#: allocation, its Python object, its autograd node): about 0.6 KiB in
+#: ``tests/qrnn_tn/backends/test_memory_guard.py``'s networks of a few hundred tensors.
+TENSOR_BYTES = 1024
 
 
 def _summarise_cost(
@@ -229,14 +279,23 @@ def _summarise_cost(
     costs: list[TreeCost],
     itemsize: int,
     contractions: int,
+    checkpoint: bool = True,
+    tensors: int = 0,
 ) -> Cost:
     """One :class:`Cost` from the per-step tree costs plus the leaves (of the last step's
     network, which holds every other) and the outputs; ``contractions``: pairwise
-    contractions of one run, slices included."""
-    leaves = sum(2 ** len(leaf.inds) for leaf in last.leaves)
-    base = (leaves + batch * program.steps) * itemsize
-    forward = max(c.forward_elements for c in costs) * itemsize + base
-    backward = max(c.backward_elements for c in costs) * itemsize + 2 * base
+    contractions of one run, slices included; ``tensors``: those of one slice of every step
+    (the intermediates a run creates)."""
+    leaves = sum(math.prod(last.size_dict[i] for i in leaf.inds) for leaf in last.leaves)
+    # the leaves, and as much again while they are filled from the words (bits, one-hot rows)
+    base = (2 * leaves + batch * program.steps) * itemsize
+    # every leaf and every pairwise contraction is a torch tensor (and, differentiated, an
+    # autograd node holding its inputs' metadata): small, but a run has thousands
+    # (slices run one after another: one slice's count)
+    bookkeeping = TENSOR_BYTES * (len(last.leaves) + tensors)
+    forward = max(c.forward_elements for c in costs) * itemsize + base + bookkeeping
+    backward = max(c.backward_elements_for(checkpoint) for c in costs) * itemsize + 2 * base
+    backward += 2 * bookkeeping
     flops = sum(c.flops for c in costs)
     return Cost(
         backend="tensornet",
@@ -249,6 +308,7 @@ def _summarise_cost(
             widths_per_step=tuple(round(c.width, 1) for c in costs),
             slices_per_step=tuple(c.slices for c in costs),
             tensors_last_step=len(last.leaves),
+            tensor_bookkeeping_bytes=2 * bookkeeping,
         ),
     )
 
@@ -256,16 +316,16 @@ def _summarise_cost(
 def estimate(program: Program, options: BackendOptions) -> Estimate:
     """A quick cost for every step: no time-boxed search, no slicing.
 
-    The lane-sweep tree decides whether each step fits the budget (cheap, so a long program
-    stops being costed at the first step over it); where every step fits, the refined greedy tree
-    (:func:`~qrnn_tn.backends.tn_plan.greedy_estimate_tree`) replaces it when that scores
-    lower. The search in :func:`prepare` weighs both and keeps the lowest-scoring tree, so
-    this is close to an upper bound that :func:`qrnn_tn.backends.choose` can compare without
-    paying for the full search: a step over the budget unsliced gives an
+    The lane sweep's width (linear in the network), then its tree, decide whether each step
+    fits the budget (cheap, so a long program stops being costed at the first step over
+    it); once every step fits, the refined greedy tree
+    (:func:`~qrnn_tn.backends.tn_plan.greedy_estimate_tree`) replaces the sweep where it
+    scores lower. The search in :func:`prepare` weighs both and keeps the lowest-scoring
+    tree, so this is close to an upper bound that :func:`qrnn_tn.backends.choose` can
+    compare without paying for the full search: a step over the budget unsliced gives an
     :class:`~qrnn_tn.backends.base.Estimate` marked ``upper_bound`` (slicing may still fit
-    it). Before any tree, a bound linear in the network: a leaf
-    tensor that no slicing within ``max_slices`` brings under the budget rules the backend
-    out at once.
+    it). Before any tree, a leaf tensor that no slicing within ``max_slices`` brings under
+    the budget rules the backend out at once.
     """
     itemsize = torch.finfo(real_dtype(options.dtype)).bits // 8
     own = options.of(TensorNetOptions)
@@ -274,6 +334,16 @@ def estimate(program: Program, options: BackendOptions) -> Estimate:
     for step, net in enumerate(iter_networks(program, options.batch_size, own.neuron_form)):
         contractions += len(net.leaves) - 1
         _check_leaves(net, step, itemsize, budget, own.max_slices)
+        bits = sweep_width(net) + math.log2(itemsize)
+        if bits > math.log2(budget):  # later steps contain this one: no need to cost them
+            return Estimate(
+                "tensornet",
+                None,
+                f"estimated {_format_log2_bytes(bits)} unsliced for step {step}'s contraction "
+                f"(quick estimate: the lane sweep's largest intermediate), over the memory "
+                f"budget of {format_bytes(budget)}",
+                upper_bound=True,
+            )
         try:
             sweep = sweep_tree(net)
             cost = tree_cost(sweep)
@@ -300,8 +370,22 @@ def estimate(program: Program, options: BackendOptions) -> Estimate:
         costs.append(
             tree_cost(greedy) if greedy is not None and tree_score(greedy) < score else cost
         )
-    cost = _summarise_cost(program, net, options.batch_size, costs, itemsize, contractions)
+    cost = _summarise_cost(
+        program,
+        net,
+        options.batch_size,
+        costs,
+        itemsize,
+        contractions,
+        own.checkpoint,
+        contractions,
+    )
     return Estimate("tensornet", cost)
+
+
+def _format_log2_bytes(bits: float) -> str:
+    """Format ``2^bits`` bytes in binary units, for sizes far beyond a float."""
+    return format_bytes(2**bits) if bits < 60 else f"2^{bits:.1f} B"
 
 
 def _check_leaves(net: StepNetwork, step: int, itemsize: int, budget: int, max_slices: int):

@@ -11,17 +11,22 @@ no search; :func:`search_count` counts the searches actually performed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cotengra as ctg
+from cotengra.slicer import SliceFinder
 
 from qrnn_tn.backends.tn_network import StepNetwork
 
 __all__ = [
+    "PathCacheWarning",
     "PlannerOptions",
     "SegmentPlan",
     "TreeCost",
@@ -32,6 +37,7 @@ __all__ = [
     "segment_plan",
     "slice_tree",
     "sweep_tree",
+    "sweep_width",
     "tree_cost",
     "tree_score",
 ]
@@ -64,6 +70,15 @@ ESTIMATE_SEARCH_MAX_TENSORS = 1000
 #: size: planning an all-to-all cell of 12 qubits over 2 steps (24 456 tensors) with them
 #: took 110 s against a 5 s box (README, "Benchmarks").
 PYTHON_SEARCH_MAX_TENSORS = 8000
+
+#: Seconds a search may spend on its trials beyond the first greedy one (more greedy trials,
+#: the Python greedy path, subtree reconfiguration); the hyper-optimiser has its own
+#: ``search_time``. Networks small enough to finish inside it (all but those of tens of
+#: thousands of tensors) always get the same tree; past it, the best tree found so far is
+#: kept, so a search of an all-to-all cell ends in seconds rather than minutes.
+SEARCH_SECONDS = 5.0
+#: Slicing trials per target size (cotengra's default is 16; each stops at ``max_slices``).
+SLICE_TRIALS = 16
 
 _SEARCHES = 0
 _MEMO: dict[tuple[str, str], ctg.ContractionTree] = {}
@@ -105,16 +120,54 @@ def symbols(net: StepNetwork) -> tuple[list[tuple[str, ...]], tuple[str, ...], d
     return inputs, output, sizes
 
 
-def _sweep_path(net: StepNetwork) -> list[tuple[int, int]]:
-    """SSA path absorbing leaves one by one: lanes from last to first, ket before bra."""
+def _sweep_order(net: StepNetwork) -> list[int]:
+    """Leaves in the lane sweep's order: lanes from last to first, ket before bra."""
     n = len(net.leaves)
     half = n // 2
-    order = sorted(range(n), key=lambda i: (-net.leaves[i].lane, i // half, i % half))
+    return sorted(range(n), key=lambda i: (-net.leaves[i].lane, i // half, i % half))
+
+
+def _sweep_path(net: StepNetwork) -> list[tuple[int, int]]:
+    """SSA path absorbing leaves one by one in :func:`_sweep_order`."""
+    n = len(net.leaves)
+    order = _sweep_order(net)
     path, current = [], order[0]
     for ssa, i in enumerate(order[1:], start=n):
         path.append((current, i))
         current = ssa
     return path
+
+
+def sweep_width(net: StepNetwork) -> float:
+    """The lane sweep's width (log2 of its largest intermediate), without building its tree.
+
+    Linear in the network: an index is open on the running intermediate once one of its
+    tensors is absorbed and until all are (output indices stay open). Building the sweep's
+    tree and asking cotengra for its width took 47 s on the 27 790 tensors of a 41-qubit
+    all-to-all cell over 2 steps, whose intermediates carry hundreds of indices.
+    """
+    n = len(net.leaves)
+    if n < 2:
+        return 0.0
+    inputs = net.inputs
+    total: dict[int, int] = {}
+    for inds in inputs:
+        for i in set(inds):
+            total[i] = total.get(i, 0) + 1
+    output = set(net.output)
+    absorbed: dict[int, int] = {}
+    bits = widest = 0.0
+    for k, leaf in enumerate(_sweep_order(net)):
+        for i in set(inputs[leaf]):
+            seen = absorbed.get(i, 0)
+            absorbed[i] = seen + 1
+            if seen == 0:
+                bits += math.log2(net.size_dict[i])
+            if seen + 1 == total[i] and i not in output:
+                bits -= math.log2(net.size_dict[i])
+        if k:
+            widest = max(widest, bits)
+    return widest
 
 
 def sweep_tree(net: StepNetwork) -> ctg.ContractionTree:
@@ -180,23 +233,40 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     """The best of the lane sweep, greedy trials and (when those are wide) a time-boxed
     hyper-optimisation. Each candidate is rebuilt in this network's symbols once and its
     width computed once: on all-to-all cells the trees have ~10^5 nodes, and cotengra's
-    per-node bookkeeping, not the search, dominated planning."""
+    per-node bookkeeping, not the search, dominated planning.
+
+    Time-boxed: after the first greedy trial, further trials run only while
+    :data:`SEARCH_SECONDS` remain (the hyper-optimiser gets ``search_time``), and the lane
+    sweep is built only when its width (:func:`sweep_width`, linear) is within
+    :data:`WIDTH_SLACK` of the greedy tree's.
+    """
     global _SEARCHES
     _SEARCHES += 1
+    deadline = time.monotonic() + SEARCH_SECONDS
     inputs, output, sizes = symbols(net)
 
     def found(optimize) -> ctg.ContractionTree:
         return _tree_of(optimize, inputs, output, sizes)
 
-    candidates = [sweep_tree(net)] if len(inputs) > 1 else []
-    # in-process trials: a pool would split them into per-worker seeds, so the tree would
-    # depend on the machine's core count
-    greedy = ctg.RandomGreedyOptimizer(max_repeats=GREEDY_TRIALS, seed=options.seed, parallel=False)
-    candidates.append(found(greedy))
     small = len(inputs) <= PYTHON_SEARCH_MAX_TENSORS
-    if small:
+    # in-process trials: a pool would split them into per-worker seeds, so the tree would
+    # depend on the machine's core count. Small networks run all trials in one call (a
+    # second or so); larger ones one trial per call, so the time box can stop them.
+    per_call = GREEDY_TRIALS if small else 1
+    greedy = ctg.RandomGreedyOptimizer(max_repeats=per_call, seed=options.seed, parallel=False)
+    ssa = greedy.ssa_path(inputs, output, sizes)
+    for _ in range(GREEDY_TRIALS // per_call - 1):
+        if time.monotonic() > deadline:
+            break
+        ssa = greedy.ssa_path(inputs, output, sizes)
+    best = ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=ssa)
+    candidates, widths = [best], [best.contraction_width()]
+    if len(inputs) > 1 and sweep_width(net) <= widths[0] + WIDTH_SLACK:
+        candidates.insert(0, sweep_tree(net))
+        widths.insert(0, candidates[0].contraction_width())
+    if small and time.monotonic() < deadline:
         candidates.append(found(_python_greedy))
-    widths = [t.contraction_width() for t in candidates]
+        widths.append(candidates[-1].contraction_width())
     if small and min(widths) > HYPER_WIDTH and options.search_time > 0:
         hyper = ctg.HyperOptimizer(
             methods=["greedy", "labels"],
@@ -211,7 +281,7 @@ def _search(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     max_width = min(widths) + WIDTH_SLACK
     fit = [t for t, w in zip(candidates, widths, strict=True) if w <= max_width]
     if small:
-        fit = [_refine(t, max_width) for t in fit]
+        fit = [_refine(t, max_width) if time.monotonic() < deadline else t for t in fit]
     return min(fit, key=tree_score)
 
 
@@ -233,23 +303,83 @@ def _refine(tree: ctg.ContractionTree, max_width: float) -> ctg.ContractionTree:
     return tree
 
 
+class PathCacheWarning(UserWarning):
+    """A path-cache entry was unusable (damaged, or for another network) or could not be
+    written: the tree is searched again, and the run goes on."""
+
+
 def _read(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, ValueError) as err:
+        warnings.warn(
+            f"path cache entry {path} is unreadable ({err}); searching again",
+            PathCacheWarning,
+            stacklevel=3,
+        )
+        return None
+    return data if isinstance(data, dict) else {}
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    """Write ``data`` atomically; an unwritable cache directory only costs a warning (the
+    run goes on uncached)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        warnings.warn(
+            f"cannot write the path cache {path.parent} ({err}); running uncached",
+            PathCacheWarning,
+            stacklevel=3,
+        )
+
+
+def _valid_ssa_path(data: dict, n: int) -> list[tuple[int, int]] | None:
+    """The stored SSA path if it contracts ``n`` tensors into one, each exactly once."""
+    steps = data.get("ssa_path")
+    if not isinstance(steps, list) or len(steps) != max(n - 1, 0):
+        return None
+    alive = set(range(n))
+    path = []
+    for k, step in enumerate(steps):
+        if not (
+            isinstance(step, list)
+            and len(step) == 2
+            and all(type(i) is int for i in step)
+            and step[0] != step[1]
+            and all(i in alive for i in step)
+        ):
+            return None
+        alive -= set(step)
+        alive.add(n + k)
+        path.append((step[0], step[1]))
+    return path
+
+
+def _invalid(path: Path, what: str) -> None:
+    warnings.warn(
+        f"path cache entry {path} {what}; searching again and replacing it",
+        PathCacheWarning,
+        stacklevel=3,
+    )
 
 
 def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
-    """The (unsliced) contraction tree of ``net``: memory, then disk, then a search."""
+    """The (unsliced) contraction tree of ``net``: memory, then disk, then a search.
+
+    A disk entry is checked against the network before use (a path that contracts its
+    tensors, each exactly once); one that is not is warned about (:class:`PathCacheWarning`),
+    searched again and replaced atomically.
+    """
     key = net.key()
     memo_key = (key, "")
     if memo_key in _MEMO:
@@ -257,8 +387,12 @@ def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     inputs, output, sizes = symbols(net)
     path = options.cache_dir / f"{key}.json" if options.cache_dir else None
     data = _read(path) if path else None
+    ssa = None
     if data is not None:
-        ssa = [tuple(p) for p in data["ssa_path"]]
+        ssa = _valid_ssa_path(data, len(inputs))
+        if ssa is None:
+            _invalid(path, f"is not a contraction path of this network's {len(inputs)} tensors")
+    if ssa is not None:
         tree = ctg.ContractionTree.from_path(inputs, output, sizes, ssa_path=ssa)
     else:
         tree = _search(net, options)
@@ -268,12 +402,44 @@ def find_tree(net: StepNetwork, options: PlannerOptions) -> ctg.ContractionTree:
     return tree
 
 
+def _cached_slicing(
+    data: dict,
+    net: StepNetwork,
+    tree: ctg.ContractionTree,
+    target_size: int,
+    max_slices: int | None,
+) -> ctg.ContractionTree | None:
+    """``tree`` sliced on a cache entry's indices, if they are sliceable indices of ``net``
+    (not outputs) and reach ``target_size`` (or, as a failed search's result would, pass
+    ``max_slices``); else ``None``."""
+    names = data.get("sliced")
+    if not isinstance(names, list) or not all(
+        type(i) is int and i in net.size_dict and i not in net.output for i in names
+    ):
+        return None
+    sliced = tree.copy()
+    # ``tree`` may itself be sliced (the budget loop slices step by step): the stored
+    # indices include its own, which must not be removed twice.
+    for ix in dict.fromkeys(names):
+        if ctg.get_symbol(ix) not in sliced.sliced_inds:
+            sliced.remove_ind_(ctg.get_symbol(ix))
+    failed = max_slices is not None and sliced.nslices > max_slices
+    return sliced if sliced.max_size() <= target_size or failed else None
+
+
 def slice_tree(
-    net: StepNetwork, tree: ctg.ContractionTree, target_size: int, options: PlannerOptions
+    net: StepNetwork,
+    tree: ctg.ContractionTree,
+    target_size: int,
+    options: PlannerOptions,
+    max_slices: int | None = None,
 ) -> ctg.ContractionTree:
     """``tree`` sliced so no intermediate exceeds ``target_size`` elements (cached).
 
-    Output indices are never sliced, so every slice yields the full (partial) output.
+    Output indices are never sliced, so every slice yields the full (partial) output. Each
+    of the :data:`SLICE_TRIALS` trials stops once it passes ``max_slices`` slices (the
+    result then has more slices than that: the caller refuses it), so a tree that slicing
+    barely narrows costs a bounded search.
     """
     if tree.max_size() <= target_size:
         return tree
@@ -284,20 +450,46 @@ def slice_tree(
         return _MEMO[memo_key]
     path = options.cache_dir / f"{key}.slice{target_size}.json" if options.cache_dir else None
     data = _read(path) if path else None
+    sliced = None
     if data is not None:
-        sliced = tree.copy()
-        # ``tree`` may itself be sliced (the budget loop slices step by step): the stored
-        # indices include its own, which must not be removed twice.
-        for ix in data["sliced"]:
-            if ctg.get_symbol(ix) not in sliced.sliced_inds:
-                sliced.remove_ind_(ctg.get_symbol(ix))
-    else:
+        sliced = _cached_slicing(data, net, tree, target_size, max_slices)
+        if sliced is None:
+            _invalid(path, f"is not a slicing of this network to {target_size} elements")
+    if sliced is None:
         _SEARCHES += 1
-        sliced = tree.slice(target_size=target_size, allow_outer=False, seed=options.seed)
+        sliced = _slice(tree, target_size, max_slices, options.seed)
         if path:
             index = {ctg.get_symbol(i): i for i in net.size_dict}
             _write(path, {"sliced": [index[ix] for ix in sliced.sliced_inds]})
     _MEMO[memo_key] = sliced
+    return sliced
+
+
+def _slice(
+    tree: ctg.ContractionTree, target_size: int, max_slices: int | None, seed: int
+) -> ctg.ContractionTree:
+    """cotengra's ``tree.slice`` search (same trials, same choice), except that each trial
+    also stops once it passes ``max_slices`` slices; when no trial reached ``target_size``,
+    the narrowest attempt is returned (its slice count tells the caller it failed)."""
+    finder = SliceFinder(
+        tree,
+        target_size=target_size,
+        minimize=tree.get_default_objective(),
+        allow_outer=False,
+        seed=seed,
+    )
+    cap = None if max_slices is None else max_slices + 1
+    for _ in range(SLICE_TRIALS):
+        finder.trial(target_size=target_size, target_slices=cap)
+    found = finder.costs.items()
+    valid = [item for item in found if item[1].size <= target_size]
+    if valid:
+        ix_sl, _ = min(valid, key=lambda x: (x[1].total_flops, x[1].nslices, x[1].size))
+    else:
+        ix_sl, _ = min(found, key=lambda x: (x[1].size, x[1].nslices))
+    sliced = tree.copy()
+    for ix in ix_sl:
+        sliced.remove_ind_(ix)
     return sliced
 
 
@@ -396,6 +588,16 @@ class TreeCost:
     forward_elements: int
     backward_elements: int
     segments: SegmentPlan
+    written_elements: int = 0
+
+    def backward_elements_for(self, checkpoint: bool) -> int:
+        """:attr:`backward_elements`, or without checkpoints (the backend option
+        ``checkpoint=False``): autograd then keeps every intermediate of every slice, each
+        with its rescaled copy and a permuted operand."""
+        if checkpoint:
+            return self.backward_elements
+        kept = 3 * self.written_elements * self.slices
+        return self.backward_elements - self.segments.backward_elements + kept
 
 
 def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
@@ -410,4 +612,5 @@ def tree_cost(tree: ctg.ContractionTree) -> TreeCost:
         forward_elements=int(peak),
         backward_elements=int(segments.backward_elements + 2 * tree.max_size() + peak),
         segments=segments,
+        written_elements=int(sum(sizes)),
     )

@@ -198,7 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
             return _run_train(args, main_rank=group.is_main)
     except distributed.DistributedError as err:
         print(f"qrnn-tn train: error: {err}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _run_train(args: argparse.Namespace, main_rank: bool) -> int:

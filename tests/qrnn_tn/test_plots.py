@@ -42,7 +42,7 @@ def test_curves_from_records(tmp_path):
     ]
     records += [{"split": "val", "step": 10, "loss": 0.2, "accuracy": 0.9, "overhead": 1.5}]
     assert_png(plot_curves(records, tmp_path / "curves.png"), CURVES_SIZE)
-    with pytest.raises(ValueError, match="no train or val records"):
+    with pytest.raises(ValueError, match="no train or validation records"):
         plot_curves([], tmp_path / "empty.png")
     truncated = [dict(r, discarded=0.0 if r["step"] < 5 else 1e-9) for r in records]
     width, height = CURVES_SIZE
@@ -80,3 +80,29 @@ def test_plot_run_writes_every_figure_next_to_the_metrics(tmp_path):
     ):
         assert paths[name] == tmp_path / f"{name}.png"
         assert_png(paths[name], size)
+
+
+def test_plot_of_a_run_without_metrics_is_a_clear_error(tmp_path, capsys):
+    from qrnn_tn.cli import main
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "no train or validation records" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+
+
+def test_curves_skip_non_finite_points(tmp_path):
+    from qrnn_tn.plots import _finite_points
+
+    records = [
+        {"split": "train", "step": 1, "loss": 0.7, "accuracy": 0.5, "overhead": 1.2},
+        {"split": "train", "step": 2, "loss": None, "accuracy": float("nan"), "overhead": 1.1},
+        {"split": "train", "step": 3, "loss": float("inf"), "accuracy": 0.6, "overhead": 1.0},
+        {"split": "train", "step": 4, "loss": 0.5, "accuracy": 0.7, "overhead": "x"},
+        {"split": "val", "step": float("nan"), "loss": 0.6, "accuracy": 0.6, "overhead": 1.0},
+        {"split": "val", "step": 4, "loss": 0.4, "accuracy": 0.8, "overhead": -float("inf")},
+    ]
+    assert _finite_points(records[:4], "loss") == ([1, 4], [0.7, 0.5])
+    assert _finite_points(records[:4], "accuracy") == ([1, 3, 4], [0.5, 0.6, 0.7])
+    assert _finite_points(records[4:], "overhead") == ([], [])
+    assert_png(plot_curves(records, tmp_path / "curves.png"), CURVES_SIZE)
