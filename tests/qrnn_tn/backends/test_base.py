@@ -75,7 +75,7 @@ def test_available_memory_is_shared_among_local_ranks(monkeypatch):
 def test_each_backend_describes_its_cost_with_typed_details(program, tmp_path):
     """The details are each backend's own dataclass, with values that match the program and
     the options, and ``str(cost)`` shows every one of their lines."""
-    from qrnn_tn.backends.mps_cost import MPSCostDetails
+    from qrnn_tn.backends.mps import MPSCostDetails
     from qrnn_tn.backends.statevector import StatevectorCostDetails
     from qrnn_tn.backends.tensornet import TensorNetCostDetails
 

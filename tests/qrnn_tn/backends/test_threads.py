@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from compiler.unroll import compile_program
-from qrnn_tn.backends import mps_state
 from qrnn_tn.backends.base import BackendError, BackendOptions
 from qrnn_tn.backends.mps import prepare
+from qrnn_tn.backends.mps import state as mps_state
 from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.threads import backward_threads, run_threads, scope_depth
 from qrnn_tn.simulation import init_params

@@ -14,7 +14,7 @@ from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
 from qrnn_tn.backends.mps import prepare
-from qrnn_tn.backends.mps_svd import split
+from qrnn_tn.backends.mps.svd import split
 from tests.reference import dense_run
 
 
@@ -349,7 +349,7 @@ def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, 
 def test_neuron_backward_matches_autograd_of_the_plain_formula():
     """The fused neuron's hand-written backward against gradcheck and against autograd
     through the unfused formula (multiply, flip, renormalise)."""
-    from qrnn_tn.backends.mps_state import _Neuron
+    from qrnn_tn.backends.mps.state import _Neuron
 
     gen = torch.Generator().manual_seed(3)
     v = torch.randn(3, 2, 2, 2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -377,7 +377,7 @@ def test_neuron_backward_matches_autograd_of_the_plain_formula():
 def test_unit_backward_matches_gradcheck_and_plain_autograd():
     """The one-node renormalisation of a split's ``C`` against gradcheck and against autograd
     through ``x / ‖x‖`` written out."""
-    from qrnn_tn.backends.mps_state import _unit
+    from qrnn_tn.backends.mps.state import _unit
 
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(3, 2, 5, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -392,7 +392,7 @@ def test_unit_backward_matches_gradcheck_and_plain_autograd():
 
 def test_join_is_the_site_contraction():
     """Absorbing a site is ``Σ_y A[b,x,p,y] B[b,y,q,z]`` with ``(p, q)`` merged, p major."""
-    from qrnn_tn.backends.mps_state import _join
+    from qrnn_tn.backends.mps.state import _join
 
     gen = torch.Generator().manual_seed(6)
     left = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)

@@ -15,6 +15,8 @@ singular vectors couple through ``1 / (s_k² - s_j²)``. Two guards keep it fini
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from qrnn_tn.errors import BackendError
@@ -41,7 +43,9 @@ class _Split(torch.autograd.Function):
     """``M [B, m, n] -> (U [B, m, D], C [B, D, n], discarded [B])``; see the module doc."""
 
     @staticmethod
-    def forward(ctx, m: torch.Tensor, max_bond: int | None, cutoff: float):
+    def forward(
+        ctx: Any, m: torch.Tensor, max_bond: int | None, cutoff: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u, s, vh = torch.linalg.svd(m, full_matrices=False)
         keep = int((s > cutoff * s[:, :1]).sum(dim=1).max().clamp_min(1))
         if max_bond is not None:
@@ -54,7 +58,9 @@ class _Split(torch.autograd.Function):
         return u[..., :keep], s[:, :keep, None] * vh[:, :keep], discarded
 
     @staticmethod
-    def backward(ctx, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor):
+    def backward(
+        ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
         u, s, vh = ctx.saved_tensors
         keep, full = ctx.keep, s.shape[1]
         eps = broadening(s.dtype)
@@ -79,15 +85,19 @@ class _Split(torch.autograd.Function):
 
 
 class _GramSplit(torch.autograd.Function):
-    """Truncated split through ``eigh(M Mᵀ)`` (rows ≤ columns): ``U`` = top eigenvectors,
-    ``C = Uᵀ M``. Backward: eigenvector perturbation with the Lorentzian-guarded
-    ``1/(λ_k - λ_j)``, for kept ``k`` and discarded ``j`` only. Kept-kept pairs rotate ``U``
-    inside its own span (``U -> U O``, ``C -> Oᵀ C``), which no MPS output sees: for such
-    outputs ``Uᵀ ∂L/∂U`` is symmetric, their term antisymmetric, and its contribution
-    ``g + gᵀ`` is exactly zero, so it is not computed."""
+    """Truncated split through ``eigh(M Mᵀ)`` (rows ≤ columns).
+
+    ``U`` = top eigenvectors, ``C = Uᵀ M``. Backward: eigenvector perturbation with the
+    Lorentzian-guarded ``1/(λ_k - λ_j)``, for kept ``k`` and discarded ``j`` only. Kept-kept pairs
+    rotate ``U`` inside its own span (``U -> U O``, ``C -> Oᵀ C``), which no MPS output sees: for
+    such outputs ``Uᵀ ∂L/∂U`` is symmetric, their term antisymmetric, and its contribution
+    ``g + gᵀ`` is exactly zero, so it is not computed.
+    """
 
     @staticmethod
-    def forward(ctx, m: torch.Tensor, max_bond: int, cutoff: float):
+    def forward(
+        ctx: Any, m: torch.Tensor, max_bond: int, cutoff: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
         lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
         cut = max(cutoff, GRAM_FLOOR) ** 2
@@ -103,7 +113,9 @@ class _GramSplit(torch.autograd.Function):
         return u, c, discarded
 
     @staticmethod
-    def backward(ctx, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor):
+    def backward(
+        ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
         m, lam, w = ctx.saved_tensors
         keep = ctx.keep
         u, rest = w[..., :keep], w[..., keep:]

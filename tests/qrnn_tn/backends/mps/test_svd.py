@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qrnn_tn.backends.base import BackendError
-from qrnn_tn.backends.mps_svd import split
+from qrnn_tn.backends.mps.svd import split
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

@@ -1,45 +1,12 @@
-"""MPS backend: time-step a batch of sequences as matrix product states (issue 7).
+"""The MPS backend's plan: options, checkpointing and the runner of lowered instructions.
 
-The state is an MPS over the lanes in lane order, torch tensors with the batch as leading
-dimension, kept in mixed canonical form around a small dense block (``mps_state``). Neurons,
-RY layers, input writes, projections and resets are applied in program order; truncated SVDs
-(``mps_svd``) cap the bonds. Options: :class:`~qrnn_tn.backends.options.MPSOptions`
-(``max_bond``, ``cutoff``, ``max_window``, ``threads`` and the two checkpoint levels below).
-
-``threads``          intra-op threads of a run and of its backward pass (default: one while
-                     the bond bound is at most :data:`SINGLE_THREAD_BOND`, else torch's
-                     setting); the caller's setting is restored afterwards
-                     (:mod:`~qrnn_tn.backends.threads`).
-
-``checkpoint_steps`` steps per checkpoint block (:func:`~qrnn_tn.backends.recompute.recompute`;
-                     default 1; 0: none). Without checkpoints the backward does not run the
-                     forward again but keeps every step's graph: faster while bonds stay
-                     well below the cap, slower once they saturate it (``python -m
-                     benchmarks.mps --parts checkpointing`` measures both).
-``checkpoint_outer`` steps per outer block of a second level (0: none). Backward then keeps
-                     about ``T / outer + outer`` states instead of ``T``, and every outer
-                     block but the last (the longest) runs forward once more. Default
-                     ``"auto"``: one level while its predicted backward memory fits
-                     ``memory_budget``; else the longest outer block that fits (the least
-                     recomputation); else ``⌈√T⌉`` (the least memory).
-
-With a bond cap, float64 is the fast dtype: its splits go through ``eigh`` of a Gram matrix
-(:func:`~qrnn_tn.backends.mps_svd.split`), which float32's precision does not allow, so a
-float32 run takes the full SVD and is not faster on CPU.
-
-The run's :attr:`RunResult.discarded` holds the discarded weight per step. Truncation
-error bound: if the weights ``ε_i`` are discarded at the SVDs up to a
-readout, the normalised state is off by ``‖ψ̃ - ψ‖ ≤ Σ_i √(2ε_i)`` (each SVD removes an
-orthogonal part of relative norm √ε_i; renormalising at most doubles it in the 2-norm sense
-``‖a/‖a‖ - ψ‖² = 2 - 2√(1-ε) ≤ 2ε``; neurons and projections are then divided by their
-success probabilities, which the bound assumes are not small), and any distribution read
-from it moves by at most ``2‖ψ̃ - ψ‖`` in total variation. Tests check
-``max_w |p̃(w) - p(w)| ≤ 2 Σ √(2 ε)`` on cells with a known answer.
+See :mod:`qrnn_tn.backends.mps` for the options and the truncation error bound.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -56,9 +23,18 @@ from qrnn_tn.backends.base import (
     register_backend,
     target_probs,
 )
-from qrnn_tn.backends.mps_compile import Compiled, compile_mps
-from qrnn_tn.backends.mps_cost import bond_bound, mps_cost
-from qrnn_tn.backends.mps_state import BlockMPS
+from qrnn_tn.backends.mps.cost import bond_bound, mps_cost
+from qrnn_tn.backends.mps.lowering import (
+    ApplyNeuron,
+    FlipOnBit,
+    Lowered,
+    ProjectToken,
+    ReadOut,
+    Rotate,
+    Swap,
+    lower_mps,
+)
+from qrnn_tn.backends.mps.state import BlockMPS
 from qrnn_tn.backends.options import MPSOptions
 from qrnn_tn.backends.recompute import recompute
 from qrnn_tn.backends.threads import backward_threads, run_threads
@@ -90,22 +66,22 @@ class _Tables:
         return [t for pair in self.neurons + self.rotations for t in pair]
 
     @classmethod
-    def unflatten(cls, compiled: Compiled, flat) -> _Tables:
+    def unflatten(cls, lowered: Lowered, flat: Sequence[torch.Tensor]) -> _Tables:
         pairs = list(zip(flat[0::2], flat[1::2], strict=True))
-        k = len(compiled.neurons)
+        k = len(lowered.neurons)
         return cls(pairs[:k], pairs[k:])
 
     @classmethod
-    def build(cls, compiled: Compiled, params: torch.Tensor) -> _Tables:
+    def build(cls, lowered: Lowered, params: torch.Tensor) -> _Tables:
         """``c``, ``s`` of every neuron layout and RY cos/sin from the parameters."""
         neurons = []
-        for table in compiled.neurons:
+        for table in lowered.neurons:
             slots = torch.as_tensor(table.slots, device=params.device)
             c, s = neuron_amplitudes(params, slots, table.monomials, table.offset, table.order)
             branch = torch.as_tensor(table.branch, device=params.device)
             neurons.append((c[branch].reshape(table.shape), s[branch].reshape(table.shape)))
         rotations = []
-        for rotation in compiled.rotations:
+        for rotation in lowered.rotations:
             angle = angle_value(params, rotation)
             rotations.append((torch.cos(angle / 2), torch.sin(angle / 2)))
         return cls(neurons, rotations)
@@ -122,7 +98,7 @@ class MPSPlan:
         self.max_bond = own.max_bond
         self.cutoff = default_cutoff(self.dtype) if own.cutoff is None else own.cutoff
         try:
-            self.compiled = compile_mps(program, own.max_window)
+            self.lowered = lower_mps(program, own.max_window)
         except ValueError as err:
             raise BackendError(str(err)) from err
         self.checkpoint_steps = own.checkpoint_steps
@@ -133,7 +109,7 @@ class MPSPlan:
     def _cost_at(self, checkpoint_outer: int) -> Cost:
         return mps_cost(
             self.program,
-            self.compiled,
+            self.lowered,
             batch=self.options.batch_size,
             max_bond=self.max_bond,
             exact=self.cutoff <= default_cutoff(self.dtype),
@@ -142,18 +118,23 @@ class MPSPlan:
             checkpoint_outer=checkpoint_outer,
         )
 
-    def _outer_block(self, option) -> int:
-        """Steps per outer checkpoint block (a multiple of ``checkpoint_steps``; 0 for one
-        level), resolving ``"auto"`` as the module doc says. The backward memory grows with
-        the outer block beyond ``√T``, so the longest block that fits is found by bisection."""
+    def _outer_block(self, option: int | str) -> int:
+        """Resolve ``checkpoint_outer`` to steps per outer block.
+
+        A multiple of ``checkpoint_steps``, 0 for one level; ``"auto"`` as the package doc
+        says. The backward memory grows with
+        the outer block beyond ``√T``, so the longest block that fits is found by bisection.
+        """
         inner, steps = self.checkpoint_steps, self.program.steps
-        if option != "auto":
+        if not isinstance(option, str):
             if option and inner > 0 and option % inner:
                 raise BackendError(
                     f"checkpoint_outer must be 'auto', 0 or a positive multiple of "
                     f"checkpoint_steps ({inner}); got {option!r}"
                 )
             return option
+        if option != "auto":
+            raise BackendError(f"checkpoint_outer must be 'auto' or an integer; got {option!r}")
         budget = self.options.budget()
         if inner <= 0 or self._cost_at(0).peak_bytes_backward <= budget:
             return 0
@@ -177,9 +158,11 @@ class MPSPlan:
         mode: str = "teacher",
         generator: torch.Generator | None = None,
     ) -> RunResult:
-        """Per-step distributions of ``words [batch, steps + 1]`` (``[batch, 1]`` prompts in
-        ``"sample"`` mode; see :class:`RunResult`). Runs on :attr:`threads` intra-op threads,
-        and so does its backward pass (:mod:`~qrnn_tn.backends.threads`)."""
+        """Return the per-step distributions of ``words [batch, steps + 1]``.
+
+        ``[batch, 1]`` prompts in ``"sample"`` mode; see :class:`RunResult`. Runs on :attr:`threads`
+        intra-op threads, and so does its backward pass (:mod:`~qrnn_tn.backends.threads`).
+        """
         program = self.program
         words = check_words(program, words, mode, "mps")
         params = check_params(program, params, "mps")
@@ -205,19 +188,24 @@ class MPSPlan:
 
     @property
     def threads(self) -> int:
-        """Intra-op threads of a run: the ``threads`` option, else one while the bond bound
-        is at most :data:`SINGLE_THREAD_BOND`, else torch's current setting."""
+        """Intra-op threads of a run.
+
+        The ``threads`` option, else one while the bond bound is at most
+        :data:`SINGLE_THREAD_BOND`, else torch's current setting.
+        """
         if self.threads_option is not None:
             return self.threads_option
         if bond_bound(self.program.n_lanes, self.max_bond) <= SINGLE_THREAD_BOND:
             return 1
         return torch.get_num_threads()
 
-    def _run(self, params: torch.Tensor, *, words, uniforms):
+    def _run(
+        self, params: torch.Tensor, *, words: torch.Tensor, uniforms: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
         """``(words, probs, log_norm [B, steps], discarded)`` of a run from ``params``."""
         program, device = self.program, self.options.device
         batch = words.shape[0]
-        tables = _Tables.build(self.compiled, params)
+        tables = _Tables.build(self.lowered, params)
         state = BlockMPS.zeros(
             program.n_lanes, program.io, batch, self.dtype, device, self.max_bond, self.cutoff
         )
@@ -233,11 +221,23 @@ class MPSPlan:
         out = run(steps, uniforms, words, *flat, *tables.flat)
         return (out[0], *out[-3:])
 
-    def _chunks(self, steps: range, uniforms, words, *tensors, size, run, checkpointed):
-        """Run ``steps`` in chunks of ``size`` steps through ``run`` (under a checkpoint each
-        but the last when ``checkpointed``: the backward pass would recompute the last chunk
-        at once, so its graph is kept instead); arguments and returns as :meth:`_run_steps`.
-        A shorter remainder chunk comes first, so the chunk not recomputed is a full one."""
+    def _chunks(
+        self,
+        steps: range,
+        uniforms: torch.Tensor | None,
+        words: torch.Tensor,
+        *tensors: torch.Tensor,
+        size: int,
+        run: Callable[..., tuple[torch.Tensor, ...]],
+        checkpointed: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """Run ``steps`` in chunks of ``size`` steps through ``run``.
+
+        Each chunk runs under a checkpoint but the last when ``checkpointed`` (the backward
+        pass would recompute the last chunk at once, so its graph is kept instead); arguments
+        and returns as :meth:`_run_steps`.
+        A shorter remainder chunk comes first, so the chunk not recomputed is a full one.
+        """
         n_state = self.program.n_lanes - self.program.io + 1
         flat, tables = tensors[:n_state], tensors[n_state:]
         outputs = []
@@ -255,7 +255,14 @@ class MPSPlan:
         joined = (torch.cat(x, dim=1) for x in zip(*outputs, strict=True))
         return (words, *flat, *joined)
 
-    def _run_steps(self, steps: range, uniforms, words, *tensors, differentiable: bool):
+    def _run_steps(
+        self,
+        steps: range,
+        uniforms: torch.Tensor | None,
+        words: torch.Tensor,
+        *tensors: torch.Tensor,
+        differentiable: bool,
+    ) -> tuple[torch.Tensor, ...]:
         """Run ``steps`` from a state whose block is the i/o lanes (a checkpointable function).
 
         ``tensors`` are the block, the other sites in order, then the flat coefficient tables.
@@ -265,39 +272,41 @@ class MPSPlan:
         """
         io, n = self.program.io, self.program.n_lanes
         block, sites = tensors[0], list(tensors[1 : n - io + 1])
-        tables = _Tables.unflatten(self.compiled, tensors[n - io + 1 :])
+        tables = _Tables.unflatten(self.lowered, tensors[n - io + 1 :])
         state = BlockMPS(
             [None] * io + sites, block, 0, io - 1, self.max_bond, self.cutoff, differentiable
         )
         words = words.clone()
-        probs, log_norm, discarded = [], [], []
+        probs: list[torch.Tensor] = []
+        log_norm: list[torch.Tensor] = []
+        discarded: list[torch.Tensor] = []
         for step in steps:
             state.discarded = torch.zeros_like(state.discarded)
             log_p = torch.zeros_like(state.discarded)
-            p_step = None
-            for ins in self.compiled.steps[step]:
-                kind = ins[0]
-                if kind == "neuron":
-                    _, a, b, t, idx = ins
-                    cos, sin = tables.neurons[idx]
-                    log_p = log_p + torch.log(state.neuron(a, b, t, cos, sin))
-                elif kind == "ry":
-                    cos, sin = tables.rotations[ins[2]]
-                    state.rotate(ins[1], cos, sin)
-                elif kind == "x":
-                    _, pos, token, bit = ins
-                    state.flip(pos, token_bits(words, [WordBit(token, bit)], io).bool())
-                elif kind == "swap":
-                    state.swap(ins[1])
-                elif kind == "readout":
-                    p_step = state.marginal(io)
-                    if uniforms is not None:
-                        words[:, step + 1] = _sample(p_step, uniforms[:, step])
-                else:
-                    token = words[:, ins[1]].clone()
-                    p_token = state.marginal(io).gather(1, token[:, None])[:, 0]
-                    state.project(io, token, p_token)
-                    log_p = log_p + torch.log(p_token)
+            p_step: torch.Tensor | None = None
+            for ins in self.lowered.steps[step]:
+                match ins:
+                    case ApplyNeuron(a=a, b=b, target=target, table=table):
+                        cos, sin = tables.neurons[table]
+                        log_p = log_p + torch.log(state.neuron(a, b, target, cos, sin))
+                    case Rotate(pos=pos, rotation=rotation):
+                        cos, sin = tables.rotations[rotation]
+                        state.rotate(pos, cos, sin)
+                    case FlipOnBit(pos=pos, token=token, bit=bit):
+                        state.flip(pos, token_bits(words, [WordBit(token, bit)], io).bool())
+                    case Swap(pos=pos):
+                        state.swap(pos)
+                    case ReadOut():
+                        p_step = state.marginal(io)
+                        if uniforms is not None:
+                            words[:, step + 1] = _sample(p_step, uniforms[:, step])
+                    case ProjectToken(token=token):
+                        word = words[:, token].clone()
+                        p_token = state.marginal(io).gather(1, word[:, None])[:, 0]
+                        state.project(io, word, p_token)
+                        log_p = log_p + torch.log(p_token)
+            if p_step is None:
+                raise BackendError(f"mps: step {step} of the program has no readout")
             probs.append(p_step)
             log_norm.append(log_p)
             discarded.append(state.discarded)
@@ -305,7 +314,7 @@ class MPSPlan:
         return (
             words,
             state.block,
-            *state.sites[io:],
+            *(state.site(k) for k in range(io, n)),
             torch.stack(probs, dim=1),
             torch.stack(log_norm, dim=1),
             torch.stack(discarded, dim=1),

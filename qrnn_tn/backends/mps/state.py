@@ -12,27 +12,31 @@ one SVD each: the block keeps the ``2r`` sites the next neuron shares.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from qrnn_tn.backends.mps_svd import split
+from qrnn_tn.backends.mps.svd import split
 
 __all__ = ["BlockMPS"]
 
 
 class _Unit(torch.autograd.Function):
-    """``x [B, m, n]`` divided by its norm per batch element, as one autograd node: the
-    backward is ``(g - y ⟨y, g⟩) / ‖x‖`` for ``y = x / ‖x‖``, where autograd would run the
-    norm's and the division's backward (about ten small operations) at every split."""
+    """``x [B, m, n]`` divided by its norm per batch element, as one autograd node.
+
+    The backward is ``(g - y ⟨y, g⟩) / ‖x‖`` for ``y = x / ‖x‖``, where autograd would run the
+    norm's and the division's backward (about ten small operations) at every split.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
         y = x / norm
         ctx.save_for_backward(y, norm)
         return y
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
         y, norm = ctx.saved_tensors
         inner = (y * g).sum(dim=(1, 2), keepdim=True)
         return (g - y * inner) / norm
@@ -44,8 +48,10 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _join(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """``[B, Dl, P, D] · [B, D, Q, Dr] -> [B, Dl, P·Q, Dr]``: one batched matrix product
-    (``torch.einsum`` adds permutations and copies around the same product)."""
+    """Contract ``[B, Dl, P, D] · [B, D, Q, Dr] -> [B, Dl, P·Q, Dr]``.
+
+    One batched matrix product (``torch.einsum`` adds permutations and copies around it).
+    """
     b, dl, p, d = left.shape
     out = torch.bmm(left.reshape(b, dl * p, d), right.reshape(b, d, -1))
     return out.reshape(b, dl, -1, right.shape[3])
@@ -62,8 +68,9 @@ def _rotate_target(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
 
 
 class _Neuron(torch.autograd.Function):
-    """A neuron on a block viewed as ``v [B, X, L, 2, R, Z]`` (axis 3 the target), then
-    renormalised: returns ``y / ‖y‖`` and ``‖y‖² [B]`` for ``y = M v``.
+    """A neuron on a block viewed as ``v [B, X, L, 2, R, Z]`` (axis 3 the target).
+
+    Renormalised: returns ``y / ‖y‖`` and ``‖y‖² [B]`` for ``y = M v``.
 
     Autograd would keep ``v``, its flipped copy and ``y`` (three blocks per neuron); this
     keeps ``v`` alone and recomputes ``y`` in the backward, so a step's graph holds about
@@ -71,14 +78,18 @@ class _Neuron(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    def forward(
+        ctx: Any, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y = _rotate_target(v, cos, sin)
         norm = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1)
         ctx.save_for_backward(v, cos, sin, norm)
         return y.div_(norm.reshape(-1, 1, 1, 1, 1, 1)), norm.square()
 
     @staticmethod
-    def backward(ctx, g_out: torch.Tensor, g_prob: torch.Tensor):
+    def backward(
+        ctx: Any, g_out: torch.Tensor, g_prob: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         v, cos, sin, norm = ctx.saved_tensors
         n = norm.reshape(-1, 1, 1, 1, 1, 1)
         out = _rotate_target(v, cos, sin).div_(n)
@@ -139,8 +150,16 @@ class BlockMPS:
         sites += [site.clone() for _ in range(n - width)]
         return cls(sites, block, 0, width - 1, max_bond, cutoff)
 
+    def site(self, k: int) -> torch.Tensor:
+        """Site tensor ``k`` (outside the block: sites inside it are held by the block)."""
+        site = self.sites[k]
+        if site is None:
+            raise IndexError(f"site {k} is inside the block {self.c0}…{self.c1}")
+        return site
+
     @property
     def n(self) -> int:
+        """Number of sites."""
         return len(self.sites)
 
     def bond_dims(self) -> list[int]:
@@ -154,18 +173,18 @@ class BlockMPS:
             elif k == self.c1:
                 dims.append(self.block.shape[3])
             else:
-                dims.append(self.sites[k].shape[3])
+                dims.append(self.site(k).shape[3])
         return dims
 
     # -- moving and reshaping the block ------------------------------------------------------
 
     def _absorb_left(self) -> None:
-        self.block = _join(self.sites[self.c0 - 1], self.block)
+        self.block = _join(self.site(self.c0 - 1), self.block)
         self.sites[self.c0 - 1] = None
         self.c0 -= 1
 
     def _absorb_right(self) -> None:
-        self.block = _join(self.block, self.sites[self.c1 + 1])
+        self.block = _join(self.block, self.site(self.c1 + 1))
         self.sites[self.c1 + 1] = None
         self.c1 += 1
 
@@ -175,12 +194,14 @@ class BlockMPS:
         return u, _unit(c)
 
     def _gauge_by_qr(self) -> bool:
-        """Move a one-site block by QR instead of SVD (a pure gauge move: its outer bonds
-        already respect the cap). Without gradients always; with gradients only in the
-        capped float64 mode, whose splits keep singular values ≥ ``GRAM_FLOOR · s_max`` so
-        that ``R`` is well conditioned for the QR backward. The choice follows
-        ``differentiable``, not the grad mode, so a checkpointed run recomputes exactly the
-        tensors (and gauge) of its forward pass."""
+        """Whether a one-site block moves by QR instead of SVD.
+
+        A pure gauge move: its outer bonds already respect the cap. Without gradients always; with
+        gradients only in the capped float64 mode, whose splits keep singular values ≥ ``GRAM_FLOOR
+        · s_max`` so that ``R`` is well conditioned for the QR backward. The choice follows
+        ``differentiable``, not the grad mode, so a checkpointed run recomputes exactly the tensors
+        (and gauge) of its forward pass.
+        """
         if not self.differentiable:
             return True
         return self.max_bond is not None and self.block.dtype == torch.float64
@@ -248,7 +269,7 @@ class BlockMPS:
             flipped = torch.where(mask[:, None, None, None, None, None], view.flip(3), view)
             self.block = flipped.reshape(self.block.shape)
         else:
-            site = self.sites[pos]
+            site = self.site(pos)
             self.sites[pos] = torch.where(mask[:, None, None, None], site.flip(2), site)
 
     def rotate(self, pos: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -260,11 +281,13 @@ class BlockMPS:
             out = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
             self.block = out.reshape(self.block.shape)
             return
-        site = self.sites[pos]
+        site = self.site(pos)
         zero, one = site[:, :, 0], site[:, :, 1]
         self.sites[pos] = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
 
-    def neuron(self, a: int, b: int, target: int, cos: torch.Tensor, sin: torch.Tensor):
+    def neuron(
+        self, a: int, b: int, target: int, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
         """``Σ_x |x⟩⟨x| ⊗ M(x)`` on window ``a … b``; returns the squared norm ``[B]``.
 
         ``cos``/``sin`` are ``c(x)``, ``s(x)`` laid out as ``[L, R]`` over the window's other

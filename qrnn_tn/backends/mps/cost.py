@@ -14,16 +14,19 @@ from dataclasses import dataclass
 
 from compiler.unroll import Program
 from qrnn_tn.backends.base import DEFAULT_FLOP_SECONDS, Cost, CostDetails
-from qrnn_tn.backends.mps_compile import Compiled
+from qrnn_tn.backends.mps.lowering import Lowered
 
 __all__ = ["MPSCostDetails", "mps_cost", "bond_bound"]
 
 
 @dataclass(frozen=True)
 class MPSCostDetails(CostDetails):
-    """The MPS's facts of a plan: the bond cap (``None``: exact), the largest bond the cost
-    assumes, the widest neuron window (lanes), the swaps per step that bring a neuron's
-    lanes together, and the gradient checkpointing (steps per block, outer blocks)."""
+    """The MPS's facts of a plan.
+
+    The bond cap (``None``: exact), the largest bond the cost assumes, the widest neuron window
+    (lanes), the swaps per step that bring a neuron's lanes together, and the gradient checkpointing
+    (steps per block, outer blocks).
+    """
 
     max_bond: int | None
     bond_bound: float
@@ -48,7 +51,7 @@ def bond_bound(n: int, max_bond: int | None) -> float:
 
 def mps_cost(
     program: Program,
-    compiled: Compiled,
+    lowered: Lowered,
     *,
     batch: int,
     max_bond: int | None,
@@ -64,17 +67,17 @@ def mps_cost(
         min(2.0**k, 2.0 ** (n - k), d) * 2 * min(2.0 ** (k + 1), 2.0 ** (n - k - 1), d)
         for k in range(n)
     )
-    per_step_neurons = len(compiled.windows) / steps
-    wide = max(compiled.windows, default=1)
+    per_step_neurons = len(lowered.windows) / steps
+    wide = max(lowered.windows, default=1)
     flops_step = 0.0
     act_step = 0.0
-    for w in compiled.windows[: math.ceil(per_step_neurons)]:
+    for w in lowered.windows[: math.ceil(per_step_neurons)]:
         m, k = 2 * d, 2.0 ** (w - 1) * d
         flops_step += 14 * m * k * min(m, k) + 2 * d * d * 2.0**w * d
         # kept for backward: the block twice (neuron and split inputs), the split-off C
         # twice (renormalisation and the next absorption), the split's eigenvectors
         act_step += 2 * m * k + 2 * d * k + m * min(m, k)
-    moves = 2 * n * (program.spec.stages + 1) + compiled.swaps / steps
+    moves = 2 * n * (program.spec.stages + 1) + lowered.swaps / steps
     flops_step += moves * 14 * (2 * d) * d * d
     act_step += moves * 6 * d * d
     block = d * d * 2.0**wide
@@ -103,7 +106,7 @@ def mps_cost(
             max_bond=max_bond,
             bond_bound=d,
             widest_window=wide,
-            swaps_per_step=compiled.swaps / steps,
+            swaps_per_step=lowered.swaps / steps,
             checkpoint_steps=checkpoint_steps,
             checkpoint_outer=checkpoint_outer,
         ),
