@@ -55,8 +55,7 @@ def worker(size: int, backend_options: dict, seed: int) -> None:
     import torch
 
     from compiler.spec import load_spec
-    from qrnn_tn import tasks
-    from qrnn_tn import train as training
+    from qrnn_tn import tasks, training
 
     spec = load_spec(CELL)
     data = tasks.build_datasets("digits-pixel", seed=seed, size=size)
@@ -69,16 +68,16 @@ def worker(size: int, backend_options: dict, seed: int) -> None:
         seed=seed,
     )
     model = training.build_model(spec, config)
-    optimiser = training._make_optimiser(config, model)
+    optimiser = training.make_optimiser(config, model)
     print(json.dumps({"ready": True, "torch_threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         command = line.split()
         if command[0] == "quit":
             return
         step = int(command[1])
-        words, mask, targets = training._batch(data.train, config.batch_size, seed, step)
+        batch = training.batch_at(data.train, config.batch_size, seed, step)
         start, cpu = time.perf_counter(), time.process_time()
-        seen = training._train_step(model, optimiser, words, mask, targets, config)
+        seen = training.train_step(model, optimiser, batch, config)
         out = {
             "step": step,
             "seconds": time.perf_counter() - start,
@@ -203,8 +202,7 @@ def profile_step(size: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from compiler.spec import load_spec
-    from qrnn_tn import tasks
-    from qrnn_tn import train as training
+    from qrnn_tn import tasks, training
 
     spec = load_spec(CELL)
     data = tasks.build_datasets("digits-pixel", seed=0, size=size)
@@ -212,7 +210,7 @@ def profile_step(size: int) -> dict:
         "digits-pixel", backend="mps", backend_options={"max_bond": 16}, batch_size=32
     )
     model = training.build_model(spec, config)
-    words, _, targets = training._batch(data.train, 32, 0, 0)
+    words, _, targets = training.batch_at(data.train, 32, 0, 0)
     start = time.process_time()
     result = model.run(words, targets=targets)
     forward = time.process_time() - start
