@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ROOT / "examples" / "digits_pixel_64_lanes.toml"
@@ -50,13 +51,41 @@ LOADER = (
 )
 
 
+def _training_api() -> SimpleNamespace:
+    """Return the four training functions the worker calls, from the checkout on ``sys.path``.
+
+    Checkouts before the ``qrnn_tn.training`` package (such as the ``4c07ade`` baseline) had
+    them, under private names, in ``qrnn_tn.train``.
+    """
+    try:
+        from qrnn_tn import training
+    except ImportError:
+        from qrnn_tn import train as old
+
+        return SimpleNamespace(
+            build_model=old.build_model,
+            make_optimiser=old._make_optimiser,
+            batch_at=old._batch,
+            train_step=lambda model, opt, batch, config: old._train_step(
+                model, opt, *batch, config
+            ),
+        )
+    return SimpleNamespace(
+        build_model=training.build_model,
+        make_optimiser=training.make_optimiser,
+        batch_at=training.batch_at,
+        train_step=training.train_step,
+    )
+
+
 def worker(size: int, backend_options: dict, seed: int) -> None:
     """Build the model and answer ``step i`` lines with one optimiser step each (JSON)."""
     import torch
 
     from compiler.spec import load_spec
     from qrnn_tn import tasks
-    from qrnn_tn import train as training
+
+    training = _training_api()
 
     spec = load_spec(CELL)
     data = tasks.build_datasets("digits-pixel", seed=seed, size=size)
@@ -69,16 +98,16 @@ def worker(size: int, backend_options: dict, seed: int) -> None:
         seed=seed,
     )
     model = training.build_model(spec, config)
-    optimiser = training._make_optimiser(config, model)
+    optimiser = training.make_optimiser(config, model)
     print(json.dumps({"ready": True, "torch_threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         command = line.split()
         if command[0] == "quit":
             return
         step = int(command[1])
-        words, mask, targets = training._batch(data.train, config.batch_size, seed, step)
+        batch = training.batch_at(data.train, config.batch_size, seed, step)
         start, cpu = time.perf_counter(), time.process_time()
-        seen = training._train_step(model, optimiser, words, mask, targets, config)
+        seen = training.train_step(model, optimiser, batch, config)
         out = {
             "step": step,
             "seconds": time.perf_counter() - start,
@@ -203,8 +232,7 @@ def profile_step(size: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from compiler.spec import load_spec
-    from qrnn_tn import tasks
-    from qrnn_tn import train as training
+    from qrnn_tn import tasks, training
 
     spec = load_spec(CELL)
     data = tasks.build_datasets("digits-pixel", seed=0, size=size)
@@ -212,7 +240,7 @@ def profile_step(size: int) -> dict:
         "digits-pixel", backend="mps", backend_options={"max_bond": 16}, batch_size=32
     )
     model = training.build_model(spec, config)
-    words, _, targets = training._batch(data.train, 32, 0, 0)
+    words, _, targets = training.batch_at(data.train, 32, 0, 0)
     start = time.process_time()
     result = model.run(words, targets=targets)
     forward = time.process_time() - start

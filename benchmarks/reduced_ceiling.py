@@ -40,7 +40,7 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from qrnn_tn.data import load_mnist
 from qrnn_tn.data.reduce import ReducedEncoder
-from qrnn_tn.train import atomic_write
+from qrnn_tn.training import atomic_write
 
 __all__ = ["Embedding", "lookup_ceiling", "gray", "code_bits", "measure", "main"]
 

@@ -3,7 +3,7 @@
 ``python -m benchmarks.reproduce [--budget quick|digits|mnist|full] [--tasks a,b] [--seeds 0,1,…]
 [--jobs N] [--data-dir DIR] [--out DIR]`` trains each task's cell (the default one unless the
 budget names a spec file) with the task's hyperparameters (:mod:`qrnn_tn.tasks`) through
-:func:`qrnn_tn.train.train`, once per seed (a seed fixes the data split, the initialisation
+:func:`qrnn_tn.training.train`, once per seed (a seed fixes the data split, the initialisation
 and the batch order), and writes ``results.md`` (a markdown table: per task the mean test
 accuracy and loss over the seeds, the accuracy's range) and ``results.json`` (every seed's
 numbers) under ``DIR`` (default ``benchmarks/results/reproduce/<budget>``). Each run keeps
@@ -40,7 +40,6 @@ import torch
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn import jsonio
 from qrnn_tn.data import DataError
-from qrnn_tn.rundir import RunDir
 from qrnn_tn.tasks import (
     MNIST_DIR_ENV,
     TASKS,
@@ -49,9 +48,11 @@ from qrnn_tn.tasks import (
     default_spec,
     task_options,
 )
-from qrnn_tn.train import (
+from qrnn_tn.training import (
+    RunDir,
     TrainConfig,
     TrainError,
+    TrainSummary,
     atomic_write,
     build_model,
     evaluate,
@@ -131,7 +132,7 @@ PAPER: dict[str, str] = {
     "elman-xor": "learns the predictable xor bits (training curves, no number)",
     "elman-letters": "learns the predictable vowels (training curves, no number)",
     "memorise": "memorises constant and cyclic sequences, loss to ~0",
-    "dna": "converges at lengths 5 … 1000 (steps vs length; see qrnn_tn.analysis)",
+    "dna": "converges at lengths 5 … 1000 (steps vs length; see benchmarks.long_sequence)",
     "digits-pixel": "not in the paper (8x8 stand-in); MNIST 10x10: 0 vs 1 99.2 %, 3 vs 6 89.7 %",
     "digits-reduced": "not in the paper (8x8 stand-in); MNIST 10-class t-SNE: 94.6 %",
     "mnist-pixel": "0 vs 1: 99.2 %; 3 vs 6: 89.7 % (Adam) / 97.1 % (L-BFGS) test accuracy",
@@ -174,7 +175,7 @@ def _mnist_skip(run: Run, data_dir: str | None) -> tuple[dict[str, Any], str | N
     return options, None
 
 
-def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, Any] | None:
+def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> TrainSummary | None:
     """Return the summary of a finished run of ``config`` and ``spec`` in ``run_dir``.
 
     None if unfinished. A finished run made with another configuration or cell is an error, not a
@@ -192,7 +193,7 @@ def _finished(run_dir: Path, config: TrainConfig, spec: CellSpec) -> dict[str, A
             f"{run_dir} holds a finished run with another configuration or cell; remove it "
             "or give another --out"
         )
-    return json.loads(summary_path.read_text())
+    return files.read_summary()
 
 
 def run_task(
@@ -239,16 +240,18 @@ def run_task(
             overwrite=not resume,
             progress=False,
         )
+    test = summary.test
+    assert test is not None  # the run had a test set
     return {
         **row,
-        "steps": summary["steps"],
-        "total_steps": summary["total_steps"],
-        "stopped": summary["stopped"],
-        "seconds": summary["seconds"],
-        "accuracy": summary["test"]["accuracy"],
-        "loss": summary["test"]["loss"],
-        "overhead_init": initial["overhead"],
-        "overhead": summary["test"]["overhead"],
+        "steps": summary.steps,
+        "total_steps": summary.total_steps,
+        "stopped": summary.stopped,
+        "seconds": summary.seconds,
+        "accuracy": test.accuracy,
+        "loss": test.loss,
+        "overhead_init": initial.overhead,
+        "overhead": test.overhead,
     }
 
 

@@ -3,7 +3,7 @@
 ``python -m benchmarks.scaling_out [--quick] [--out DIR]`` measures, in one run:
 
 (a) training throughput (sequences per second) of the statevector backend with one process
-    and with two data-parallel processes (gloo on 127.0.0.1, :mod:`qrnn_tn.distributed`),
+    and with two data-parallel processes (gloo on 127.0.0.1, :mod:`qrnn_tn.training.distributed`),
     the same global batch and seed, one torch thread per process (SGD, so the final
     parameters of the two runs can be compared to round-off);
 (b) a sliced tensor-network contraction (forward, and forward + backward) in one process
@@ -76,10 +76,9 @@ def training_spec(workspace: int) -> dict:
 
 def _train_once(cfg: dict, out: str) -> dict:
     """Train for ``cfg['steps']``; rank 0 returns throughput from its metrics, and theta."""
-    from qrnn_tn import distributed
     from qrnn_tn.data import dna
     from qrnn_tn.model import QRNN
-    from qrnn_tn.train import TrainConfig, read_metrics, train
+    from qrnn_tn.training import TrainConfig, distributed, read_metrics, train
 
     data = dna(cfg["length"], n_sequences=4 * cfg["batch"], seed=0)
     model = QRNN(training_spec(cfg["workspace"]), backend="statevector", seed=0)
@@ -122,7 +121,7 @@ def _train_rank(rank: int, world: int, port: int, cfg: dict, out: str, results) 
         if world == 1:
             row = _train_once(cfg, out)
         else:
-            from qrnn_tn import distributed
+            from qrnn_tn.training import distributed
 
             with distributed.session(backend="gloo", timeout=CHILD_TIMEOUT):
                 row = _train_once(cfg, out)
@@ -343,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.contraction:
         print(jsonio.dumps(run_contraction(json.loads(args.contraction))))
         return 0
-    from qrnn_tn.train import atomic_write
+    from qrnn_tn.training import atomic_write
 
     profile = "quick" if args.quick else "full"
     config = PROFILES[profile]

@@ -7,9 +7,8 @@ import torch
 
 from qrnn_tn.model import QRNN
 from qrnn_tn.plots import plot_run
-from qrnn_tn.rundir import RunDir
 from qrnn_tn.tasks import build_datasets, default_config, task_options
-from qrnn_tn.train import evaluate, train
+from qrnn_tn.training import RunDir, evaluate, train
 
 # Data: random bit triples a b (a xor b); only the steps predicting a xor bit are scored.
 options = task_options("elman-xor", {"n_triples": 4})
@@ -27,7 +26,8 @@ config = default_config("elman-xor", out="runs/example-xor", target_accuracy=0.9
 config.task_options = options
 resume = RunDir(config.out).file(RunDir.LAST).exists()
 summary = train(model, data.train, data.val, config, data.test, resume=resume, overwrite=not resume)
-print(f"stopped after {summary['steps']} steps; test accuracy {summary['test']['accuracy']:.3f}")
+assert summary.test is not None  # a test set was given
+print(f"stopped after {summary.steps} steps; test accuracy {summary.test.accuracy:.3f}")
 
 # The exact per-step distributions of one sequence, and the metrics of a whole set.
 words = torch.from_numpy(data.test.words[:1])

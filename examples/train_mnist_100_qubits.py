@@ -24,7 +24,7 @@ from pathlib import Path
 
 from qrnn_tn.model import QRNN
 from qrnn_tn.tasks import build_datasets, default_config
-from qrnn_tn.train import train
+from qrnn_tn.training import train
 
 CELL = Path(__file__).with_name("wide_local.toml")
 
@@ -58,10 +58,11 @@ config = default_config(
 model = QRNN(CELL, backend="mps", seed=args.seed, backend_options={"max_bond": args.max_bond})
 print(f"{model.n_params} parameters, {model.spec.n_lanes} qubits, {config.steps} steps")
 summary = train(model, data.train, data.val, config, data.test, resume=args.resume)
-test = summary["test"]
+test = summary.test
+assert test is not None  # a test set was given
 print(
-    f"test accuracy {test['accuracy']:.1%} on {test['sequences']} images "
-    f"(loss {test['loss']:.3f}); "
-    f"largest discarded weight of a test sequence {test.get('discarded', 0.0):.1e}; "
-    f"{summary['seconds'] / 60:.0f} min"
+    f"test accuracy {test.accuracy:.1%} on {test.sequences} images "
+    f"(loss {test.loss:.3f}); "
+    f"largest discarded weight of a test sequence {test.discarded or 0.0:.1e}; "
+    f"{summary.seconds / 60:.0f} min"
 )

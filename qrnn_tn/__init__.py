@@ -23,7 +23,7 @@ Examples
 >>> tuple(result.probs.shape)  # [batch, steps, 2^io]
 (1, 2, 2)
 
-Training, data sets and the command line live in :mod:`qrnn_tn.train`,
+Training, data sets and the command line live in :mod:`qrnn_tn.training`,
 :mod:`qrnn_tn.tasks`, :mod:`qrnn_tn.data` and ``python -m qrnn_tn`` (``qrnn-tn``).
 """
 

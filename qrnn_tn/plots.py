@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import matplotlib
 
@@ -17,12 +17,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qrnn_tn.model import QRNN, step_targets  # noqa: E402
-from qrnn_tn.rundir import RunDir, RunDirError  # noqa: E402
-from qrnn_tn.train import atomic_write, load_run, read_metrics  # noqa: E402
+from qrnn_tn.training import RunDir, RunDirError, atomic_write, load_run, read_metrics  # noqa: E402  # noqa: E402
 
 __all__ = [
     "DPI",
@@ -55,23 +54,29 @@ def _word_labels(io: int) -> list[str] | None:
 
 
 def _finite_points(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    """Steps and values of ``key`` where both are finite numbers: a diverged step (logged
-    as ``null``) or a damaged record leaves a gap instead of breaking the plot."""
-    steps, values = [], []
+    """Return the steps and values of ``key`` where both are finite numbers.
+
+    A diverged step (logged as ``null``) or a damaged record leaves a gap instead of
+    breaking the plot.
+    """
+    steps: list[float] = []
+    values: list[float] = []
     for record in records:
         step, value = record.get("step"), record.get(key)
-        numbers = all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (step, value)
-        )
-        if numbers and np.isfinite(step) and np.isfinite(value):
+        if _is_number(step) and _is_number(value) and np.isfinite(step) and np.isfinite(value):
             steps.append(step)
             values.append(value)
     return steps, values
 
 
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def plot_curves(metrics: str | os.PathLike | list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Loss, accuracy and postselection overhead against the step (train and validation),
-    and the weight a bond cap discarded when the backend truncates (MPS).
+    """Plot loss, accuracy and postselection overhead against the step (train, validation).
+
+    With a truncating backend (MPS) the weight a bond cap discarded is plotted too.
 
     ``metrics`` is a run directory, a ``metrics.jsonl`` path or its records.
     """
@@ -183,7 +188,7 @@ def plot_samples(
     n_words = 2**model.io
     fig, ax = plt.subplots(figsize=SAMPLES_SIZE, dpi=DPI, layout="constrained")
     if n_words <= 10:
-        cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_words])
+        cmap: Colormap = ListedColormap(plt.get_cmap("tab10")(np.arange(n_words)))
     else:
         cmap = plt.get_cmap("viridis", n_words)
     image = ax.imshow(
@@ -241,8 +246,8 @@ def plot_run(run_dir: str | os.PathLike, n_samples: int = 8, seed: int = 0) -> d
         generator=torch.Generator().manual_seed(seed),
         title=f"{config.task}: {len(prompts)} sequences sampled from the trained cell",
     )
-    if config.task in CLASSIFICATION_TASKS:
-        classes = task_classes(config.task, config.task_options)
+    classes = task_classes(config.task, config.task_options)
+    if config.task in CLASSIFICATION_TASKS and classes is not None:
         out.update(plot_classification(model, config, data.train, test, classes, run_dir))
     return out
 

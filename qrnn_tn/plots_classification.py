@@ -30,7 +30,7 @@ from qrnn_tn import jsonio
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import QRNN
 from qrnn_tn.plots import DPI, _save
-from qrnn_tn.train import EVAL_BATCH, TrainConfig, atomic_write
+from qrnn_tn.training import EVAL_BATCH, TrainConfig, atomic_write
 
 __all__ = [
     "CLASSIFICATION_TASKS",

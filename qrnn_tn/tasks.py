@@ -1,7 +1,7 @@
 """The paper's tasks (QRNN.md §7): dataset builders, default cells and hyperparameters.
 
 ``TASKS[name]`` is a :class:`Task`; :func:`build_datasets` makes its train, validation and
-test sets from task options, :func:`default_config` its :class:`~qrnn_tn.train.TrainConfig`.
+test sets from task options, :func:`default_config` its :class:`~qrnn_tn.training.TrainConfig`.
 Every builder is deterministic given ``seed``; the three splits use distinct seeds.
 """
 
@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from qrnn_tn.data import (
     mnist_pixel_dataset,
     reduced_splits,
 )
-from qrnn_tn.train import TrainConfig
+from qrnn_tn.training import TrainConfig
 
 __all__ = [
     "Task",
@@ -73,12 +73,16 @@ class Task:
 
 
 def _cell(name: str) -> str:
-    """The task's default cell: the TOML text of ``qrnn_tn/cells/<name>.toml``, its one
-    source (package data, so it ships in the wheel)."""
+    """Return the task's default cell: the TOML text of ``qrnn_tn/cells/<name>.toml``.
+
+    That file is its one source (package data, so it ships in the wheel).
+    """
     return (resources.files("qrnn_tn") / "cells" / f"{name}.toml").read_text(encoding="utf-8")
 
 
-def _generated(make: Callable[..., SequenceDataset], seed: int, sizes: tuple[int, int, int], **kw):
+def _generated(
+    make: Callable[..., SequenceDataset], seed: int, sizes: tuple[int, int, int], **kw: Any
+) -> TaskData:
     """Train/val/test from a generator with seeds ``3 seed``, ``3 seed + 1``, ``3 seed + 2``."""
     n_train, n_val, n_test = sizes
     for role, n in zip(("n_train", "n_val", "n_test"), sizes, strict=True):
@@ -104,7 +108,8 @@ def _dna(seed: int, length: int, n_train: int, n_val: int, n_test: int) -> TaskD
 
 
 def _memorise(seed: int, pattern: str, length: int) -> TaskData:
-    data = memorise(pattern, length, seed=seed)  # one fixed sequence: it is its own test
+    kind = cast(Literal["constant", "cyclic"], pattern)  # memorise checks it
+    data = memorise(kind, length, seed=seed)  # one fixed sequence: it is its own test
     return TaskData(train=data, val=data, test=data)
 
 
@@ -151,7 +156,7 @@ def _digits_reduced(
         val_fraction=val_fraction,
         n_components=n_components,
         bits=bits,
-        method=method,
+        method=cast(Literal["tsne", "umap"], method),  # checked there
         seed=seed,
     )
     return TaskData(train=train, val=val, test=test)
@@ -348,14 +353,14 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; the error lists the known tasks."""
+    """Return the task called ``name``; the error lists the known tasks."""
     if name not in TASKS:
         raise DataError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
 
 def task_options(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The task's default options updated by ``options`` (unknown names are errors)."""
+    """Return the task's default options updated by ``options`` (unknown names are errors)."""
     task = get_task(name)
     options = dict(options or {})
     unknown = sorted(set(options) - set(task.options))
@@ -397,13 +402,15 @@ def _check_option(task: str, key: str, value: Any, default: Any) -> None:
 
 
 def build_datasets(name: str, seed: int = 0, **options: Any) -> TaskData:
-    """Train, validation and test sets of task ``name`` (see ``TASKS[name].options``)."""
+    """Return the train, validation and test sets of task ``name`` (``TASKS[name].options``)."""
     return get_task(name).build(seed, **task_options(name, options))
 
 
 def task_classes(name: str, options: dict[str, Any] | None = None) -> list[int] | None:
-    """The digits a digit classification task tells apart, in class-index order (``None``
-    for a task without a ``digits`` option)."""
+    """Return the digits a digit classification task tells apart, in class-index order.
+
+    ``None`` for a task without a ``digits`` option.
+    """
     options = task_options(name, options)
     if "digits" not in options:
         return None
@@ -411,12 +418,12 @@ def task_classes(name: str, options: dict[str, Any] | None = None) -> list[int] 
 
 
 def default_spec(name: str) -> CellSpec:
-    """The task's default cell."""
+    """Return the task's default cell."""
     return load_spec(get_task(name).spec)
 
 
 def default_config(name: str, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` with the task's hyperparameters, updated by ``overrides``.
+    """Return a :class:`TrainConfig` with the task's hyperparameters, updated by ``overrides``.
 
     Giving ``epochs`` replaces a default ``steps`` and vice versa.
     """

@@ -26,7 +26,7 @@ import torch.multiprocessing as mp
 def train_xor(steps: int, out: str) -> torch.Tensor:
     """Train the elman-xor task's default cell with SGD; the final parameters."""
     from qrnn_tn.tasks import build_datasets, default_config, default_spec, task_options
-    from qrnn_tn.train import build_model, train
+    from qrnn_tn.training import build_model, train
 
     torch.set_num_threads(1)
     options = task_options("elman-xor")
@@ -55,7 +55,7 @@ def rank_main(rank: int, world: int, port: int, steps: int, out: str, results) -
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    from qrnn_tn import distributed
+    from qrnn_tn.training import distributed
 
     with distributed.session(backend="gloo", timeout=120):
         theta = train_xor(steps, out)

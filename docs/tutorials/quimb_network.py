@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from compiler.unroll import compile_program  # noqa: E402
 from qrnn_tn.backends import readout_inds, to_quimb  # noqa: E402
 from qrnn_tn.simulation import simulate  # noqa: E402
-from qrnn_tn.train import atomic_write  # noqa: E402
+from qrnn_tn.training import atomic_write  # noqa: E402
 
 SPEC = {
     "cell": {"io": 1, "workspace": 2, "stages": 1},

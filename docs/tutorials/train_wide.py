@@ -20,7 +20,7 @@ import torch
 
 from qrnn_tn.model import QRNN
 from qrnn_tn.tasks import build_datasets, default_config, task_options
-from qrnn_tn.train import evaluate, train
+from qrnn_tn.training import evaluate, train
 
 
 def chain_cell(lanes: int) -> dict:
@@ -75,8 +75,8 @@ def main() -> None:
     )
     config.task_options = options
     summary = train(model, data.train, data.val, config)
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s")
-    print("validation:", {k: round(v, 4) for k, v in evaluate(model, data.val).items()})
+    print(f"trained {summary.steps} steps in {summary.seconds:.1f} s")
+    print("validation:", {k: round(v, 4) for k, v in evaluate(model, data.val).to_json().items()})
 
 
 if __name__ == "__main__":

@@ -40,9 +40,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from compiler.spec import load_spec
     from qrnn_tn.cli import UsageError
     from qrnn_tn.plots import plot_run
-    from qrnn_tn.rundir import RunDir
     from qrnn_tn.tasks import build_datasets, default_config, default_spec, task_options
-    from qrnn_tn.train import build_model, train
+    from qrnn_tn.training import RunDir, build_model, train
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -69,13 +68,14 @@ def run_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     summary = train(model, data.train, data.val, config, data.test, overwrite=args.overwrite)
-    test = summary["test"]
+    test = summary.test
+    assert test is not None  # a test set was given
     scored = int(data.test.mask.sum())
     print(
-        f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; best step "
-        f"{summary['best_step']}\ntest: {test['accuracy']:.2%} of {scored} xor bits predicted "
-        f"right (argmax of the exact distribution), loss {test['loss']:.4f} nats per xor "
-        f"bit, postselection overhead {test['overhead']:.2f} repetitions per step"
+        f"trained {summary.steps} steps in {summary.seconds:.1f} s; best step "
+        f"{summary.best_step}\ntest: {test.accuracy:.2%} of {scored} xor bits predicted "
+        f"right (argmax of the exact distribution), loss {test.loss:.4f} nats per xor "
+        f"bit, postselection overhead {test.overhead:.2f} repetitions per step"
     )
     descriptions = {
         "curves": "loss, accuracy and postselection overhead against the step",
@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     }
     for name, path in plot_run(out, seed=args.seed).items():
         print(f"  {path}: {descriptions[name]}")
-    passed = test["accuracy"] >= DEMO_TARGET
+    passed = test.accuracy >= DEMO_TARGET
     verdict = "PASS" if passed else f"FAIL (below {DEMO_TARGET:.0%})"
     print(f"demo {verdict} in {time.perf_counter() - started:.1f} s (run directory {out})")
     return 0 if passed else 1

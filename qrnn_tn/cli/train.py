@@ -13,10 +13,10 @@ from compiler.spec import CellSpec, load_spec
 from qrnn_tn import jsonio
 from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
 from qrnn_tn.cli.reach import warn_unread
-from qrnn_tn.rundir import RunDir
+from qrnn_tn.training.rundir import RunDir
 
-if TYPE_CHECKING:  # the training module (torch) is imported only when a command needs it
-    from qrnn_tn.train import TrainConfig
+if TYPE_CHECKING:
+    from qrnn_tn.training import TrainConfig, TrainSummary
 
 __all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
 
@@ -130,13 +130,13 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> TrainConfig:
-    """Build the run's :class:`~qrnn_tn.train.TrainConfig`.
+    """Build the run's :class:`~qrnn_tn.training.TrainConfig`.
 
     The task defaults (or the ``saved`` config of a resumed run), updated by the arguments
     given.
     """
     from qrnn_tn.tasks import default_config, task_options
-    from qrnn_tn.train import TrainConfig
+    from qrnn_tn.training import TrainConfig
 
     overrides = {
         "lr": args.lr,
@@ -187,11 +187,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Build data, model and config from the arguments and train; prints the outcome.
 
     With ``--distributed`` every rank runs this inside the torchrun process group
-    (:func:`qrnn_tn.distributed.session`); only rank 0 prints and writes files.
+    (:func:`qrnn_tn.training.distributed.session`); only rank 0 prints and writes files.
     """
     if not getattr(args, "distributed", False):
         return _run_train(args, main_rank=True)
-    from qrnn_tn import distributed
+    from qrnn_tn.training import distributed
 
     try:
         with distributed.session() as group:
@@ -203,7 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
     from qrnn_tn.tasks import build_datasets, get_task
-    from qrnn_tn.train import build_model, train
+    from qrnn_tn.training import build_model, train
 
     get_task(args.task)
     out = Path(args.out or f"runs/{args.task}")
@@ -261,48 +261,48 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
     return 0
 
 
-def _warnings(summary: dict[str, Any], val: Any) -> list[str]:
+def _warnings(summary: TrainSummary, val: Any) -> list[str]:
     """Say why the outcome may not be what was wanted.
 
     The accuracy is at chance, or the validation loss was still falling when the step budget
     ran out.
     """
-    best, lines = summary["best_val"], list[str]()
+    best, lines = summary.best_val, list[str]()
     if best is None:
         return lines
     if val.labels is not None and len(val.labels):
         majority = float(np.bincount(val.labels).max() / len(val.labels))
-        if best["accuracy"] <= majority + 0.01:
+        if best.accuracy <= majority + 0.01:
             lines.append(
-                f"the best validation accuracy {best['accuracy']:.3f} is at chance (the "
+                f"the best validation accuracy {best.accuracy:.3f} is at chance (the "
                 f"largest class is {majority:.3f} of the validation set): the model has not "
                 "learnt the task; train longer (--steps) or see the task's documentation"
             )
-    if summary["stopped"] == "steps" and summary["best_step"] == summary["steps"]:
+    if summary.stopped == "steps" and summary.best_step == summary.steps:
         lines.append(
-            f"the validation loss was still falling at the last step ({summary['steps']}); "
+            f"the validation loss was still falling at the last step ({summary.steps}); "
             "more steps may help (--steps, or --resume with a larger --steps)"
         )
     return lines
 
 
-def _describe_summary(summary: dict[str, Any]) -> str:
-    best, test = summary["best_val"], summary["test"]
+def _describe_summary(summary: TrainSummary) -> str:
+    best, test = summary.best_val, summary.test
     lines = [
-        f"stopped after {summary['steps']} of {summary['total_steps']} steps "
-        f"({'target reached' if summary['stopped'] == 'target' else 'step budget spent'}) "
-        f"in {summary['seconds']:.1f} s",
+        f"stopped after {summary.steps} of {summary.total_steps} steps "
+        f"({'target reached' if summary.stopped == 'target' else 'step budget spent'}) "
+        f"in {summary.seconds:.1f} s",
     ]
     if best is not None:
         lines.append(
-            f"best validation (step {summary['best_step']}): loss {best['loss']:.4f}, "
-            f"accuracy {best['accuracy']:.4f}, overhead {best['overhead']:.2f}"
+            f"best validation (step {summary.best_step}): loss {best.loss:.4f}, "
+            f"accuracy {best.accuracy:.4f}, overhead {best.overhead:.2f}"
         )
     if test is not None:
         lines.append(
-            f"test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f}, "
-            f"overhead {test['overhead']:.2f}"
-            + (f", discarded {test['discarded']:.2g}" if "discarded" in test else "")
+            f"test: loss {test.loss:.4f}, accuracy {test.accuracy:.4f}, "
+            f"overhead {test.overhead:.2f}"
+            + ("" if test.discarded is None else f", discarded {test.discarded:.2g}")
         )
     return "\n".join(lines)
 
@@ -310,7 +310,7 @@ def _describe_summary(summary: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate the best checkpoint of a run on its validation and test sets."""
     from qrnn_tn.tasks import build_datasets
-    from qrnn_tn.train import evaluate, load_run
+    from qrnn_tn.training import evaluate, load_run
 
     model, config = load_run(args.run, "best")
     data = build_datasets(config.task, seed=config.seed, **config.task_options)
@@ -319,13 +319,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for split in ("val", "test")
     }
     if args.json:
-        print(jsonio.dumps(results, indent=2))
+        print(jsonio.dumps({split: r.to_json() for split, r in results.items()}, indent=2))
         return 0
     for split, r in results.items():
-        truncated = f"  discarded {r['discarded']:.2g}" if "discarded" in r else ""
+        truncated = "" if r.discarded is None else f"  discarded {r.discarded:.2g}"
         print(
-            f"{split:>4}: loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}  "
-            f"overhead {r['overhead']:.2f}{truncated}  ({r['sequences']} sequences)"
+            f"{split:>4}: loss {r.loss:.4f}  accuracy {r.accuracy:.4f}  "
+            f"overhead {r.overhead:.2f}{truncated}  ({r.sequences} sequences)"
         )
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 from benchmarks import reproduce
 from benchmarks.reproduce import BUDGETS, Run, combine_seeds, select_runs
 from qrnn_tn.tasks import TASKS
-from qrnn_tn.train import TrainError
+from qrnn_tn.training import TrainError
 
 
 def test_budgets_name_known_tasks_and_keep_the_quick_one():
@@ -183,3 +183,34 @@ def test_rows_report_the_overhead_before_and_after_training(tmp_path):
     assert combined["overhead"] == pytest.approx((rows[0]["overhead"] + rows[1]["overhead"]) / 2)
     line = reproduce.format_table([combined]).splitlines()[2]
     assert f"{combined['overhead_init']:.3g} → {combined['overhead']:.3g}" in line
+
+
+def test_reproduce_table_formats_done_and_skipped_rows() -> None:
+    done = {
+        "task": "elman-xor",
+        "cell": "1/3/1/2",
+        "parameters": 52,
+        "steps": 75,
+        "total_steps": 150,
+        "stopped": "target",
+        "seconds": 5.12,
+        "accuracy": 0.9876,
+        "loss": 0.01423,
+        "paper": "learns xor",
+    }
+    skipped = {
+        "task": "mnist-pixel",
+        "cell": "2/8/2/2",
+        "parameters": 1212,
+        "skipped": "MNIST IDX files not found: put them in DIR",
+        "paper": "99.2 %",
+    }
+    lines = reproduce.format_table([done, skipped]).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == 10
+    assert lines[2] == (
+        "| elman-xor | 1/3/1/2 | 52 | 75/150 (target) | 5.1 | 98.8 % | 0.0142 | — | learns xor |"
+    )
+    assert "skipped: MNIST IDX files not found: put them in DIR" in lines[3]
+    assert lines[3].count("|") == 10
+    with_overhead = {**done, "overhead_init": 4.36, "overhead": 129.3}
+    assert "| 4.36 → 129 |" in reproduce.format_table([with_overhead])

@@ -19,7 +19,7 @@ from qrnn_tn.plots import (
     plot_samples,
 )
 from qrnn_tn.tasks import build_datasets, default_config
-from qrnn_tn.train import train
+from qrnn_tn.training import train
 
 
 def assert_png(path, size):

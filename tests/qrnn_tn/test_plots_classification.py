@@ -23,7 +23,7 @@ from qrnn_tn.plots_classification import (
     readout_steps,
 )
 from qrnn_tn.tasks import build_datasets, default_config
-from qrnn_tn.train import load_run, train
+from qrnn_tn.training import load_run, train
 from tests.qrnn_tn.test_plots import assert_png
 
 

@@ -49,9 +49,8 @@ def test_every_project_error_derives_from_the_one_base():
     from compiler.spec import SpecError
     from qrnn_tn.cli import UsageError
     from qrnn_tn.data import DataError
-    from qrnn_tn.distributed import DistributedError
-    from qrnn_tn.rundir import RunDirError
-    from qrnn_tn.train import TrainError
+    from qrnn_tn.training import RunDirError, TrainError
+    from qrnn_tn.training.distributed import DistributedError
 
     assert qrnn_tn.Error is Error
     errors = [SpecError, CompileError, qrnn_tn.BackendError, DataError, TrainError]

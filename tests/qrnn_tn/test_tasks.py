@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler.spec import load_spec
 from qrnn_tn.data import DataError, digits_split
+from qrnn_tn.model import QRNN, step_losses
 from qrnn_tn.tasks import TASKS, build_datasets, default_config, default_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,3 +233,25 @@ def test_reduced_placement_options_get_a_clean_error_before_any_data(monkeypatch
     monkeypatch.delenv("QRNN_TN_MNIST", raising=False)  # a good value then fails on the data
     with pytest.raises(DataError, match=f"{key}=|--data-dir"):
         build_datasets("mnist-reduced", 0, **{key: value})
+
+
+def test_default_dna_cell_can_store_and_recall_the_marked_base() -> None:
+    # Input neurons hold the workspace (eta = 0) except on the mark, where h0, h1 flip to the
+    # base bits (eta = pi/2); output neurons copy h0, h1 onto the base lanes, a little
+    # softened so the unscored intermediate tokens keep a nonzero probability.
+    spec = default_spec("dna")
+    assert (spec.io, spec.workspace, spec.stages, spec.neuron.degree) == (3, 3, 0, 2)
+    model = QRNN(spec, init=torch.zeros(spec.n_parameters()))
+    index = {name: i for i, name in enumerate(model.slot_names)}
+    theta = torch.zeros(model.n_params, dtype=torch.float64)
+    soft = 0.6
+    for name, i in index.items():
+        if name.endswith(".[]"):
+            theta[i] = -math.pi / 2 + (soft / 2 if name.startswith("out.") else 0.0)
+    theta[index["in.h0.[0,1]"]] = theta[index["in.h1.[0,2]"]] = math.pi
+    theta[index["out.o1.[3]"]] = theta[index["out.o2.[4]"]] = math.pi - soft
+    val = build_datasets("dna", 0, length=10, n_train=1, n_val=32).val
+    words, targets = torch.from_numpy(val.words), torch.from_numpy(val.targets)
+    with torch.no_grad():
+        last = step_losses(QRNN(spec, init=theta)(words, targets), targets)[:, -1]
+    assert float(last.max()) < 1e-5

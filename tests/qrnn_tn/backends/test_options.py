@@ -30,7 +30,7 @@ from qrnn_tn.backends.options import OPTIONS_BY_BACKEND
 from qrnn_tn.cli import backend_options, main
 from qrnn_tn.errors import Error
 from qrnn_tn.simulation import simulate
-from qrnn_tn.train import TrainConfig
+from qrnn_tn.training import TrainConfig
 
 TINY = {"cell": {"io": 1, "workspace": 2}, "neuron": {"degree": 2, "order": 1}}
 

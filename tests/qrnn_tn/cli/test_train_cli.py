@@ -12,7 +12,7 @@ import torch
 from qrnn_tn.cli import demo as demo_module
 from qrnn_tn.cli import main
 from qrnn_tn.cli import train as train_cli
-from qrnn_tn.train import load_run, read_metrics
+from qrnn_tn.training import Evaluation, TrainSummary, load_run, read_metrics
 
 TINY = """\
 name = "tiny-xor"
@@ -172,11 +172,14 @@ def test_mnist_pixel_trains_end_to_end_on_real_digits(tmp_path, capsys):
     assert test["sequences"] == 24 and test["overhead"] >= 1 and test["log_overhead"] > 0
 
 
+def _summary(accuracy: float, stopped: str) -> TrainSummary:
+    best = Evaluation(loss=0.5, accuracy=accuracy, overhead=1.0, log_overhead=0.0, sequences=4)
+    return TrainSummary("t", 3, "statevector", 9, 9, stopped, 9, best, None, 1.0, None)
+
+
 def test_the_summary_warns_at_chance_and_when_still_improving():
     labels = type("Val", (), {"labels": np.array([0, 0, 0, 1])})()
-    summary = {"best_val": {"accuracy": 0.75}, "stopped": "steps", "best_step": 9, "steps": 9}
-    chance, falling = train_cli._warnings(summary, labels)
+    chance, falling = train_cli._warnings(_summary(0.75, "steps"), labels)
     assert "at chance" in chance and "0.750" in chance
     assert "still falling" in falling and "(9)" in falling
-    summary = {"best_val": {"accuracy": 1.0}, "stopped": "target", "best_step": 9, "steps": 9}
-    assert train_cli._warnings(summary, labels) == []
+    assert train_cli._warnings(_summary(1.0, "target"), labels) == []

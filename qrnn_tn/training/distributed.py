@@ -1,6 +1,6 @@
 """Data-parallel training over a ``torch.distributed`` process group (``torchrun``).
 
-Launch ``qrnn-tn train … --distributed`` (or a script calling :func:`qrnn_tn.train.train`
+Launch ``qrnn-tn train … --distributed`` (or a script calling :func:`qrnn_tn.training.train`
 inside :func:`session`) under ``torchrun --nproc-per-node N``. Each rank takes the rows
 ``rank::world`` of every global batch, so the ranks together see exactly the batch one
 process would; the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`
@@ -30,8 +30,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from qrnn_tn.errors import Error
-from qrnn_tn.metrics import StepSums
 from qrnn_tn.model import QRNN, step_losses, step_targets
+from qrnn_tn.training.metrics import StepSums
 
 __all__ = [
     "DistributedError",

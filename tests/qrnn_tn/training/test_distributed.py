@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from qrnn_tn import distributed
 from qrnn_tn.data import dna, elman_xor
 from qrnn_tn.model import QRNN
-from qrnn_tn.train import TrainConfig, load_checkpoint, read_metrics, train
+from qrnn_tn.training import TrainConfig, distributed, load_checkpoint, read_metrics, train
 
 SPECS = {
     "elman-xor": {"cell": {"io": 1, "workspace": 2, "stages": 1}},
@@ -75,12 +74,11 @@ def _worker(rank: int, port: int, job: dict, results) -> None:
     try:
         with distributed.session(backend="gloo", timeout=TIMEOUT):
             if job.get("fail_rank") == rank:
-                import qrnn_tn.train as train_module
 
-                def failing_step(*args, **kwargs):
+                def failing_run(*args, **kwargs):
                     raise RuntimeError(f"injected failure on rank {rank}")
 
-                train_module._train_step = failing_step
+                QRNN.run = failing_run  # this worker process only
             thetas = []
             for out, steps, resume, optimiser, task in job["runs"]:
                 config = _config(out, steps, optimiser, task)
@@ -188,9 +186,12 @@ def test_shard_rows_cover_the_batch_and_init_needs_torchrun_env(monkeypatch):
 class _RankOne:
     """A data-parallel group as rank 1 sees it, without processes: ``on_main`` runs ``fn``
     where rank 0 would (same files) and hands its result or error to this rank, as
-    :meth:`qrnn_tn.distributed.Group.on_main` does through a broadcast."""
+    :meth:`qrnn_tn.training.distributed.Group.on_main` does through a broadcast."""
 
     is_main, rank, world_size = False, 1, 2
+
+    def wrap(self, model):
+        return None  # no DDP: the resume fails before any step
 
     def on_main(self, fn):
         try:
@@ -205,8 +206,7 @@ class _RankOne:
 def test_damaged_metrics_log_fails_the_resume_on_every_rank(tmp_path, monkeypatch):
     """Before, only rank 0 read the log on resume: the other ranks went on and waited for
     it at the next collective."""
-    from qrnn_tn.rundir import RunDirError
-    from qrnn_tn.train import _resume
+    from qrnn_tn.training import RunDirError
 
     out = tmp_path / "run"
     data = _data()
@@ -216,8 +216,7 @@ def test_damaged_metrics_log_fails_the_resume_on_every_rank(tmp_path, monkeypatc
     log.write_text("\n".join([lines[0], "{damaged", *lines[1:]]) + "\n")
     config = _config(out, 3)
     model = _model(config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     monkeypatch.setattr(distributed, "_GROUP", _RankOne())
     assert not distributed.is_main()
     with pytest.raises(RunDirError, match="metrics.jsonl.*line 2"):
-        _resume(out, model, optimiser, config, {})
+        train(model, data, None, config, resume=True, progress=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from qrnn_tn.cli import main
-from qrnn_tn.rundir import RunDir, RunDirError
+from qrnn_tn.training import RunDir, RunDirError
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["train", "default", "--task", "elman-xor", "--backend", "statevector", "--quiet",
@@ -39,7 +39,7 @@ def _cli(*argv: str) -> subprocess.Popen:
 def _holder_process(path: Path) -> subprocess.Popen:
     """A process that takes ``path``'s lock, says so, and sleeps."""
     code = (
-        "import sys, time; from qrnn_tn.rundir import RunDir\n"
+        "import sys, time; from qrnn_tn.training import RunDir\n"
         "with RunDir(sys.argv[1]).lock():\n"
         "    print('locked', flush=True); time.sleep(60)\n"
     )

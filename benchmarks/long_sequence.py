@@ -10,12 +10,14 @@ last-step loss with respect to all parameters, per length.
 
 Both write ``out_dir/<name>.json`` atomically after every point and a PNG, and skip points
 already in the JSON that were made with the same settings, so an interrupted study resumes
-cheaply. ``python -m qrnn_tn.analysis --lengths 5,10,20 --seeds 3 --out runs/analysis``.
+cheaply. ``python -m benchmarks.long_sequence --lengths 5,10,20 --seeds 3 --out runs/analysis``.
+Every model trains with the library's loop (:func:`qrnn_tn.training.fit`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -33,7 +35,8 @@ from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import QRNN, step_losses, step_targets
 from qrnn_tn.plots import plot_bands
 from qrnn_tn.tasks import build_datasets, default_spec
-from qrnn_tn.train import atomic_write
+from qrnn_tn.training import TrainConfig, atomic_write, evaluate
+from qrnn_tn.training import fit as fit_loop
 
 __all__ = [
     "LEARNING_RATES",
@@ -59,9 +62,10 @@ DNA_IO = 3
 _GATES = {"rnn": 1, "lstm": 4}
 _STEPS_MEASURE = (
     "optimiser steps (Adam, batch of DNA sequences teacher forced on their target stream, the "
-    "marked base from the mark on, gradient norm clipped at 0.5) until the "
-    "validation loss (NLL of the last step) is below `threshold`, checked every `eval_every` "
-    "steps; a run that never gets there counts as `max_steps` (converged: false). "
+    "marked base from the mark on, gradient norm clipped at 0.5; the training loop of "
+    "qrnn_tn.training) until the validation loss (NLL of the last step) is at most "
+    "`threshold`, checked every `eval_every` steps; a run that never gets there counts as "
+    "`max_steps` (converged: false). "
     "`best_val_loss`: the lowest validation loss of those checks (and at step 0)"
 )
 _GRADIENT_MEASURE = (
@@ -99,6 +103,23 @@ class ClassicalRNN(nn.Module):
         x = nn.functional.one_hot(words[:, :-1], self.n_words).to(torch.float64)
         out, _ = self.rnn(x)
         return torch.softmax(self.readout(out), dim=-1)
+
+    def run(self, words: torch.Tensor, *, targets: torch.Tensor | None = None) -> StepRun:
+        """Return the teacher-forced run of ``words`` (no postselection: ``log_norm`` is 0)."""
+        probs = self(words, targets)
+        scored = step_targets(words, targets)
+        target_prob = probs.gather(-1, scored.unsqueeze(-1)).squeeze(-1)
+        return StepRun(probs, target_prob, probs.new_zeros(probs.shape[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRun:
+    """A classical model's run, as the training loop reads a QRNN's."""
+
+    probs: torch.Tensor
+    target_prob: torch.Tensor
+    log_norm: torch.Tensor
+    discarded: torch.Tensor | None = None
 
 
 def classical_parameters(kind: str, io: int, hidden: int) -> int:
@@ -148,11 +169,6 @@ def _loss(
     return step_losses(model(words_t, targets_t), scored)[torch.from_numpy(mask)].mean()
 
 
-def _val_loss(model: nn.Module, data: SequenceDataset) -> float:
-    with torch.no_grad():
-        return float(_loss(model, data.words, data.mask, data.targets))
-
-
 def fit(
     model: nn.Module,
     train_set: SequenceDataset,
@@ -165,31 +181,59 @@ def fit(
     eval_every: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Train until the validation loss is below ``threshold`` or ``max_steps`` steps.
+    """Train until the validation loss is at most ``threshold`` or ``max_steps`` steps.
 
-    Returns ``steps`` (at the converging validation, else ``max_steps``), ``converged``,
-    the last ``val_loss``, the lowest one checked ``best_val_loss``, and ``seconds``.
+    The loop is the library's (:func:`qrnn_tn.training.fit`): Adam, gradient norm clipped at
+    0.5, the batch of a step fixed by ``seed`` and the step. Returns ``steps`` (at the
+    converging validation, else ``max_steps``), ``converged``, the last ``val_loss``, the
+    lowest one checked ``best_val_loss`` (step 0 included), and ``seconds``.
     """
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    started, step, epoch = time.perf_counter(), 0, 0
-    val_loss = best = _val_loss(model, val_set)
-    while step < max_steps and not val_loss < threshold:
-        epoch_seed = seed * 100003 + epoch
-        for words, mask, targets in train_set.batches(batch_size, shuffle=True, seed=epoch_seed):
-            optimiser.zero_grad()
-            _loss(model, words, mask, targets).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-            optimiser.step()
-            step += 1
-            if step % eval_every == 0 or step == max_steps:
-                val_loss = _val_loss(model, val_set)
-                best = min(best, val_loss)
-                if val_loss < threshold or step == max_steps:
-                    break
-        epoch += 1
+    # the study scores the loss only: no label accuracy (a classical model has no exact one)
+    val_set = dataclasses.replace(val_set, labels=None, n_label_steps=0)
+    started = time.perf_counter()
+    initial = evaluate(model, val_set).loss
+    if initial <= threshold:
+        return _fit_result(0, initial, initial, threshold, started)
+    config = TrainConfig(
+        task="dna",
+        lr=lr,
+        batch_size=batch_size,
+        steps=max_steps,
+        eval_every=eval_every,
+        target_loss=threshold,
+        seed=seed,
+    )
+    last = _LastValidation()
+    state = fit_loop(model, train_set, val_set, config, log=last)
+    best = initial if state.best_val is None else min(initial, state.best_val.loss)
+    return _fit_result(state.step, last.loss, best, threshold, started)
+
+
+class _LastValidation:
+    """A loop log that keeps the last validation loss (and writes nothing)."""
+
+    loss = float("nan")
+
+    def append(self, record: dict[str, Any]) -> None:
+        if record["split"] == "val":
+            self.loss = record["loss"]
+
+    def save_best(self, state: Any) -> None:
+        """Keep nothing."""
+
+    def save_last(self, state: Any) -> None:
+        """Keep nothing."""
+
+    def failure_note(self) -> str:
+        return ""
+
+
+def _fit_result(
+    steps: int, val_loss: float, best: float, threshold: float, started: float
+) -> dict[str, Any]:
     return {
-        "steps": step,
-        "converged": val_loss < threshold,
+        "steps": steps,
+        "converged": val_loss <= threshold,
         "val_loss": val_loss,
         "best_val_loss": best,
         "seconds": time.perf_counter() - started,
@@ -456,8 +500,8 @@ def _table(summary: dict[str, list[dict[str, Any]]], value: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m qrnn_tn.analysis --lengths 5,10,20 --seeds 3 --out runs/analysis``."""
-    parser = argparse.ArgumentParser(prog="python -m qrnn_tn.analysis", description=__doc__)
+    """``python -m benchmarks.long_sequence --lengths 5,10,20 --seeds 3 --out runs/analysis``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.long_sequence", description=__doc__)
     parser.add_argument("--lengths", default="5,10,20", help="comma-separated DNA lengths")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
     parser.add_argument("--models", default=",".join(MODELS))

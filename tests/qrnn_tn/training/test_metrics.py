@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from qrnn_tn.metrics import StepSums
+from qrnn_tn.training.metrics import StepSums
 
 
 def _batch(seed: int, batch: int = 3, steps: int = 4, words: int = 4):

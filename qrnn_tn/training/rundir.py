@@ -1,4 +1,4 @@
-"""A training run's directory: its file names, atomic writes, metrics log and lock.
+"""A run directory: file names, atomic writes, metrics log, checkpoints, summary, lock.
 
 A run directory holds::
 
@@ -30,10 +30,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from compiler.spec import load_spec
 from qrnn_tn import jsonio
 from qrnn_tn.errors import Error
+from qrnn_tn.model import QRNN
+from qrnn_tn.training.config import TrainConfig, TrainError, build_model
+from qrnn_tn.training.results import TrainSummary
 
-__all__ = ["RunDir", "RunDirError", "atomic_write"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RunDir",
+    "RunDirError",
+    "atomic_write",
+    "load_checkpoint",
+    "load_run",
+    "read_metrics",
+]
+
+#: Version of the checkpoint layout (``last.pt``, ``best.pt``).
+CHECKPOINT_FORMAT = 1
 
 
 class RunDirError(Error, ValueError):
@@ -154,6 +172,29 @@ class RunDir:
             )
         return data["config"]
 
+    def write_summary(self, summary: TrainSummary) -> None:
+        """Write ``summary.json``, atomically."""
+        self.write_json(self.SUMMARY, summary.to_json())
+
+    def read_summary(self) -> TrainSummary:
+        """Return the run's outcome from ``summary.json``; damage raises :class:`RunDirError`."""
+        path = self.file(self.SUMMARY)
+        data = jsonio.read_json(path, "run summary", RunDirError)
+        try:
+            return TrainSummary.from_json(data)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise RunDirError(
+                f"run summary {path} is damaged ({type(err).__name__}: {err}); train the run "
+                "again, or restore the file"
+            ) from err
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, name: str, checkpoint: dict[str, Any]) -> None:
+        """Write checkpoint ``name`` (tensors and plain values), atomically."""
+        data = {"format": CHECKPOINT_FORMAT, **checkpoint}
+        atomic_write(self.file(name), lambda f: torch.save(data, f))
+
     # ------------------------------------------------------------------ metrics
 
     def start_metrics(self) -> None:
@@ -202,6 +243,41 @@ class RunDir:
                     "delete that line to resume"
                 )
         return records
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return a checkpoint written by a run (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for damaged files
+        raise TrainError(f"checkpoint {path} cannot be read ({err}); it is damaged") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path} is not a qrnn-tn checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def load_run(run_dir: str | os.PathLike[str], which: str = "best") -> tuple[QRNN, TrainConfig]:
+    """Return the model of a run directory (``which``: ``"best"`` or ``"last"``) and its config."""
+    if which not in ("best", "last"):
+        raise TrainError(f"which={which!r}; accepted: best, last")
+    ckpt = load_checkpoint(RunDir(run_dir).file(RunDir.BEST if which == "best" else RunDir.LAST))
+    config = TrainConfig.from_dict(ckpt["config"])
+    spec = load_spec(ckpt["spec"])
+    model = build_model(spec, config, init=np.zeros(spec.n_parameters()))
+    model.load_state_dict(ckpt["model"])
+    return model, config
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Return the records of a run's ``metrics.jsonl`` (``path``: the file or its directory).
+
+    A line cut short by a crash is skipped.
+    """
+    path = Path(path)
+    return RunDir(path if path.is_dir() else path.parent).read_metrics()
 
 
 def _is_int(value: Any) -> bool:
