@@ -56,7 +56,8 @@ class MachineModel:
         rescaling launches) and per flop of the tree's count.
     mps_operation_seconds
         An MPS run: per site operation (a neuron window or a move: several small torch calls
-        and an SVD, forward and backward).
+        and an SVD, forward and backward, however small the bond); without it a few-qubit
+        cell's bond-bounded flops would look cheaper than the statevector's kernels.
     call_seconds, element_seconds, matmul_flop_seconds
         The probes of :meth:`calibrate` on this machine: one small torch call, one element of
         a large multiply-add, one flop of a matrix product.
