@@ -62,4 +62,4 @@ __all__ = [
 
 # Importing the backend modules registers them (in this order).
 from qrnn_tn.backends import mps, statevector, tensornet  # noqa: E402, F401
-from qrnn_tn.backends.tn_quimb import readout_inds, to_quimb  # noqa: E402
+from qrnn_tn.backends.tensornet.quimb import readout_inds, to_quimb  # noqa: E402

@@ -23,6 +23,7 @@ from qrnn_tn.backends.options import (
     SpecificOptions,
     resolve_backend_options,
 )
+from qrnn_tn.backends.timing import CPU, MachineModel, machine_model
 from qrnn_tn.errors import BackendError
 from qrnn_tn.semantics import check_tokens
 
@@ -50,9 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Seconds per flop for a backend with no time model of its own (:attr:`Cost.seconds`).
-DEFAULT_FLOP_SECONDS = 1e-9
-
 
 @dataclass(frozen=True)
 class CostDetails:
@@ -77,7 +75,8 @@ class Cost:
     ``width`` is log2 of the largest intermediate (elements); ``flops`` and the peak bytes
     are for one full run of the batch the plan was costed for. ``seconds``: the backend's own
     model of a forward+backward run on one CPU core (per-operation overhead plus time per
-    flop); backends without one are timed as :data:`DEFAULT_FLOP_SECONDS` per flop. Flops
+    flop, constants of :mod:`~qrnn_tn.backends.timing`); backends without one are timed at the
+    CPU model's ``flop_seconds`` per flop. Flops
     alone mislead between backends: small tensor operations cost their launch, not their
     flops, and a flop of a large matrix product is several times cheaper than one of the
     statevector's memory-bound passes. The models are fitted to single sequences on cells
@@ -99,8 +98,8 @@ class Cost:
 
     @property
     def predicted_seconds(self) -> float:
-        """``seconds``, or the flops at :data:`DEFAULT_FLOP_SECONDS` when not modelled."""
-        return self.seconds if self.seconds is not None else self.flops * DEFAULT_FLOP_SECONDS
+        """``seconds``, or the flops at the CPU model's ``flop_seconds`` when not modelled."""
+        return self.seconds if self.seconds is not None else self.flops * CPU.flop_seconds
 
     def describe(self) -> str:
         """Describe the cost in one human-readable paragraph (as opt_einsum's PathInfo)."""
@@ -164,7 +163,9 @@ class BackendOptions:
     ``backend_options`` takes a flat mapping (``{"max_bond": 32}``), a typed options object
     (:class:`~qrnn_tn.backends.options.MPSOptions` …) or a sequence of them, and holds them
     as typed objects (:func:`~qrnn_tn.backends.options.resolve_backend_options`); a backend
-    reads its own with :meth:`of`.
+    reads its own with :meth:`of`. ``machine``: the time constants the plans predict
+    :attr:`Cost.seconds` with (default: the fitted model of ``device``'s kind; see
+    :meth:`~qrnn_tn.backends.timing.MachineModel.calibrate`).
     """
 
     dtype: torch.dtype = torch.float64
@@ -172,6 +173,7 @@ class BackendOptions:
     memory_budget: int | None = None
     batch_size: int = 1
     backend_options: tuple[SpecificOptions, ...] = ()
+    machine: MachineModel | None = None
 
     def __post_init__(self) -> None:
         """Resolve ``backend_options`` into typed options objects."""
@@ -180,7 +182,13 @@ class BackendOptions:
 
     def budget(self) -> int:
         """Return the memory budget in bytes (:func:`available_memory` when not set)."""
-        return self.memory_budget if self.memory_budget is not None else available_memory()
+        if self.memory_budget is not None:
+            return self.memory_budget
+        return available_memory(self.device)
+
+    def machine_model(self) -> MachineModel:
+        """Return :attr:`machine`, or the fitted model of :attr:`device`'s kind."""
+        return self.machine if self.machine is not None else machine_model(self.device)
 
     def of(self, cls: type[_Specific]) -> _Specific:
         """Return the options of ``cls``'s backend (its defaults when not given)."""
@@ -237,13 +245,19 @@ class Plan(Protocol):
         ...
 
 
-def available_memory() -> int:
-    """Return the bytes of memory available to this process.
+def available_memory(device: str | torch.device = "cpu") -> int:
+    """Return the bytes of memory available to a run on ``device``.
 
-    ``MemAvailable`` (else ``$QRNN_TN_MEMORY``, else 8 GiB), shared evenly among the
-    processes of a ``torchrun`` launch on this machine (``$LOCAL_WORLD_SIZE``), so that
-    ranks planning at the same time do not each count on all of it.
+    On a CUDA device, the free memory of that device (``torch.cuda.mem_get_info``): each
+    process of a launch has its own. Otherwise ``MemAvailable`` (else ``$QRNN_TN_MEMORY``,
+    else 8 GiB), shared evenly among the processes of a ``torchrun`` launch on this machine
+    (``$LOCAL_WORLD_SIZE``), so that ranks planning at the same time do not each count on
+    all of it.
     """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
     total = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:

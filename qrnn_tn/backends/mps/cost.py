@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass
 
 from compiler.unroll import Program
-from qrnn_tn.backends.base import DEFAULT_FLOP_SECONDS, Cost, CostDetails
+from qrnn_tn.backends.base import Cost, CostDetails
 from qrnn_tn.backends.mps.lowering import Lowered
+from qrnn_tn.backends.timing import CPU
 
 __all__ = ["MPSCostDetails", "mps_cost", "bond_bound"]
 
@@ -34,13 +35,6 @@ class MPSCostDetails(CostDetails):
     swaps_per_step: float
     checkpoint_steps: int
     checkpoint_outer: int
-
-
-#: Time model (:attr:`Cost.seconds`): seconds per site operation (a neuron window or a
-#: move: several small torch calls and an SVD, forward and backward, of the order of 0.1 ms
-#: on one core however small the bond) on top of the flops at the default rate. Without it
-#: a few-qubit cell's bond-bounded flops look cheaper than the statevector's kernels.
-OPERATION_SECONDS = 150e-6
 
 
 def bond_bound(n: int, max_bond: int | None) -> float:
@@ -98,7 +92,7 @@ def mps_cost(
         backend="mps",
         width=math.log2(max(block, 1.0)),
         flops=flops,
-        seconds=operations * OPERATION_SECONDS + flops * DEFAULT_FLOP_SECONDS,
+        seconds=operations * CPU.mps_operation_seconds + flops * CPU.flop_seconds,
         peak_bytes_forward=int(min(forward, 2**62)),
         peak_bytes_backward=int(min(backward, 2**62)),
         exact=fully_exact,

@@ -72,6 +72,32 @@ def test_available_memory_is_shared_among_local_ranks(monkeypatch):
     assert base.available_memory() == 2 * 2**30  # 8 GiB when nothing says otherwise
 
 
+def test_available_memory_on_cuda_is_the_devices_free_memory(monkeypatch):
+    """On a CUDA device the budget is that device's free memory, not the host's, and is not
+    divided among the local ranks (each has its own device)."""
+    asked = []
+
+    def mem_get_info(device):
+        asked.append(device)
+        return 5 * 2**30, 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("QRNN_TN_MEMORY", str(12 * 2**30))
+    assert base.available_memory("cuda:1") == 5 * 2**30
+    assert asked == [torch.device("cuda:1")]
+    options = base.BackendOptions(device="cuda:1")
+    assert options.budget() == 5 * 2**30
+    assert base.BackendOptions(device="cuda:1", memory_budget=123).budget() == 123
+
+    def no_meminfo(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(base, "open", no_meminfo, raising=False)
+    assert base.BackendOptions(device="cpu").budget() == 3 * 2**30  # the host's, shared
+    assert len(asked) == 2
+
+
 def test_each_backend_describes_its_cost_with_typed_details(program, tmp_path):
     """The details are each backend's own dataclass, with values that match the program and
     the options, and ``str(cost)`` shows every one of their lines."""

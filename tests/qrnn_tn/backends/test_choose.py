@@ -14,25 +14,45 @@ from qrnn_tn.backends import (
     rank_backends,
     tensornet,
 )
+from qrnn_tn.backends.tensornet import plan as tensornet_plan
 
 
-def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path):
+@pytest.fixture
+def searches(monkeypatch):
+    """The tensor network's path and slicing searches run while the test runs."""
+    done = []
+    search_tree, slice_search = tensornet_plan.search_tree, tensornet_plan.slice_search
+
+    def spy_search(*args, **kwargs):
+        done.append("path")
+        return search_tree(*args, **kwargs)
+
+    def spy_slice(*args, **kwargs):
+        done.append("slicing")
+        return slice_search(*args, **kwargs)
+
+    monkeypatch.setattr(tensornet_plan, "search_tree", spy_search)
+    monkeypatch.setattr(tensornet_plan, "slice_search", spy_slice)
+    return done
+
+
+def test_narrow_cell_gets_the_statevector_without_a_path_search(tmp_path, searches):
     program = compile_program("examples/dna.toml", steps=6)
-    before = tensornet.search_count()
     plan, choice = choose(
         program, BackendOptions(batch_size=4, backend_options={"cache_dir": tmp_path})
     )
     assert plan.cost.backend == "statevector"
     assert str(choice).startswith("chose statevector")
-    assert tensornet.search_count() == before
+    assert searches == []
 
 
-def test_wide_local_cell_gets_the_tensor_network(tmp_path):
+def test_wide_local_cell_gets_the_tensor_network(tmp_path, searches):
     spec = {"cell": {"io": 2, "workspace": 38}, "neuron": {"topology": {"local": 1}}}
     program = compile_program(spec, steps=1)
     options = BackendOptions(memory_budget=2**30, backend_options={"cache_dir": tmp_path})
     plan, choice = choose(program, options)
     assert plan.cost.backend == "tensornet"
+    assert searches  # planned in full (the spy sees the searches the tests above rule out)
     assert "statevector" in choice.reason  # ruled out, and the reason says why
     assert choice.backend == plan.cost.backend and str(choice) == choice.reason
 
@@ -116,7 +136,7 @@ def test_an_approximate_backend_runs_only_where_no_exact_one_fits():
     assert plan.cost.peak_bytes_backward <= 2**28
 
 
-def test_a_capped_mps_that_fits_is_chosen_without_a_network_search(tmp_path):
+def test_a_capped_mps_that_fits_is_chosen_without_a_network_search(tmp_path, searches):
     """The 64-lane digits cell: the tensor network's quick estimate is over the budget (an
     upper bound that a search might beat), the capped MPS fits; auto takes the MPS at once
     and says that the tensor network was not searched."""
@@ -128,9 +148,8 @@ def test_a_capped_mps_that_fits_is_chosen_without_a_network_search(tmp_path):
     )
     _, refused = rank_backends(program, options)
     assert refused["tensornet"].upper_bound and refused["tensornet"].cost is None
-    before = tensornet.search_count()
     plan, choice = choose(program, options)
-    assert tensornet.search_count() == before
+    assert searches == []
     assert plan.cost.backend == "mps" and not plan.cost.exact
     assert "tensornet not planned in full" in choice.reason
 

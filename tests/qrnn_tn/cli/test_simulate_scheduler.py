@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from distributed import LocalCluster
 
-from qrnn_tn.backends import tensornet
+from qrnn_tn.backends.tensornet import plan as tensornet_plan
 from qrnn_tn.cli import main
 
 SPEC = """\
@@ -63,13 +63,13 @@ def _free_port() -> int:
 
 def test_cluster_run_equals_statevector(cluster, spec_path, capsys, monkeypatch):
     planners = []
-    find_tree = tensornet.find_tree
+    find_tree = tensornet_plan.find_tree
 
-    def spy(net, options):
+    def spy(net, paths, options):
         planners.append(options)
-        return find_tree(net, options)
+        return find_tree(net, paths, options)
 
-    monkeypatch.setattr(tensornet, "find_tree", spy)
+    monkeypatch.setattr(tensornet_plan, "find_tree", spy)
     argv = [spec_path, "--words", WORDS, "--seed", "3", "--json"]
     code, out, err = _run(
         capsys, *argv, "--scheduler", cluster.scheduler_address, "--memory-budget", BUDGET

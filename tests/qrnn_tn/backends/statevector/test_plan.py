@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 
 from benchmarks.statevector import baseline_run
 from compiler.gates import gate_matrix
-from compiler.ir import Neuron
 from compiler.lower import decompose_neurons
 from compiler.spec import load_spec
 from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError, BackendOptions, backend_names, get_backend
-from qrnn_tn.backends.statevector import _NeuronTable, prepare
+from qrnn_tn.backends.statevector import prepare
 from tests.reference import apply_matrix, bit_of, dense_run
 
 
@@ -197,21 +196,6 @@ def test_custom_backward_equals_plain_autograd(dtype, extra, mode):
     assert torch.equal(got_run.words, expect_run.words)
     np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=0, atol=1e-8)
     assert got.abs().max() > 1e-3
-
-
-@pytest.mark.parametrize("zeta", [True, False])
-def test_neuron_table_backward_equals_autograd(zeta):
-    program = compile_program({"cell": {"io": 2, "workspace": 4}, "neuron": {"degree": 3}})
-    neuron = next(op for op in program.ops if isinstance(op, Neuron))
-    table = _NeuronTable(neuron)
-    table.zeta = zeta
-    params = torch.randn(program.n_params, dtype=torch.float64, requires_grad=True)
-    c, s = table.forward(params)
-    c_bar, s_bar = torch.randn_like(c), torch.randn_like(s)
-    (expect,) = torch.autograd.grad((c * c_bar).sum() + (s * s_bar).sum(), params)
-    got = torch.zeros_like(params)
-    table.backward(params.detach(), c_bar, s_bar, got)
-    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

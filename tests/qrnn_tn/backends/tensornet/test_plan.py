@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
-from qrnn_tn.backends.tensornet import TENSOR_BYTES, prepare
-from qrnn_tn.backends.tn_plan import clear_memory_cache, search_count, symbols
-from qrnn_tn.backends.tn_values import LeafValues
+from qrnn_tn.backends.tensornet import prepare
+from qrnn_tn.backends.tensornet.cost import TENSOR_BYTES
+from qrnn_tn.backends.tensornet.search import symbols
+from qrnn_tn.backends.tensornet.values import LeafValues
 from tests.reference import dense_run
 
 HAS_STATEVECTOR = "statevector" in backend_names()
@@ -164,18 +165,15 @@ def test_second_run_of_same_structure_does_no_search(tmp_path):
         "neuron": {"degree": 1, "order": 2, "topology": {"local": 1}},
     }
     program, theta, words = _case(spec, 3, batch=2, seed=0)
-    before = search_count()
     plan = prepare(program, _options(tmp_path, batch=2))
     first = plan.run(torch.tensor(theta), torch.tensor(words)).probs
-    assert search_count() > before
+    assert plan.paths.searches > 0
     assert list(tmp_path.glob("*.json"))
-    clear_memory_cache()
-    searched = search_count()
-    again = prepare(program, _options(tmp_path, batch=2))
+    again = prepare(program, _options(tmp_path, batch=2))  # a new plan: its own, empty memory
     other = np.random.default_rng(5).normal(size=program.n_params)
     again.run(torch.tensor(other), torch.tensor(words))
     second = again.run(torch.tensor(theta), torch.tensor(words)).probs
-    assert search_count() == searched
+    assert again.paths.searches == 0
     torch.testing.assert_close(first, second)
 
 
@@ -351,12 +349,12 @@ def test_large_networks_skip_the_python_searches(monkeypatch, limit):
     either way the plan stays exact."""
     import cotengra as ctg
 
-    import qrnn_tn.backends.tn_plan as tn_plan
+    import qrnn_tn.backends.tensornet.search as search
 
-    monkeypatch.setattr(tn_plan, "PYTHON_SEARCH_MAX_TENSORS", limit)
-    monkeypatch.setattr(tn_plan, "HYPER_WIDTH", 0)
+    monkeypatch.setattr(search, "PYTHON_SEARCH_MAX_TENSORS", limit)
+    monkeypatch.setattr(search, "HYPER_WIDTH", 0)
     calls = {"greedy": 0, "hyper": 0, "refine": 0}
-    greedy, hyper, refine = tn_plan._python_greedy, ctg.HyperOptimizer, tn_plan._refine
+    greedy, hyper, refine = search.python_greedy, ctg.HyperOptimizer, search.refine
 
     def counted_greedy(*args, **kwargs):
         calls["greedy"] += 1
@@ -370,12 +368,11 @@ def test_large_networks_skip_the_python_searches(monkeypatch, limit):
         calls["refine"] += 1
         return refine(*args, **kwargs)
 
-    monkeypatch.setattr(tn_plan, "_python_greedy", counted_greedy)
-    monkeypatch.setattr(tn_plan, "_refine", counted_refine)
-    monkeypatch.setattr(tn_plan.ctg, "HyperOptimizer", counted_hyper)
+    monkeypatch.setattr(search, "python_greedy", counted_greedy)
+    monkeypatch.setattr(search, "refine", counted_refine)
+    monkeypatch.setattr(search.ctg, "HyperOptimizer", counted_hyper)
     spec = {"cell": {"io": 1, "workspace": 3, "stages": 1}, "neuron": {"topology": "all"}}
     program, theta, words = _case(spec, steps=2, batch=2, seed=3)
-    clear_memory_cache()
     plan = prepare(program, _options(None, search_time=0.2))
     expected = 0 if limit == 0 else program.steps
     assert calls["greedy"] == calls["hyper"] == expected
@@ -388,18 +385,18 @@ def test_large_networks_skip_the_python_searches(monkeypatch, limit):
 def test_subtree_refinement_cuts_the_greedy_trees_cost():
     """The refinement pass must lower the score of the Python greedy tree on a local cell
     (it took the n = 100, 3-step tree from 2^26 to 2^23) and keep its leaves and output."""
-    import qrnn_tn.backends.tn_plan as tn_plan
-    from qrnn_tn.backends.tn_network import build_networks
+    import qrnn_tn.backends.tensornet.search as search
+    from qrnn_tn.backends.tensornet.network import build_networks
 
     spec = {
         "cell": {"io": 2, "workspace": 28, "stages": 1},
         "neuron": {"degree": 2, "order": 2, "topology": {"local": 1}},
     }
     net = build_networks(compile_program(spec, steps=3)).networks[-1]
-    inputs, output, sizes = tn_plan.symbols(net)
-    greedy = tn_plan._tree_of(tn_plan._python_greedy, inputs, output, sizes)
-    refined = tn_plan._refine(greedy, greedy.contraction_width())
-    assert tn_plan.tree_score(refined) < 0.5 * tn_plan.tree_score(greedy)
+    inputs, output, sizes = search.symbols(net)
+    greedy = search.tree_of(search.python_greedy, inputs, output, sizes)
+    refined = search.refine(greedy, greedy.contraction_width())
+    assert search.tree_score(refined) < 0.5 * search.tree_score(greedy)
     assert refined.contraction_width() <= greedy.contraction_width()
     assert refined.inputs == greedy.inputs and refined.output == greedy.output
 
@@ -443,12 +440,12 @@ def test_wide_all_to_all_estimate_refuses_quickly():
 
 
 def test_plan_over_every_slicing_is_refused_before_a_slicing_search(monkeypatch):
-    import qrnn_tn.backends.tensornet as tensornet
+    import qrnn_tn.backends.tensornet.plan as tensornet_plan
 
     def no_slicing(*args, **kwargs):
         raise AssertionError("sliced a tree that no slicing within max_slices can fit")
 
-    monkeypatch.setattr(tensornet, "slice_tree", no_slicing)
+    monkeypatch.setattr(tensornet_plan, "slice_tree", no_slicing)
     spec = {"cell": {"io": 1, "workspace": 8}, "neuron": {"degree": 1, "order": 1}}
     program = compile_program(spec, steps=2)
     with pytest.raises(BackendError, match=r"even cut into max_slices=2 slices.*Ways out"):

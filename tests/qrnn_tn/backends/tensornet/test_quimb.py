@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions
 from qrnn_tn.backends.tensornet import prepare
-from qrnn_tn.backends.tn_quimb import readout_inds, to_quimb
+from qrnn_tn.backends.tensornet.quimb import readout_inds, to_quimb
 from qrnn_tn.simulation import simulate
 
 CELLS = {
@@ -160,7 +160,7 @@ def test_bad_input_is_refused_clearly(kwargs, message):
 
 
 def test_tutorial_runs_and_draws(tmp_path, capsys):
-    script = Path(__file__).parents[3] / "docs" / "tutorials" / "quimb_network.py"
+    script = Path(__file__).parents[4] / "docs" / "tutorials" / "quimb_network.py"
     main = runpy.run_path(str(script))["main"]
     out = tmp_path / "network.png"
     main(["--quick", "--out", str(out)])

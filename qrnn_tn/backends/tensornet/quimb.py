@@ -1,11 +1,12 @@
 """A step's readout network as a :class:`quimb.tensor.TensorNetwork`, for quimb's own tools.
 
 The network is the one the tensor-network backend contracts
-(:mod:`qrnn_tn.backends.tn_network`, filled by :mod:`qrnn_tn.backends.tn_values`): the ket of
-every operation up to readout ``step`` (earlier projections included), the same ket again as
-the bra, glued on every lane, with the i/o lanes' final indices left open. Contracting it over
-everything but those indices gives the unnormalised distribution ``p̃(w)`` of the step's word;
-``p = p̃ / Σ_w p̃(w)`` is the backend's ``probs[:, step]``.
+(:mod:`~qrnn_tn.backends.tensornet.network`, filled by
+:mod:`~qrnn_tn.backends.tensornet.values`): the ket of every operation up to readout ``step``
+(earlier projections included), the same ket again as the bra, glued on every lane, with the
+i/o lanes' final indices left open. Contracting it over everything but those indices gives the
+unnormalised distribution ``p̃(w)`` of the step's word; ``p = p̃ / Σ_w p̃(w)`` is the
+backend's ``probs[:, step]``.
 
 Index names
     ``out{q}``        the readout bit of i/o lane ``q`` (``q = 0`` is the most significant bit
@@ -46,8 +47,8 @@ import torch
 
 from compiler.unroll import Program
 from qrnn_tn.backends.base import BackendError, Plan, check_params, check_words
-from qrnn_tn.backends.tn_network import BATCH, NEURON_FORMS, Leaf, StepNetwork, iter_networks
-from qrnn_tn.backends.tn_values import LeafValues
+from qrnn_tn.backends.tensornet.network import BATCH, NEURON_FORMS, Leaf, StepNetwork, iter_networks
+from qrnn_tn.backends.tensornet.values import LeafValues
 from qrnn_tn.dtypes import parse_dtype
 
 if TYPE_CHECKING:  # quimb takes a second or two to import: only when a network is built

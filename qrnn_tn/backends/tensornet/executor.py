@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import torch
 
 from qrnn_tn.backends.base import BackendError
-from qrnn_tn.backends.tn_contract import Contraction, sum_rescaled
+from qrnn_tn.backends.tensornet.contract import Contraction, sum_rescaled
 
 __all__ = ["run_on_executor", "slice_forward", "slice_vjp"]
 

@@ -10,9 +10,8 @@ import torch
 from distributed import Client, LocalCluster
 
 from compiler.unroll import compile_program
-from qrnn_tn.backends import tn_plan
 from qrnn_tn.backends.base import BackendError, BackendOptions, get_backend
-from qrnn_tn.backends.tensornet import prepare
+from qrnn_tn.backends.tensornet import prepare, search
 
 SPEC = {
     "cell": {"io": 2, "workspace": 6, "stages": 1},
@@ -50,10 +49,8 @@ def hyper_spy(monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(ctg, "HyperOptimizer", Spy)
-    monkeypatch.setattr(tn_plan, "HYPER_WIDTH", 0)
-    tn_plan.clear_memory_cache()
-    yield made
-    tn_plan.clear_memory_cache()
+    monkeypatch.setattr(search, "HYPER_WIDTH", 0)
+    return made
 
 
 def test_path_search_on_a_dask_client(case, hyper_spy):
@@ -64,10 +61,9 @@ def test_path_search_on_a_dask_client(case, hyper_spy):
         ) as cluster,
         Client(cluster) as client,
     ):
-        before = tn_plan.search_count()
         extra = {"cache_dir": None, "search_time": 0.3, "parallel": client}
         plan = prepare(program, BackendOptions(dtype=torch.float64, backend_options=extra))
-        assert tn_plan.search_count() - before == program.steps
+        assert plan.paths.searches == program.steps
         assert "ComputeScore" in cluster.scheduler.task_prefixes  # trials ran on the workers
     assert len(hyper_spy) == program.steps
     assert all(h.parallel is client and h.scores for h in hyper_spy)
@@ -89,14 +85,11 @@ def test_sliced_trees_reload_from_the_path_cache(case, tmp_path):
         memory_budget=SMALL_BUDGET,
         backend_options={"cache_dir": str(tmp_path), "search_time": 0.0},
     )
-    tn_plan.clear_memory_cache()
     first = prepare(program, options)
     slices = first.cost.details.slices_per_step
     assert max(slices) > 8  # sliced in more than one round
-    tn_plan.clear_memory_cache()  # as another rank or worker would start
-    before = tn_plan.search_count()
-    again = prepare(program, options)
-    assert tn_plan.search_count() == before
+    again = prepare(program, options)  # its own cache, as another rank or worker would start
+    assert again.paths.searches == 0
     assert again.cost.details.slices_per_step == slices
     torch.testing.assert_close(_probs(again, theta, words), expected, rtol=0, atol=1e-10)
 
@@ -105,6 +98,5 @@ def test_max_slices_is_never_exceeded(case):
     program = case[0]
     extra = {"cache_dir": None, "search_time": 0.0, "max_slices": 32}
     options = BackendOptions(dtype=torch.float64, memory_budget=SMALL_BUDGET, backend_options=extra)
-    tn_plan.clear_memory_cache()
     with pytest.raises(BackendError, match=r"within max_slices=32 \(it would take 2\^6\)"):
         prepare(program, options)

@@ -18,7 +18,7 @@ import torch
 from cotengra.contract import einsum as bmm_einsum
 
 from qrnn_tn.backends.recompute import recompute
-from qrnn_tn.backends.tn_plan import SegmentPlan, segment_plan
+from qrnn_tn.backends.tensornet.memory import SegmentPlan, segment_plan
 
 __all__ = ["Contraction", "compile_contraction", "sum_rescaled"]
 

@@ -14,7 +14,7 @@ import torch
 
 from compiler.ir import Neuron, WordBit
 from compiler.unroll import Program
-from qrnn_tn.backends.tn_network import Leaf
+from qrnn_tn.backends.tensornet.network import Leaf
 from qrnn_tn.semantics import angle_value, neuron_amplitudes, token_bits
 
 __all__ = ["LeafValues"]
