@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +99,19 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        try:
+            encoded = os.fsencode(self.path)
+        except UnicodeEncodeError as err:
+            raise RunDirError(
+                f"run directory {str(self.path)!r} cannot be a file name here: character "
+                f"{err.object[err.start : err.end]!r} has no encoding in the file system's "
+                f"{sys.getfilesystemencoding()}; choose another directory name"
+            ) from None
+        if b"\0" in encoded:
+            raise RunDirError(
+                f"run directory {str(self.path)!r} holds a NUL character, which no file name "
+                "can; choose another directory name"
+            )
 
     def __repr__(self) -> str:
         """Return ``RunDir('<path>')``."""

@@ -185,3 +185,16 @@ def test_metrics_reading_skips_only_a_cut_last_line_when_strict(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
     with pytest.raises(RunDirError, match="line 3"):
         run.read_metrics(strict=True)
+
+
+@pytest.mark.parametrize(("name", "says"), [("run\udf5a", "no encoding"), ("a\0b", "NUL")])
+def test_a_directory_name_no_file_system_can_hold_is_refused_by_name(name, says):
+    with pytest.raises(RunDirError, match=says):
+        RunDir(name)
+
+
+def test_demo_with_such_an_out_exits_2_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", "r\udf5a"]) == 2
+    assert "no encoding" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
