@@ -11,7 +11,7 @@ more than ``2^-limit`` below its last renormalisation, and once at the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -59,18 +59,22 @@ class Lowering:
         self.arrangements: list[Arrangement] = []
         self._index: dict[Hashable, int] = {}
         self.decay = 0
-        handlers: dict[str, Callable[[Any], None]] = {
-            "neuron": self._neuron,
-            "gate": self._gate,
-            "wordx": self._wordx,
-            "project": self._project,
-            "postselect": self._postselect,
-            "readout": self._readout,
-        }
         for op in program.ops:
-            if op.kind not in handlers:
-                raise BackendError(f"statevector cannot simulate operation {op!r}")
-            handlers[op.kind](op)
+            match op:
+                case ir.Neuron():
+                    self._neuron(op)
+                case ir.Gate():
+                    self._gate(op)
+                case WordX():
+                    self._wordx(op)
+                case ir.Project():
+                    self._project(op)
+                case ir.Postselect():
+                    self._postselect(op)
+                case ir.Readout():
+                    self._readout(op)
+                case _:
+                    raise BackendError(f"statevector cannot simulate operation {op!r}")
         if self.decay:
             self._emit(Normalise())
 
@@ -180,7 +184,7 @@ def check_program(program: Program) -> None:
             f"statevector: {n} qubits need 2^{n} amplitudes per sequence; at most {MAX_QUBITS} "
             "qubits are supported (use a tensor-network backend for wide cells)"
         )
-    steps = sorted(op.step for op in program.ops if op.kind == "readout")
+    steps = sorted(op.step for op in program.ops if isinstance(op, ir.Readout))
     if steps != list(range(program.steps)):
         raise BackendError(
             f"statevector: the program's readouts are at steps {steps[:8]}…; expected exactly "

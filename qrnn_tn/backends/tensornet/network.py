@@ -29,7 +29,17 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from compiler.ir import Angle, Gate, Neuron, Operation, WordBit
+from compiler.ir import (
+    Angle,
+    Gate,
+    Neuron,
+    Operation,
+    Postselect,
+    Project,
+    Readout,
+    WordBit,
+    WordX,
+)
 from compiler.lower import literal_neuron
 from compiler.unroll import Program
 
@@ -231,19 +241,20 @@ class _Builder:
         return literal < hyper
 
     def apply(self, position: int, op: Operation) -> None:
-        if op.kind == "gate":
-            self.gate(op)
-        elif op.kind == "wordx":
-            self.wordx(op.qubit, op.bit)
-        elif op.kind == "neuron":
-            self.neuron(position, op)
-        elif op.kind == "postselect":
-            self.close(op.qubit, 0, ())
-        elif op.kind == "project":
-            for j, q in enumerate(op.qubits):
-                self.close(q, 0, (WordBit(op.token, j),))
-        else:
-            raise AssertionError(f"unexpected operation {op}")
+        match op:
+            case Gate():
+                self.gate(op)
+            case WordX(qubit=qubit, bit=bit):
+                self.wordx(qubit, bit)
+            case Neuron():
+                self.neuron(position, op)
+            case Postselect(qubit=qubit):
+                self.close(qubit, 0, ())
+            case Project(qubits=qubits, token=token):
+                for j, q in enumerate(qubits):
+                    self.close(q, 0, (WordBit(token, j),))
+            case _:
+                raise AssertionError(f"unexpected operation {op}")
 
     def snapshot(self, step: int, io_lanes: tuple[int, ...]) -> StepNetwork:
         """Ket, bra (indices renamed) and the glue: the network of readout ``step``."""
@@ -284,7 +295,7 @@ def _start(program: Program, batch: int, neuron_form: str) -> _Builder:
 def _snapshots(builder: _Builder, program: Program) -> Iterator[StepNetwork]:
     io_lanes = tuple(range(program.io))
     for position, op in enumerate(program.ops):
-        if op.kind == "readout":
+        if isinstance(op, Readout):
             yield builder.snapshot(op.step, io_lanes)
         else:
             builder.apply(position, op)
