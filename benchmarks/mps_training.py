@@ -17,6 +17,12 @@ One *optimiser step* is the training loop's step: forward, backward, clipping, u
     default torch setting, on the idle machine and beside a busy process (a numpy matmul
     loop on one core that the benchmark starts and stops), interleaved step by step.
 
+``python -m benchmarks.mps_training --parts wide [--steps 6] [--bond 8] [--batches 16,64,128]``
+    the 100-qubit cell (``examples/wide_local.toml``, the MNIST flagship's) on random pixel
+    words: CPU seconds per sequence step of the forward and of the backward (without
+    checkpoints, one thread) at each batch size, each measured twice in turn, with the
+    largest discarded weight. A 101-step optimiser step costs about 101 times that.
+
 ``python -m benchmarks.mps_training --parts profile [--size 3]``
     where one optimiser step of this checkout spends its time: the forward, the backward
     (which recomputes each step's forward from its checkpoint) and the eight costliest
@@ -40,6 +46,7 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ROOT / "examples" / "digits_pixel_64_lanes.toml"
+WIDE_CELL = ROOT / "examples" / "wide_local.toml"
 
 #: numpy matmul loop on one core: the busy neighbour of the "loaded" runs.
 LOADER = (
@@ -227,6 +234,40 @@ def threads_study(steps: int, size: int) -> dict:
     return {"steps": steps, "size": size} | out
 
 
+def wide_batches(steps: int, bond: int, batches: list[int]) -> dict:
+    """CPU seconds per sequence step of the 100-qubit cell's forward and backward by batch."""
+    import torch
+
+    from qrnn_tn.model import QRNN
+
+    torch.set_num_threads(1)
+    model = QRNN(
+        WIDE_CELL,
+        backend="mps",
+        seed=0,
+        backend_options={"max_bond": bond, "checkpoint_steps": 0, "threads": 1},
+    )
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for batch in batches * 2:  # each size twice, in turn
+        words = torch.randint(0, 2**model.io, (batch, steps + 1), generator=generator)
+        model.zero_grad()
+        start = time.process_time()
+        result = model.run(words)
+        forward = time.process_time() - start
+        result.target_prob.log().sum().backward()
+        backward = time.process_time() - start - forward
+        rows.append(
+            {
+                "batch": batch,
+                "forward_cpu_s_per_step": forward / steps,
+                "backward_cpu_s_per_step": backward / steps,
+                "max_discarded": float(result.discarded.max()),
+            }
+        )
+    return {"steps": steps, "max_bond": bond, "rows": rows}
+
+
 def profile_step(size: int) -> dict:
     """Seconds of one optimiser step's forward and backward, and its costliest operators."""
     from torch.profiler import ProfilerActivity, profile
@@ -265,6 +306,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="optimiser steps (25 train_step, 4 threads)")
     parser.add_argument("--size", type=int, help="digits downscaled to size² steps (5; 3)")
     parser.add_argument("--threads", default="default", help="caller's threads: N or default")
+    parser.add_argument("--bond", type=int, default=8, help="bond cap of the wide part")
+    parser.add_argument("--batches", default="16,64,128", help="batch sizes of the wide part")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -274,9 +317,10 @@ def main() -> None:
         worker(args.size, json.loads(args.backend_options), args.seed)
         return
     chosen = args.parts.split(",")
-    unknown = sorted(set(chosen) - {"train_step", "threads", "profile"})
+    unknown = sorted(set(chosen) - {"train_step", "threads", "wide", "profile"})
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose train_step, threads, profile")
+        choices = "train_step, threads, wide, profile"
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose {choices}")
     if "train_step" in chosen and args.base is None:
         parser.error("train_step needs --base DIR, a checkout of the commit to compare with")
     results: dict = {}
@@ -298,6 +342,17 @@ def main() -> None:
             print(
                 f"threads {load}: auto {means['auto']:.2f} s, 1 thread {means['1']:.2f} s, "
                 f"2 threads {means['2']:.2f} s; auto / best {row[load]['auto_over_best']:.2f}"
+            )
+    if "wide" in chosen:
+        batches = [int(b) for b in args.batches.split(",")]
+        row = wide_batches(args.steps or 6, args.bond, batches)
+        results["wide"] = row
+        for r in row["rows"]:
+            print(
+                f"wide (100 qubits, bond {row['max_bond']}, {row['steps']} steps) batch "
+                f"{r['batch']:4d}: forward {r['forward_cpu_s_per_step']:.3f} s, backward "
+                f"{r['backward_cpu_s_per_step']:.3f} s CPU per sequence step; discarded "
+                f"{r['max_discarded']:.1e}"
             )
     if "profile" in chosen:
         row = profile_step(args.size or 3)
