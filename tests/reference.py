@@ -99,6 +99,7 @@ def _apply(dag: GateDAG, params, words, state: np.ndarray) -> tuple[list, np.nda
         norm = np.linalg.norm(state)
         log_norm += 2 * np.log(norm)
         return state / norm
+
     for op in dag.ops:
         if op.kind == "gate":
             angle = None if op.angle is None else op.angle.evaluate(params)
@@ -124,6 +125,18 @@ def _apply(dag: GateDAG, params, words, state: np.ndarray) -> tuple[list, np.nda
         else:
             raise AssertionError(f"unknown op {op}")
     return probs, state, log_norm
+
+
+def _neuron_eta_torch(op, params: torch.Tensor, n: int) -> torch.Tensor:
+    """``2η(z) = offset + Σ_S θ_S Π_{i∈S} z_i`` for every basis index ``z`` of the register."""
+    idx = torch.arange(2**n)
+    eta = torch.full((2**n,), op.offset, dtype=params.dtype)
+    for subset, slot in zip(op.subsets, op.slots, strict=True):
+        active = torch.ones_like(idx)
+        for q in subset:
+            active = active * ((idx >> (n - 1 - q)) & 1)
+        eta = eta + params[slot] * active
+    return eta
 
 
 def dense_run_torch(dag: GateDAG, params: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
@@ -169,12 +182,7 @@ def dense_run_torch(dag: GateDAG, params: torch.Tensor, words: torch.Tensor) -> 
             flipped = psi[:, idx ^ (1 << (n - 1 - op.qubit))]
             psi = torch.where(flip[:, None].bool(), flipped, psi)
         elif op.kind == "neuron":
-            eta = torch.full((2**n,), op.offset, dtype=params.dtype)
-            for subset, slot in zip(op.subsets, op.slots, strict=True):
-                active = torch.ones_like(idx)
-                for q in subset:
-                    active = active * bit(idx, q)
-                eta = eta + params[slot] * active
+            eta = _neuron_eta_torch(op, params, n)
             power = 2**op.order
             c, s = torch.cos(eta / 2) ** power, torch.sin(eta / 2) ** power
             psi = renormalise(rotate(psi, op.target, c, s))

@@ -81,6 +81,7 @@ class NeuronFunction(torch.autograd.Function):
     def forward(
         ctx: Any, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``y / ‖y‖`` and ``‖y‖²``, keeping ``v`` (not ``y``) for the backward."""
         y = _rotate_target(v, cos, sin)
         norm = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1)
         ctx.save_for_backward(v, cos, sin, norm)
@@ -90,6 +91,7 @@ class NeuronFunction(torch.autograd.Function):
     def backward(
         ctx: Any, g_out: torch.Tensor, g_prob: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        """Return the gradients of ``v``, ``cos`` and ``sin``, recomputing ``y`` from ``v``."""
         v, cos, sin, norm = ctx.saved_tensors
         n = norm.reshape(-1, 1, 1, 1, 1, 1)
         out = _rotate_target(v, cos, sin).div_(n)
