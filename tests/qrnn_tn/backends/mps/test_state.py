@@ -37,7 +37,7 @@ def test_neuron_backward_matches_autograd_of_the_plain_formula():
         assert torch.allclose(fused, reference, atol=1e-12)
 
 
-def testunit_backward_matches_gradcheck_and_plain_autograd():
+def test_unit_backward_matches_gradcheck_and_plain_autograd():
     """The one-node renormalisation of a split's ``C`` against gradcheck and against autograd
     through ``x / ‖x‖`` written out."""
     gen = torch.Generator().manual_seed(5)
@@ -51,7 +51,7 @@ def testunit_backward_matches_gradcheck_and_plain_autograd():
     assert torch.allclose(fused, reference, atol=1e-13)
 
 
-def testjoin_sites_is_the_site_contraction():
+def test_join_sites_is_the_site_contraction():
     """Absorbing a site is ``Σ_y A[b,x,p,y] B[b,y,q,z]`` with ``(p, q)`` merged, p major."""
     gen = torch.Generator().manual_seed(6)
     left = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
