@@ -99,7 +99,7 @@ def _baseline_retained_estimate(plan, batch: int) -> int:
     from qrnn_tn.backends.tensornet.search import symbols
 
     total = 0
-    for net in plan._plan(batch).networks.networks:
+    for net in plan.batch_plan(batch).networks.networks:
         inputs, output, sizes = symbols(net)
         tree = ctg.array_contract_tree(inputs, output, sizes, optimize=_baseline_optimizer())
         total += int(tree.total_write())
@@ -114,7 +114,7 @@ def _baseline(plan, params, words):
     from qrnn_tn.backends.tensornet.search import symbols
     from qrnn_tn.backends.tensornet.values import LeafValues
 
-    batch_plan = plan._plan(words.shape[0])
+    batch_plan = plan.batch_plan(words.shape[0])
     values = LeafValues(plan.program, params, words)
     values.prepare_neurons(batch_plan.networks.neurons)
     probs = []
@@ -190,7 +190,7 @@ def run_point(point: dict) -> dict:
         # a new plan starts with an empty memory: only the cache directory is shared
         plan, out["plan_warm_s"] = _timed(lambda: prepare(program, options))
     cost = plan.cost
-    out["greedy8_width"] = _best_greedy_width(plan._plan(1).networks.networks[-1])
+    out["greedy8_width"] = _best_greedy_width(plan.batch_plan(1).networks.networks[-1])
     out.update(
         width=cost.width,
         flops=cost.flops,

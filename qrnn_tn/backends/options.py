@@ -28,7 +28,7 @@ import numbers
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
@@ -63,7 +63,7 @@ def default_cache_dir() -> Path:
 
 
 def _option(default: Any = MISSING, *, help: str, low: float | None = None, **kw: Any) -> Any:
-    """A dataclass field with its help text and inclusive lower bound (``low``)."""
+    """Return a dataclass field with its help text and inclusive lower bound (``low``)."""
     metadata = {"help": help, "low": low}
     if "default_factory" in kw:
         return field(default_factory=kw.pop("default_factory"), metadata=metadata, **kw)
@@ -71,7 +71,7 @@ def _option(default: Any = MISSING, *, help: str, low: float | None = None, **kw
 
 
 def _type_words(hint: Any) -> str:
-    """What a type hint accepts, in words (for error messages and the options table)."""
+    """Say what a type hint accepts, in words (for error messages and the options table)."""
     words = _alternatives(hint)
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -101,7 +101,11 @@ def _alternatives(hint: Any) -> list[str]:
 
 
 def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` names, or ``ValueError``; strings are parsed."""
+    """Return ``value`` as the type ``hint`` names, else raise ``ValueError``.
+
+    Strings are parsed (``"none"``, ``"False"``, ``"32"``, ``"1e-3"``); a union tries its
+    members in order, a literal matches its values (text case-insensitively).
+    """
     if hint is Any:
         return value
     if hint is object:  # an executor or client object: anything but plain data
@@ -111,48 +115,77 @@ def _coerce(value: Any, hint: Any) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     text = value.strip().lower() if isinstance(value, str) else None
     if origin in (Union, types.UnionType):
-        if type(None) in args and (value is None or text in _NONE):
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg)
-            except ValueError:
-                continue
-        raise ValueError
+        return _coerce_union(value, text, args)
     if origin is Literal:
         for arg in args:
             if value == arg or (text is not None and text == str(arg).lower()):
                 return arg
         raise ValueError
-    if hint is bool:
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
+    scalar = _SCALARS.get(hint)
+    if scalar is None:
+        raise TypeError(f"no coercion for the option type {hint!r}")
+    return scalar(value, text)
+
+
+def _coerce_union(value: Any, text: str | None, args: tuple[Any, ...]) -> Any:
+    """Return ``value`` as the first member of a union that accepts it (``None`` first)."""
+    if type(None) in args and (value is None or text in _NONE):
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg)
+        except ValueError:
+            continue
+    raise ValueError
+
+
+def _coerce_bool(value: Any, text: str | None) -> bool:
+    """Return a boolean, or the boolean a text names (``true``, ``no``, ...)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+def _coerce_int(value: Any, text: str | None) -> int:
+    """Return an integer (not a boolean), or the integer a text of digits names."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if text is not None and text.lstrip("+-").isdigit() and len(text) <= 40:
+        return int(text)
+    raise ValueError
+
+
+def _coerce_float(value: Any, text: str | None) -> float:
+    """Return a finite real number (not a boolean), or the one a text names."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    elif text is not None and len(text) <= 64:
+        number = float(text)  # ValueError for text that is not a number
+    else:
         raise ValueError
-    if hint is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        if text is not None and text.lstrip("+-").isdigit() and len(text) <= 40:
-            return int(text)
+    if not math.isfinite(number):
         raise ValueError
-    if hint is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            number = float(value)
-        elif text is not None and len(text) <= 64:
-            number = float(text)  # ValueError for text that is not a number
-        else:
-            raise ValueError
-        if not math.isfinite(number):
-            raise ValueError
-        return number
-    if hint is Path:
-        if isinstance(value, (str, os.PathLike)) and str(value).strip():
-            return Path(value)
-        raise ValueError
-    raise TypeError(f"no coercion for the option type {hint!r}")
+    return number
+
+
+def _coerce_path(value: Any, text: str | None) -> Path:
+    """Return a path from a non-blank string or path-like object."""
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return Path(value)
+    raise ValueError
+
+
+#: Coercion of each scalar option type: ``(value, stripped lower-case text or None)``.
+_SCALARS: dict[Any, Callable[[Any, str | None], Any]] = {
+    bool: _coerce_bool,
+    int: _coerce_int,
+    float: _coerce_float,
+    Path: _coerce_path,
+}
 
 
 @dataclass(frozen=True)
@@ -166,6 +199,7 @@ class SpecificOptions:
     backend: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        """Coerce every field to its declared type and check its lower bound."""
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             raw = getattr(self, f.name)
@@ -188,12 +222,12 @@ class SpecificOptions:
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        """The option names this backend reads."""
+        """Return the option names this backend reads."""
         return tuple(f.name for f in fields(cls))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SpecificOptions:
-        """The options in ``values`` (strings are parsed); an unknown key is an error."""
+        """Return the options in ``values`` (strings are parsed); an unknown key is an error."""
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
             raise BackendError(
@@ -204,7 +238,7 @@ class SpecificOptions:
 
 
 def _accepted(f: Any, hint: Any) -> str:
-    """What field ``f`` accepts, in words, with its lower bound."""
+    """Say what field ``f`` accepts, in words, with its lower bound."""
     words = _type_words(hint)
     low = f.metadata.get("low")
     if low is None:
@@ -378,7 +412,7 @@ def _from_mapping(values: Mapping[str, Any], names: list[str]) -> tuple[Specific
 
 
 def options_as_dict(objects: Sequence[SpecificOptions]) -> dict[str, Any]:
-    """The options that differ from their defaults, as plain JSON values (paths as text).
+    """Return the options that differ from their defaults, as JSON values (paths as text).
 
     The inverse of :func:`resolve_backend_options` for a run's configuration file.
     """

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["CPU", "MachineModel", "machine_model"]
+__all__ = ["CPU", "MachineModel", "machine_model", "probe_call", "probe_elements", "probe_matmul"]
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ class MachineModel:
         """
         device = torch.device(device)
         base = base or machine_model(device)
-        call = _probe_call(device) / base.call_seconds
-        element = _probe_elements(device) / base.element_seconds
-        matmul = _probe_matmul(device) / base.matmul_flop_seconds
+        call = probe_call(device) / base.call_seconds
+        element = probe_elements(device) / base.element_seconds
+        matmul = probe_matmul(device) / base.matmul_flop_seconds
         return replace(
             base,
             device=device.type,
@@ -141,7 +141,7 @@ def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int 
     return best
 
 
-def _probe_call(device: torch.device, calls: int = 1000) -> float:
+def probe_call(device: torch.device, calls: int = 1000) -> float:
     """Seconds of one elementwise torch call on four elements."""
     x = torch.ones(4, dtype=torch.float64, device=device)
 
@@ -152,14 +152,14 @@ def _probe_call(device: torch.device, calls: int = 1000) -> float:
     return _best_seconds(run, device) / calls
 
 
-def _probe_elements(device: torch.device, n: int = 2**22) -> float:
+def probe_elements(device: torch.device, n: int = 2**22) -> float:
     """Seconds per element of a multiply and an add over ``n`` float64 elements."""
     a = torch.ones(n, dtype=torch.float64, device=device)
     b, out = torch.ones_like(a), torch.empty_like(a)
     return _best_seconds(lambda: torch.mul(a, b, out=out).add_(b), device) / n
 
 
-def _probe_matmul(device: torch.device, n: int = 512) -> float:
+def probe_matmul(device: torch.device, n: int = 512) -> float:
     """Seconds per flop of an ``n x n`` float64 matrix product."""
     a = torch.ones(n, n, dtype=torch.float64, device=device)
     out = torch.empty_like(a)

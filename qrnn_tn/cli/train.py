@@ -18,7 +18,7 @@ from qrnn_tn.training.rundir import RunDir
 if TYPE_CHECKING:
     from qrnn_tn.training import TrainConfig, TrainSummary
 
-__all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config"]
+__all__ = ["register", "run_train", "run_evaluate", "run_plot", "build_config", "summary_warnings"]
 
 _TRAIN_DESCRIPTION = """\
 Train a QRNN cell on one of the paper's tasks (QRNN.md §7) with exact gradients. SPEC is a
@@ -256,12 +256,12 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
         progress=not args.quiet,
     )
     say(_describe_summary(summary))
-    for line in _warnings(summary, data.val):
+    for line in summary_warnings(summary, data.val):
         say(f"warning: {line}")
     return 0
 
 
-def _warnings(summary: TrainSummary, val: Any) -> list[str]:
+def summary_warnings(summary: TrainSummary, val: Any) -> list[str]:
     """Say why the outcome may not be what was wanted.
 
     The accuracy is at chance, or the validation loss was still falling when the step budget

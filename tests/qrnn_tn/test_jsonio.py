@@ -37,7 +37,7 @@ def test_dumps_is_always_strict_json_and_keeps_finite_values(data):
     assert back == jsonio.finite_or_none(data)
 
 
-class Bad(ValueError):
+class ThingError(ValueError):
     pass
 
 
@@ -53,8 +53,8 @@ class Bad(ValueError):
 def test_read_json_errors_name_the_file(tmp_path, content, fragment):
     path = tmp_path / "x.json"
     path.write_bytes(content)
-    with pytest.raises(Bad, match=fragment) as info:
-        jsonio.read_json(path, "--thing", Bad)
+    with pytest.raises(ThingError, match=fragment) as info:
+        jsonio.read_json(path, "--thing", ThingError)
     assert str(path) in str(info.value)
-    with pytest.raises(Bad, match="cannot be read"):
-        jsonio.read_json(tmp_path / "missing.json", "--thing", Bad)
+    with pytest.raises(ThingError, match="cannot be read"):
+        jsonio.read_json(tmp_path / "missing.json", "--thing", ThingError)

@@ -6,6 +6,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from matplotlib.axes import Axes
 
 from qrnn_tn.model import QRNN
 from qrnn_tn.plots import (
@@ -91,9 +92,17 @@ def test_plot_of_a_run_without_metrics_is_a_clear_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing")]) == 2
 
 
-def test_curves_skip_non_finite_points(tmp_path):
-    from qrnn_tn.plots import _finite_points
-
+def test_curves_skip_non_finite_points(tmp_path, monkeypatch):
+    """Every line drawn holds exactly the records whose step and value are finite numbers."""
+    drawn = []
+    real_plot = Axes.plot
+    monkeypatch.setattr(
+        Axes,
+        "plot",
+        lambda ax, x, y, *a, **k: (
+            drawn.append((ax, k["label"], x, y)) or real_plot(ax, x, y, *a, **k)
+        ),
+    )
     records = [
         {"split": "train", "step": 1, "loss": 0.7, "accuracy": 0.5, "overhead": 1.2},
         {"split": "train", "step": 2, "loss": None, "accuracy": float("nan"), "overhead": 1.1},
@@ -102,7 +111,13 @@ def test_curves_skip_non_finite_points(tmp_path):
         {"split": "val", "step": float("nan"), "loss": 0.6, "accuracy": 0.6, "overhead": 1.0},
         {"split": "val", "step": 4, "loss": 0.4, "accuracy": 0.8, "overhead": -float("inf")},
     ]
-    assert _finite_points(records[:4], "loss") == ([1, 4], [0.7, 0.5])
-    assert _finite_points(records[:4], "accuracy") == ([1, 3, 4], [0.5, 0.6, 0.7])
-    assert _finite_points(records[4:], "overhead") == ([], [])
     assert_png(plot_curves(records, tmp_path / "curves.png"), CURVES_SIZE)
+    lines = {(ax.get_title(), label): (list(x), list(y)) for ax, label, x, y in drawn}
+    overhead = "postselection overhead (mean 1/p)"
+    assert lines == {
+        ("loss", "train batch"): ([1, 4], [0.7, 0.5]),
+        ("loss", "validation"): ([4], [0.4]),
+        ("accuracy", "train batch"): ([1, 3, 4], [0.5, 0.6, 0.7]),
+        ("accuracy", "validation"): ([4], [0.8]),
+        (overhead, "train batch"): ([1, 2, 3], [1.2, 1.1, 1.0]),
+    }

@@ -18,7 +18,7 @@ import torch
 
 from qrnn_tn.backends.mps.svd import split
 
-__all__ = ["BlockMPS"]
+__all__ = ["BlockMPS", "NeuronFunction", "join_sites", "unit"]
 
 
 class _Unit(torch.autograd.Function):
@@ -42,12 +42,12 @@ class _Unit(torch.autograd.Function):
         return (g - y * inner) / norm
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit(x: torch.Tensor) -> torch.Tensor:
     """``x [B, m, n]`` divided by its norm per batch element."""
     return _Unit.apply(x)
 
 
-def _join(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def join_sites(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """Contract ``[B, Dl, P, D] · [B, D, Q, Dr] -> [B, Dl, P·Q, Dr]``.
 
     One batched matrix product (``torch.einsum`` adds permutations and copies around it).
@@ -67,7 +67,7 @@ def _rotate_target(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
     return y
 
 
-class _Neuron(torch.autograd.Function):
+class NeuronFunction(torch.autograd.Function):
     """A neuron on a block viewed as ``v [B, X, L, 2, R, Z]`` (axis 3 the target).
 
     Renormalised: returns ``y / ‖y‖`` and ``‖y‖² [B]`` for ``y = M v``.
@@ -81,6 +81,7 @@ class _Neuron(torch.autograd.Function):
     def forward(
         ctx: Any, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``y / ‖y‖`` and ``‖y‖²``, keeping ``v`` (not ``y``) for the backward."""
         y = _rotate_target(v, cos, sin)
         norm = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1)
         ctx.save_for_backward(v, cos, sin, norm)
@@ -90,6 +91,7 @@ class _Neuron(torch.autograd.Function):
     def backward(
         ctx: Any, g_out: torch.Tensor, g_prob: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        """Return the gradients of ``v``, ``cos`` and ``sin``, recomputing ``y`` from ``v``."""
         v, cos, sin, norm = ctx.saved_tensors
         n = norm.reshape(-1, 1, 1, 1, 1, 1)
         out = _rotate_target(v, cos, sin).div_(n)
@@ -179,19 +181,19 @@ class BlockMPS:
     # -- moving and reshaping the block ------------------------------------------------------
 
     def _absorb_left(self) -> None:
-        self.block = _join(self.site(self.c0 - 1), self.block)
+        self.block = join_sites(self.site(self.c0 - 1), self.block)
         self.sites[self.c0 - 1] = None
         self.c0 -= 1
 
     def _absorb_right(self) -> None:
-        self.block = _join(self.block, self.site(self.c1 + 1))
+        self.block = join_sites(self.block, self.site(self.c1 + 1))
         self.sites[self.c1 + 1] = None
         self.c1 += 1
 
     def _truncate(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u, c, discarded = split(m, self.max_bond, self.cutoff)
         self.discarded = self.discarded + discarded
-        return u, _unit(c)
+        return u, unit(c)
 
     def _gauge_by_qr(self) -> bool:
         """Whether a one-site block moves by QR instead of SVD.
@@ -208,7 +210,7 @@ class BlockMPS:
 
     def _qr(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, r = torch.linalg.qr(m)
-        return q, _unit(r)
+        return q, unit(r)
 
     def _split_left(self) -> None:
         b, dl, p, dr = self.block.shape
@@ -296,7 +298,7 @@ class BlockMPS:
         self.cover(a, b)
         _, left, right, dr = self._legs(target)
         view = self.block.reshape(self.block.shape[0], -1, left, 2, right, dr)
-        out, prob = _Neuron.apply(view, cos, sin)
+        out, prob = NeuronFunction.apply(view, cos, sin)
         self.block = out.reshape(self.block.shape)
         return prob
 

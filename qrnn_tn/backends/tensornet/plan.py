@@ -42,7 +42,7 @@ from qrnn_tn.backends.tensornet.search import SearchOptions, search_tree, slice_
 from qrnn_tn.backends.tensornet.values import LeafValues
 from qrnn_tn.dtypes import real_dtype
 
-__all__ = ["TensorNetPlan", "find_tree", "prepare", "slice_tree"]
+__all__ = ["BatchPlan", "TensorNetPlan", "find_tree", "prepare", "slice_tree"]
 
 
 #: What a user can change when a plan does not fit the memory budget.
@@ -84,7 +84,7 @@ def slice_tree(
 
 
 @dataclass
-class _BatchPlan:
+class BatchPlan:
     """Networks, compiled contractions and per-step costs for one batch size."""
 
     networks: NetworkSet
@@ -109,15 +109,20 @@ class TensorNetPlan:
         self.neuron_form = own.neuron_form
         self.max_slices = own.max_slices
         self.checkpoint = own.checkpoint
-        self._plans: dict[int, _BatchPlan] = {}
-        self._plan(options.batch_size)
+        self._plans: dict[int, BatchPlan] = {}
+        self.batch_plan(options.batch_size)
 
     @property
     def itemsize(self) -> int:
         """Bytes of one element of the run's real dtype."""
         return torch.finfo(self.dtype).bits // 8
 
-    def _plan(self, batch: int) -> _BatchPlan:
+    def batch_plan(self, batch: int) -> BatchPlan:
+        """Return the networks, contractions and costs of a run of ``batch`` sequences.
+
+        Planned on first use (trees found or loaded, sliced to the budget, compiled) and
+        kept by the plan, so later runs of the same batch size reuse them.
+        """
         if batch in self._plans:
             return self._plans[batch]
         if batch < 1:
@@ -132,7 +137,7 @@ class TensorNetPlan:
                 compile_contraction(sliced, ctg.get_symbol(BATCH), batch, cost.segments)
             )
             costs.append(cost)
-        plan = _BatchPlan(networks, contractions, costs)
+        plan = BatchPlan(networks, contractions, costs)
         self._plans[batch] = plan
         return plan
 
@@ -191,7 +196,7 @@ class TensorNetPlan:
     @property
     def cost(self) -> Cost:
         """Predicted cost for ``options.batch_size`` (no tensor work)."""
-        plan = self._plan(self.options.batch_size)
+        plan = self.batch_plan(self.options.batch_size)
         networks = plan.networks
         last = networks.networks[-1]
         pairs = zip(plan.contractions, plan.costs, strict=True)
@@ -228,7 +233,7 @@ class TensorNetPlan:
         words = check_words(program, words, mode, "tensornet")
         params = check_params(program, params, "tensornet").to(self.dtype)
         batch = words.shape[0]
-        plan = self._plan(batch)
+        plan = self.batch_plan(batch)
         values = LeafValues(program, params, words)
         values.prepare_neurons(plan.networks.neurons)
         grad = torch.is_grad_enabled() and params.requires_grad and self.checkpoint

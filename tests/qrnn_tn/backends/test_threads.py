@@ -34,7 +34,7 @@ def caller_threads():
 def seen(monkeypatch):
     """Thread counts seen by the neurons' forward and backward passes."""
     record = {"forward": set(), "backward": set()}
-    original = mps_state._Neuron
+    original = mps_state.NeuronFunction
 
     class Recording(original):
         @staticmethod
@@ -47,7 +47,7 @@ def seen(monkeypatch):
             record["backward"].add(torch.get_num_threads())
             return original.backward(ctx, *grads)
 
-    monkeypatch.setattr(mps_state, "_Neuron", Recording)
+    monkeypatch.setattr(mps_state, "NeuronFunction", Recording)
     return record
 
 

@@ -56,12 +56,12 @@ def test_unmodelled_backend_is_timed_at_the_default_flop_rate():
 def test_calibration_scales_each_constant_with_its_probe(monkeypatch):
     """With the probes monkeypatched to known multiples of the reference probe times, every
     constant scales by its own probe's ratio (launches, memory traffic, matrix products)."""
-    monkeypatch.setattr(timing, "_probe_call", lambda device: SCALES["call"] * CPU.call_seconds)
+    monkeypatch.setattr(timing, "probe_call", lambda device: SCALES["call"] * CPU.call_seconds)
     monkeypatch.setattr(
-        timing, "_probe_elements", lambda device: SCALES["element"] * CPU.element_seconds
+        timing, "probe_elements", lambda device: SCALES["element"] * CPU.element_seconds
     )
     monkeypatch.setattr(
-        timing, "_probe_matmul", lambda device: SCALES["matmul"] * CPU.matmul_flop_seconds
+        timing, "probe_matmul", lambda device: SCALES["matmul"] * CPU.matmul_flop_seconds
     )
     model = MachineModel.calibrate("cpu")
     probe = {

@@ -179,7 +179,7 @@ def _summary(accuracy: float, stopped: str) -> TrainSummary:
 
 def test_the_summary_warns_at_chance_and_when_still_improving():
     labels = type("Val", (), {"labels": np.array([0, 0, 0, 1])})()
-    chance, falling = train_cli._warnings(_summary(0.75, "steps"), labels)
+    chance, falling = train_cli.summary_warnings(_summary(0.75, "steps"), labels)
     assert "at chance" in chance and "0.750" in chance
     assert "still falling" in falling and "(9)" in falling
-    assert train_cli._warnings(_summary(1.0, "target"), labels) == []
+    assert train_cli.summary_warnings(_summary(1.0, "target"), labels) == []

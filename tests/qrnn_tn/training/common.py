@@ -1,10 +1,13 @@
-"""Shared pieces of the training tests: a small cell, XOR data and a config."""
+"""Shared pieces of the training tests: a small cell, XOR data, a config, the dense overhead."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from qrnn_tn.data import SequenceDataset, elman_xor
 from qrnn_tn.model import QRNN
 from qrnn_tn.training import TrainConfig
+from tests.reference import dense_log_norm
 
 SPEC = {"cell": {"io": 1, "workspace": 2, "stages": 1}}
 
@@ -26,3 +29,13 @@ def config(out=None, **kw) -> TrainConfig:
 
 def without_seconds(records):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def dense_neg_log_norm(model: QRNN, words: np.ndarray) -> np.ndarray:
+    """``−log_norm`` per sequence of ``words`` under ``model``, from the dense reference.
+
+    Minus the log-probability of every neuron's success and every projection of the run.
+    """
+    dag = model.program(words.shape[1] - 1).dag
+    theta = model.theta.detach().numpy()
+    return np.array([-dense_log_norm(dag, theta, row.tolist()) for row in words])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
+import re
 import socket
 
 import numpy as np
@@ -183,40 +184,16 @@ def test_shard_rows_cover_the_batch_and_init_needs_torchrun_env(monkeypatch):
     assert distributed.current() is None and distributed.world_size() == 1
 
 
-class _RankOne:
-    """A data-parallel group as rank 1 sees it, without processes: ``on_main`` runs ``fn``
-    where rank 0 would (same files) and hands its result or error to this rank, as
-    :meth:`qrnn_tn.training.distributed.Group.on_main` does through a broadcast."""
-
-    is_main, rank, world_size = False, 1, 2
-
-    def wrap(self, model):
-        return None  # no DDP: the resume fails before any step
-
-    def on_main(self, fn):
-        try:
-            kind, value = "ok", fn()
-        except Exception as err:
-            kind, value = "error", err
-        if kind == "error":
-            raise value
-        return value
-
-
-def test_damaged_metrics_log_fails_the_resume_on_every_rank(tmp_path, monkeypatch):
+def test_damaged_metrics_log_fails_the_resume_on_every_rank(tmp_path):
     """Before, only rank 0 read the log on resume: the other ranks went on and waited for
     it at the next collective."""
-    from qrnn_tn.training import RunDirError
-
     out = tmp_path / "run"
-    data = _data()
-    train(_model(_config(out, 2)), data, None, _config(out, 2), progress=False)
+    train(_model(_config(out, 2)), _data(), None, _config(out, 2), progress=False)
     log = out / "metrics.jsonl"
     lines = log.read_text().splitlines()
     log.write_text("\n".join([lines[0], "{damaged", *lines[1:]]) + "\n")
-    config = _config(out, 3)
-    model = _model(config)
-    monkeypatch.setattr(distributed, "_GROUP", _RankOne())
-    assert not distributed.is_main()
-    with pytest.raises(RunDirError, match="metrics.jsonl.*line 2"):
-        train(model, data, None, config, resume=True, progress=False)
+    got = _spawn({"runs": [(out, 3, True, "adam", "elman-xor")]})
+    for rank in range(WORLD):
+        kind, message = got[rank]
+        assert kind == "RunDirError", got[rank]
+        assert re.search("metrics.jsonl.*line 2", message), message

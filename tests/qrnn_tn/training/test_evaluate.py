@@ -9,8 +9,7 @@ import torch
 from qrnn_tn.data import SequenceDataset
 from qrnn_tn.model import QRNN
 from qrnn_tn.training import evaluate, read_metrics, train
-from tests.qrnn_tn.training.common import SPEC, config, xor_data
-from tests.qrnn_tn.training.dense_replay import neuron_success_log
+from tests.qrnn_tn.training.common import SPEC, config, dense_neg_log_norm, xor_data
 
 
 def test_evaluate_reports_label_accuracy_from_the_exact_label_distribution():
@@ -40,9 +39,9 @@ def test_a_truncating_backend_reports_its_discarded_weight_in_the_metrics(tmp_pa
     assert evaluate(exact, data).discarded is None
 
 
-def test_log_overhead_matches_a_dense_replay_of_every_neuron_and_projection():
+def test_log_overhead_matches_the_dense_reference_of_every_neuron_and_projection():
     data = xor_data(0, n=4)
     model = QRNN(SPEC, backend="statevector", init=np.random.default_rng(3).normal(0, 0.7, 22))
-    expected = neuron_success_log(model, data.words)
+    expected = dense_neg_log_norm(model, data.words)
     steps = data.words.shape[1] - 1
     assert evaluate(model, data).log_overhead == pytest.approx(expected.mean() / steps)

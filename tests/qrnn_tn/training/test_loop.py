@@ -23,8 +23,14 @@ from qrnn_tn.training import (
     read_metrics,
     train,
 )
-from tests.qrnn_tn.training.common import SPEC, config, make_model, without_seconds, xor_data
-from tests.qrnn_tn.training.dense_replay import neuron_success_log
+from tests.qrnn_tn.training.common import (
+    SPEC,
+    config,
+    dense_neg_log_norm,
+    make_model,
+    without_seconds,
+    xor_data,
+)
 
 
 def test_a_few_steps_lower_the_loss():
@@ -220,8 +226,8 @@ def test_overhead_penalty_of_every_postselection_adds_its_gradient():
     steps = data.words.shape[1] - 1
     extra = _penalty_step(init, data, lam, "all") - _penalty_step(init, data, 0.0, "all")
 
-    def replay(theta):  # the dense replay: an independent forward computation
-        return neuron_success_log(QRNN(SPEC, init=theta), data.words).mean() / steps
+    def replay(theta):  # the dense reference: an independent forward computation
+        return dense_neg_log_norm(QRNN(SPEC, init=theta), data.words).mean() / steps
 
     np.testing.assert_allclose(extra, lam * _central_differences(replay, init), atol=1e-6)
     assert np.abs(extra).max() > 1e-3

@@ -1,4 +1,8 @@
-"""MPS backend: exactness against dense simulators, truncation bounds, stable gradients."""
+"""MPS backend: exactness against the dense reference, truncation bounds, stable gradients.
+
+Values against :func:`tests.reference.dense_run`, gradients against autograd through
+:func:`tests.reference.dense_run_torch`.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +14,12 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from compiler.gates import neuron_branch_amplitudes
 from compiler.unroll import compile_program
 from qrnn_tn.backends.base import BackendError, BackendOptions, backend_names
 from qrnn_tn.backends.mps import prepare
+from qrnn_tn.backends.mps.state import BlockMPS
 from qrnn_tn.backends.mps.svd import split
-from tests.reference import dense_run
-
-
-def dense_torch(program, params: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """Independent batched dense statevector in torch (autograd): probs ``[B, steps, 2^io]``."""
-    n, io = program.n_lanes, program.io
-    batch = words.shape[0]
-    psi = torch.zeros(batch, 2**n, dtype=params.dtype)
-    psi[:, 0] = 1.0
-    probs = []
-
-    def on(psi, lanes):  # view [B, 2^len(lanes), rest] with ``lanes`` first (MSB first)
-        rest = [q for q in range(n) if q not in lanes]
-        perm = [0, *(1 + q for q in lanes), *(1 + q for q in rest)]
-        view = psi.reshape(batch, *[2] * n).permute(perm)
-        return view.reshape(batch, 2 ** len(lanes), -1), perm
-
-    def back(view, perm):
-        inv = np.argsort(perm).tolist()
-        return view.reshape(batch, *[2] * n).permute(inv).reshape(batch, -1)
-
-    for op in program.ops:
-        if op.kind == "wordx":
-            bit = (words[:, op.bit.token] >> (io - 1 - op.bit.bit)) & 1
-            view, perm = on(psi, [op.qubit])
-            psi = back(torch.where(bit[:, None, None].bool(), view.flip(1), view), perm)
-        elif op.kind == "gate":
-            angle = op.angle.const + sum(c * params[s] for s, c in op.angle.terms)
-            co, si = torch.cos(angle / 2), torch.sin(angle / 2)
-            view, perm = on(psi, [op.qubits[0]])
-            z, o = view[:, 0], view[:, 1]
-            psi = back(torch.stack((co * z - si * o, si * z + co * o), 1), perm)
-        elif op.kind == "neuron":
-            mono = torch.as_tensor(op.monomials(), dtype=params.dtype)
-            eta = (op.offset + mono @ params[list(op.slots)]) / 2
-            c, s = neuron_branch_amplitudes(eta, op.order)
-            view, perm = on(psi, [*op.sources, op.target])
-            view = view.reshape(batch, -1, 2, view.shape[-1])
-            z, o = view[:, :, 0], view[:, :, 1]
-            c, s = c[None, :, None], s[None, :, None]
-            new = torch.stack((c * z - s * o, s * z + c * o), 2).reshape(batch, -1, z.shape[-1])
-            psi = back(new, perm)
-            psi = psi / psi.norm(dim=1, keepdim=True)
-        elif op.kind == "readout":
-            view, _ = on(psi, list(range(io)))
-            p = view.square().sum(-1)
-            probs.append(p / p.sum(1, keepdim=True))
-        elif op.kind == "project":
-            view, perm = on(psi, list(range(io)))
-            hot = torch.nn.functional.one_hot(words[:, op.token], 2**io).to(params.dtype)
-            psi = back(view * hot[:, :, None], perm)
-            psi = psi / psi.norm(dim=1, keepdim=True)
-    return torch.stack(probs, 1)
+from tests.reference import dense_run, dense_run_torch
 
 
 def reference_probs(program, params: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -136,7 +88,7 @@ def test_exact_against_dense(io, work, stages, degree, order, topo, max_window, 
     weights = _loss_weights(result.probs.shape, seed)
     (grad,) = torch.autograd.grad((result.probs * weights).sum(), theta)
     theta_ref = torch.tensor(params, requires_grad=True)
-    dense = dense_torch(program, theta_ref, torch.as_tensor(words))
+    dense = dense_run_torch(program.dag, theta_ref, torch.as_tensor(words))
     (grad_ref,) = torch.autograd.grad((dense * weights).sum(), theta_ref)
     np.testing.assert_allclose(dense.detach().numpy(), reference, atol=1e-12)
     np.testing.assert_allclose(grad.numpy(), grad_ref.numpy(), atol=1e-9)
@@ -150,7 +102,7 @@ def test_ten_qubit_all_topology_with_gradients():
     theta = torch.tensor(params, requires_grad=True)
     result = prepare(program, BackendOptions()).run(theta, words)
     theta_ref = torch.tensor(params, requires_grad=True)
-    dense = dense_torch(program, theta_ref, words)  # checked against dense_run above
+    dense = dense_run_torch(program.dag, theta_ref, words)
     np.testing.assert_allclose(result.probs.detach().numpy(), dense.detach().numpy(), atol=1e-10)
     (grad,) = torch.autograd.grad(result.probs[..., 0].sum(), theta)
     (grad_ref,) = torch.autograd.grad(dense[..., 0].sum(), theta_ref)
@@ -203,7 +155,7 @@ def test_product_state_gradient_equals_dense():
     result = prepare(program, BackendOptions(backend_options={"cutoff": 0.0})).run(theta, words)
     (grad,) = torch.autograd.grad(result.probs[..., 0].sum(), theta)
     theta_ref = torch.zeros(program.n_params, dtype=torch.float64, requires_grad=True)
-    dense = dense_torch(program, theta_ref, words)
+    dense = dense_run_torch(program.dag, theta_ref, words)
     (grad_ref,) = torch.autograd.grad(dense[..., 0].sum(), theta_ref)
     np.testing.assert_allclose(grad.numpy(), grad_ref.numpy(), atol=1e-9)
 
@@ -270,16 +222,19 @@ def test_auto_checkpoint_outer_recomputes_least_within_the_budget():
     fits (bigger blocks would not, smaller ones recompute more); else ⌈√T⌉ (least memory)."""
     program = compile_program(_spec(2, 12, 1, 2, 2, {"local": 1}), steps=40)
 
-    def plan(budget):
-        return prepare(program, BackendOptions(batch_size=8, memory_budget=budget))
+    def plan(budget, **extra):
+        options = BackendOptions(batch_size=8, memory_budget=budget, backend_options=extra)
+        return prepare(program, options)
 
     one_level = plan(None).cost.peak_bytes_backward
     assert plan(None).checkpoint_outer == 0
     assert plan(one_level).checkpoint_outer == 0
     chosen = plan(one_level - 1)
+    assert chosen.checkpoint_steps == 1
     assert 7 <= chosen.checkpoint_outer < 40
     assert chosen.cost.peak_bytes_backward <= one_level - 1
-    assert chosen._cost_at(chosen.checkpoint_outer + 1).peak_bytes_backward > one_level - 1
+    longer = plan(None, checkpoint_outer=chosen.checkpoint_outer + 1)
+    assert longer.cost.peak_bytes_backward > one_level - 1
     assert plan(1).checkpoint_outer == 7  # nothing fits: ⌈√40⌉
 
 
@@ -324,10 +279,11 @@ def test_cost_and_registration():
     assert "mps" in prepare(wide, BackendOptions()).cost.describe()
 
 
-@pytest.mark.parametrize(("inner", "outer", "calls"), [(1, 0, 7), (2, 0, 3), (1, 2, 8)])
-def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, calls):
+@pytest.mark.parametrize(("inner", "outer", "steps_run"), [(1, 0, 7), (2, 0, 6), (1, 2, 8)])
+def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, steps_run):
     """4 steps: a forward runs every step once; the backward recomputes every block whose
-    graph the forward did not keep, i.e. all but the last at each level."""
+    graph the forward did not keep, i.e. all but the last at each level. Steps run are
+    counted by the neurons applied (the same number every step)."""
     program = compile_program(_spec(2, 4, 1, 2, 2, {"local": 1}), steps=4)
     params = torch.tensor(np.random.default_rng(0).normal(0, 1, program.n_params))
     params.requires_grad_(True)
@@ -335,71 +291,19 @@ def test_the_last_checkpoint_block_is_not_recomputed(monkeypatch, inner, outer, 
         program,
         BackendOptions(backend_options={"checkpoint_steps": inner, "checkpoint_outer": outer}),
     )
-    seen = []
-    run_steps = plan._run_steps
+    neurons = []
+    real_neuron = BlockMPS.neuron
     monkeypatch.setattr(
-        plan,
-        "_run_steps",
-        lambda steps, *a, **k: seen.append(len(steps)) or run_steps(steps, *a, **k),
+        BlockMPS, "neuron", lambda *a, **k: neurons.append(1) or real_neuron(*a, **k)
     )
-    plan.run(params, torch.zeros(2, 5, dtype=torch.long)).log_norm.sum().backward()
-    assert len(seen) == calls and sum(seen) == calls * inner
-
-
-def test_neuron_backward_matches_autograd_of_the_plain_formula():
-    """The fused neuron's hand-written backward against gradcheck and against autograd
-    through the unfused formula (multiply, flip, renormalise)."""
-    from qrnn_tn.backends.mps.state import _Neuron
-
-    gen = torch.Generator().manual_seed(3)
-    v = torch.randn(3, 2, 2, 2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
-    cos = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    sin = torch.randn(2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(_Neuron.apply, (v, cos, sin))
-
-    def plain(v, cos, sin):
-        signed = torch.stack((-sin, sin), dim=1)[:, :, :, None]
-        y = v * cos[:, None, :, None] + v.flip(3) * signed
-        norm = torch.linalg.vector_norm(y.reshape(3, -1), dim=1)
-        return y / norm.reshape(-1, 1, 1, 1, 1, 1), norm.square()
-
-    weights = torch.randn(v.shape, dtype=torch.float64, generator=gen), torch.randn(3)
-    grads = []
-    for fn in (_Neuron.apply, plain):
-        out, prob = fn(v, cos, sin)
-        loss = (out * weights[0]).sum() + (prob * weights[1]).sum()
-        grads.append(torch.autograd.grad(loss, (v, cos, sin)))
-        assert torch.allclose(out, plain(v, cos, sin)[0], atol=1e-14)
-    for fused, reference in zip(*grads, strict=True):
-        assert torch.allclose(fused, reference, atol=1e-12)
-
-
-def test_unit_backward_matches_gradcheck_and_plain_autograd():
-    """The one-node renormalisation of a split's ``C`` against gradcheck and against autograd
-    through ``x / ‖x‖`` written out."""
-    from qrnn_tn.backends.mps.state import _unit
-
-    gen = torch.Generator().manual_seed(5)
-    x = torch.randn(3, 2, 5, dtype=torch.float64, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(_unit, (x,))
-    weights = torch.randn(x.shape, dtype=torch.float64, generator=gen)
-    plain = x / torch.sqrt((x * x).sum(dim=(1, 2)))[:, None, None]
-    assert torch.allclose(_unit(x), plain, atol=1e-15)
-    (fused,) = torch.autograd.grad((_unit(x) * weights).sum(), x)
-    (reference,) = torch.autograd.grad((plain * weights).sum(), x)
-    assert torch.allclose(fused, reference, atol=1e-13)
-
-
-def test_join_is_the_site_contraction():
-    """Absorbing a site is ``Σ_y A[b,x,p,y] B[b,y,q,z]`` with ``(p, q)`` merged, p major."""
-    from qrnn_tn.backends.mps.state import _join
-
-    gen = torch.Generator().manual_seed(6)
-    left = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    right = torch.randn(2, 4, 8, 5, dtype=torch.float64, generator=gen, requires_grad=True)
-    reference = np.einsum("bxpy,byqz->bxpqz", left.detach().numpy(), right.detach().numpy())
-    assert np.allclose(_join(left, right).detach().numpy(), reference.reshape(2, 3, 16, 5))
-    assert torch.autograd.gradcheck(_join, (left, right))
+    words = torch.zeros(2, 5, dtype=torch.long)
+    with torch.no_grad():
+        plan.run(params, words)
+    per_step = len(neurons) // 4
+    assert per_step > 0 and len(neurons) == 4 * per_step
+    neurons.clear()
+    plan.run(params, words).log_norm.sum().backward()
+    assert len(neurons) == steps_run * per_step
 
 
 def test_a_neuron_window_over_the_budget_is_refused_before_any_table():

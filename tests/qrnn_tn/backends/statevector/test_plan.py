@@ -17,13 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.statevector import baseline_run
-from compiler.gates import gate_matrix
 from compiler.lower import decompose_neurons
 from compiler.spec import load_spec
 from compiler.unroll import compile_program
 from qrnn_tn.backends import BackendError, BackendOptions, backend_names, get_backend
 from qrnn_tn.backends.statevector import prepare
-from tests.reference import apply_matrix, bit_of, dense_run
+from tests.reference import dense_log_norm, dense_run
 
 
 def _plan(program, dtype=torch.float64, batch=1, budget=None, **extra):
@@ -99,29 +98,6 @@ def test_literal_program_with_postselection_runs():
     np.testing.assert_allclose(expanded.probs, fused.probs, rtol=0, atol=1e-12)
 
 
-def _unnormalised_history(dag, params, words) -> float:
-    """``‖ψ‖²`` after the literal circuit with postselections and projections not renormalised."""
-    n = dag.n_qubits
-    index = np.arange(2**n)
-    state = np.zeros(2**n)
-    state[0] = 1.0
-    for op in dag.ops:
-        if op.kind == "gate":
-            angle = None if op.angle is None else op.angle.evaluate(params)
-            matrix = gate_matrix(op.name, len(op.qubits), angle)
-            state = apply_matrix(state, matrix, op.qubits, n)
-        elif op.kind == "wordx" and (words[op.bit.token] >> (dag.io - 1 - op.bit.bit)) & 1:
-            state = apply_matrix(state, gate_matrix("x", 1), [op.qubit], n)
-        elif op.kind == "postselect":
-            state = np.where(bit_of(index, op.qubit, n) == 0, state, 0.0)
-        elif op.kind == "project":
-            word = sum(
-                bit_of(index, q, n) << (len(op.qubits) - 1 - j) for j, q in enumerate(op.qubits)
-            )
-            state = np.where(word == words[op.token], state, 0.0)
-    return float(state @ state)
-
-
 def test_log_norm_is_the_log_probability_of_the_postselected_history():
     # Order 1: the literal circuit succeeds with probability c² + s² on every branch, so its
     # postselections remove exactly the norms the fused neurons remove.
@@ -131,7 +107,7 @@ def test_log_norm_is_the_log_probability_of_the_postselected_history():
     result = _plan(program, batch=2).run(params, words)
     expanded = _plan(replace(program, dag=literal), batch=2).run(params, words)
     for b in range(2):
-        expect = np.log(_unnormalised_history(literal, params.numpy(), words[b].tolist()))
+        expect = dense_log_norm(literal, params.numpy(), words[b].tolist())
         np.testing.assert_allclose(result.log_norm[b].item(), expect, rtol=1e-10)
         np.testing.assert_allclose(expanded.log_norm[b].item(), expect, rtol=1e-10)
 

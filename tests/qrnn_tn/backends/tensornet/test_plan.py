@@ -128,6 +128,16 @@ def test_gradients_match_finite_differences():
     params = torch.tensor(theta, requires_grad=True)
     probs = plan.run(params, torch.tensor(words)).probs[0]
     (probs * torch.tensor(weights)).sum().backward()
+
+    def loss(theta):
+        return float((dense_run(program.dag, theta, words[0]) * weights).sum())
+
+    eps = 1e-6
+    for i in range(program.n_params):
+        step = np.zeros(program.n_params)
+        step[i] = eps
+        numeric = (loss(theta + step) - loss(theta - step)) / (2 * eps)
+        assert float(params.grad[i]) == pytest.approx(numeric, rel=1e-6, abs=1e-8)
     h = 1e-6
     for slot in np.random.default_rng(2).choice(program.n_params, 6, replace=False):
         up, down = theta.copy(), theta.copy()
@@ -255,7 +265,7 @@ def _quimb_probs(plan, theta, words, step):
     """Readout ``step`` contracted by quimb with its own greedy path (independent executor)."""
     import quimb.tensor as qtn
 
-    batch_plan = plan._plan(words.shape[0])
+    batch_plan = plan.batch_plan(words.shape[0])
     net = batch_plan.networks.networks[step]
     values = LeafValues(plan.program, torch.tensor(theta), torch.tensor(words))
     values.prepare_neurons(batch_plan.networks.neurons)
@@ -314,17 +324,17 @@ def test_segment_checkpoints_give_exact_gradients_and_lean_backward():
         (probs * torch.arange(probs.numel()).reshape(probs.shape)).sum().backward()
         results.append((plan, probs.detach(), params.grad))
     (plan, p_seg, g_seg), (_, p_plain, g_plain) = results
-    assert max(len(c.segments) for c in plan._plan(2).contractions) > 1
+    assert max(len(c.segments) for c in plan.batch_plan(2).contractions) > 1
     torch.testing.assert_close(p_seg, p_plain, atol=1e-12, rtol=0)
     torch.testing.assert_close(g_seg, g_plain, atol=1e-10, rtol=1e-10)
-    tree = plan._plan(2).contractions[-1].tree
+    tree = plan.batch_plan(2).contractions[-1].tree
     # Predicted backward memory: far below every intermediate of the tree kept at once.
     bookkeeping = (
         TENSOR_BYTES
         * 2
         * (
-            len(plan._plan(2).networks.networks[-1].leaves)
-            + sum(len(c.steps) for c in plan._plan(2).contractions)
+            len(plan.batch_plan(2).networks.networks[-1].leaves)
+            + sum(len(c.steps) for c in plan.batch_plan(2).contractions)
         )
     )
     leaves = sum(math.prod(int(tree.size_dict[ix]) for ix in inputs) for inputs in tree.inputs)
