@@ -2,7 +2,9 @@
 
 Every subcommand module exposes ``register(subparsers)`` which adds its parser and sets
 ``func`` to a callable ``(args) -> int``. Errors users can fix (:class:`UsageError` and the
-layer errors below) exit with status 2 and a one-paragraph message on stderr.
+layer errors below) exit with status 2 and a one-paragraph message on stderr. Any other
+exception is a fault of qrnn-tn itself: it exits with status :data:`INTERNAL_ERROR` and a
+message saying so; ``qrnn-tn --debug COMMAND …`` lets it propagate with its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from compiler.errors import Error
 
 __all__ = [
+    "INTERNAL_ERROR",
     "main",
     "UsageError",
     "seed_arg",
@@ -100,6 +103,9 @@ def backend_options(args: argparse.Namespace) -> dict[str, str]:
 #: What a user can fix: every error of the project (one base), and files that cannot be read.
 _USER_ERRORS = (Error, OSError)
 
+#: Exit status of an internal error (``EX_SOFTWARE`` of sysexits.h).
+INTERNAL_ERROR = 70
+
 
 def build_parser() -> argparse.ArgumentParser:
     from qrnn_tn.cli import compile as compile_cmd
@@ -108,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qrnn-tn",
         description="Compile and simulate quantum recurrent neural networks (Bausch 2020).",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error instead of a one-line report",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (compile_cmd, simulate, train, demo):
@@ -127,6 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qrnn-tn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(
+            f"qrnn-tn {args.command}: internal error: {type(err).__name__}: {err}\n"
+            "This is a fault of qrnn-tn, not of your input. Rerun with `qrnn-tn --debug "
+            f"{args.command} …` for the traceback, and report it with the command.",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":
