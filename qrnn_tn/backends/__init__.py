@@ -1,27 +1,15 @@
 """Simulation backends: the shared contract (:mod:`qrnn_tn.backends.base`) and its registry.
 
-Importing this package imports every backend module, so each registers itself with
-:func:`register_backend`; :func:`choose` then picks among them.
+The backend modules register themselves with :func:`register_backend`; the registry imports
+them on its first lookup (:func:`backend_names`, :func:`get_backend`, :func:`choose`), so
+importing this package or its options imports no torch.
 """
 
 from __future__ import annotations
 
-from qrnn_tn.backends.base import (
-    BackendChoice,
-    BackendError,
-    BackendOptions,
-    Cost,
-    Estimate,
-    Plan,
-    RunResult,
-    available_memory,
-    backend_names,
-    check_backend_options,
-    choose,
-    get_backend,
-    rank_backends,
-    register_backend,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from qrnn_tn.backends.options import (
     MPSOptions,
     SpecificOptions,
@@ -60,6 +48,57 @@ __all__ = [
     "to_quimb",
 ]
 
-# Importing the backend modules registers them (in this order).
-from qrnn_tn.backends import mps, statevector, tensornet  # noqa: E402, F401
-from qrnn_tn.backends.tensornet.quimb import readout_inds, to_quimb  # noqa: E402
+if TYPE_CHECKING:
+    from qrnn_tn.backends.base import (
+        BackendChoice,
+        BackendError,
+        BackendOptions,
+        Cost,
+        Estimate,
+        Plan,
+        RunResult,
+        available_memory,
+        backend_names,
+        check_backend_options,
+        choose,
+        get_backend,
+        rank_backends,
+        register_backend,
+    )
+    from qrnn_tn.backends.tensornet.quimb import readout_inds, to_quimb
+
+#: Names imported on first use: the contract and the backends import torch, the options do
+#: not (so the command line builds its parser without torch).
+_LAZY = {
+    "BackendChoice": "qrnn_tn.backends.base",
+    "BackendError": "qrnn_tn.backends.base",
+    "BackendOptions": "qrnn_tn.backends.base",
+    "Cost": "qrnn_tn.backends.base",
+    "Estimate": "qrnn_tn.backends.base",
+    "Plan": "qrnn_tn.backends.base",
+    "RunResult": "qrnn_tn.backends.base",
+    "available_memory": "qrnn_tn.backends.base",
+    "backend_names": "qrnn_tn.backends.base",
+    "check_backend_options": "qrnn_tn.backends.base",
+    "choose": "qrnn_tn.backends.base",
+    "get_backend": "qrnn_tn.backends.base",
+    "rank_backends": "qrnn_tn.backends.base",
+    "register_backend": "qrnn_tn.backends.base",
+    "readout_inds": "qrnn_tn.backends.tensornet.quimb",
+    "to_quimb": "qrnn_tn.backends.tensornet.quimb",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a name of :data:`__all__` from its module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qrnn_tn.backends' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the package's names, the lazy ones included."""
+    return sorted({*globals(), *_LAZY})

@@ -7,6 +7,7 @@ autograd can differentiate with respect to ``params``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -374,6 +375,20 @@ class _Registered:
 
 _BACKENDS: dict[str, _Registered] = {}
 
+#: The project's backend modules; each registers itself when imported.
+BUILTIN_BACKENDS = (
+    "qrnn_tn.backends.mps",
+    "qrnn_tn.backends.statevector",
+    "qrnn_tn.backends.tensornet",
+)
+
+
+def _registry() -> dict[str, _Registered]:
+    """Return the registered backends, importing the built-in ones first (once)."""
+    for module in BUILTIN_BACKENDS:
+        importlib.import_module(module)
+    return _BACKENDS
+
 
 def register_backend(
     name: str,
@@ -401,7 +416,7 @@ def register_backend(
 
 def backend_names() -> list[str]:
     """Return the registered backends, sorted."""
-    return sorted(_BACKENDS)
+    return sorted(_registry())
 
 
 def check_backend_options(options: OptionsInput, backend: str) -> tuple[SpecificOptions, ...]:
@@ -409,16 +424,16 @@ def check_backend_options(options: OptionsInput, backend: str) -> tuple[Specific
 
     The one check at a boundary (model, simulate, CLI), before any data is built.
     """
-    if backend != "auto" and backend not in _BACKENDS:
+    if backend != "auto" and backend not in _registry():
         raise BackendError(f"unknown backend {backend!r}; available: {', '.join(backend_names())}")
     return resolve_backend_options(options, backend)
 
 
 def get_backend(name: str) -> Callable[[Program, BackendOptions], Plan]:
     """Return the backend's ``prepare(program, options)``; it refuses others' options."""
-    if name not in _BACKENDS:
+    if name not in _registry():
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
-    prepare = _BACKENDS[name].prepare
+    prepare = _registry()[name].prepare
 
     def checked(program: Program, options: BackendOptions) -> Plan:
         check_backend_options(options.backend_options, name)
@@ -438,7 +453,7 @@ def estimate_backend(name: str, program: Program, options: BackendOptions) -> Es
     Its estimator where it has one, else the cost of its prepared plan; a cost over the
     budget becomes the reason.
     """
-    entry = _BACKENDS[name]
+    entry = _registry()[name]
     try:
         if entry.estimate is not None:
             quick = entry.estimate(program, options)
@@ -497,7 +512,7 @@ def _planned_past_estimate(
         if not quick.upper_bound:
             continue
         try:
-            plan = _BACKENDS[name].prepare(program, options)
+            plan = _registry()[name].prepare(program, options)
         except BackendError as err:
             refused[name] = replace(quick, reason=f"{quick.reason}; planned: {err}")
             continue
@@ -554,7 +569,7 @@ def choose(program: Program, options: BackendOptions) -> tuple[Plan, BackendChoi
     best = fitting[0]
     cost = best.cost
     assert cost is not None  # an estimate that fits has a cost
-    plan = best.plan if best.plan is not None else _BACKENDS[best.name].prepare(program, options)
+    plan = best.plan if best.plan is not None else _registry()[best.name].prepare(program, options)
     others = (
         ", ".join(
             f"{e.name} {e.cost.predicted_seconds:.2g} s"

@@ -18,6 +18,7 @@ from typing import Any
 from compiler.errors import Error
 
 __all__ = [
+    "DTYPE_CHOICES",
     "INTERNAL_ERROR",
     "main",
     "UsageError",
@@ -99,6 +100,10 @@ def backend_options(args: argparse.Namespace) -> dict[str, str]:
     """
     return parse_key_values(args.backend_option, "--backend-option", "max_bond=32", decode=False)
 
+
+#: The simulation dtypes a command accepts (the keys of :data:`qrnn_tn.dtypes.DTYPE_NAMES`,
+#: written out so that parsing the command line imports no torch; a test keeps them equal).
+DTYPE_CHOICES = ("float32", "float64", "complex64", "complex128")
 
 #: What a user can fix: every error of the project (one base), and files that cannot be read.
 _USER_ERRORS = (Error, OSError)

@@ -12,7 +12,6 @@ from typing import Any
 from compiler.export import summary, to_dot, to_json, to_qasm3
 from compiler.unroll import Program, compile_program
 from qrnn_tn.cli import UsageError, seed_arg
-from qrnn_tn.cli.params import program_params
 from qrnn_tn.cli.reach import warn_unread
 
 __all__ = ["register", "run", "FORMATS"]
@@ -95,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
     params = None
     if args.params is not None or args.seed is not None:
+        from qrnn_tn.cli.params import program_params
+
         params = program_params(program, args.params, args.seed).numpy()
 
     if args.format == "json":

@@ -7,21 +7,19 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from compiler.spec import load_spec
 from compiler.unroll import Program
 from qrnn_tn import jsonio
-from qrnn_tn.backends import RunResult, check_backend_options
-from qrnn_tn.backends.tensornet import TensorNetCostDetails, TensorNetPlan
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options, seed_arg
-from qrnn_tn.cli.params import program_params
+from qrnn_tn.cli import DTYPE_CHOICES, UsageError, add_backend_options, backend_options, seed_arg
 from qrnn_tn.cli.reach import warn_unread
-from qrnn_tn.dtypes import DTYPE_NAMES
 from qrnn_tn.jsonio import read_text
-from qrnn_tn.simulation import load_program, make_plan
+
+if TYPE_CHECKING:  # torch is imported once the input is checked (see qrnn_tn.cli)
+    import torch
+
+    from qrnn_tn.backends import RunResult
 
 __all__ = ["register", "run"]
 
@@ -79,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend", default="auto", metavar="NAME", help="backend name or `auto` (default)"
     )
     add_backend_options(parser)
-    parser.add_argument("--dtype", choices=list(DTYPE_NAMES), default="float64")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64")
     parser.add_argument(
         "--memory-budget",
         type=parse_size,
@@ -125,11 +123,19 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.scheduler_timeout > 0:
         raise UsageError(f"--scheduler-timeout {args.scheduler_timeout:g}: must be > 0 seconds")
-    check_backend_options(backend_options(args), args.backend)
     spec = load_spec(Path(args.spec))
     warn_unread("simulate", spec)
     sequences, batched = _read_words(args.words)
-    tokens = _check_words(sequences, spec.io)
+    rows = _check_words(sequences, spec.io)
+
+    import torch
+
+    from qrnn_tn.backends import check_backend_options
+    from qrnn_tn.cli.params import program_params
+    from qrnn_tn.simulation import load_program
+
+    check_backend_options(backend_options(args), args.backend)
+    tokens = torch.tensor(rows, dtype=torch.int64)
     program = load_program(spec, tokens.shape[1] - 1)
     params = program_params(program, args.params, args.seed)
     simulate = _run_local if args.scheduler is None else _run_on_cluster
@@ -155,6 +161,10 @@ def _run_local(
     batched: bool,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Plan on ``--backend`` and run in this process."""
+    import torch
+
+    from qrnn_tn.simulation import make_plan
+
     plan, reason = make_plan(
         program,
         args.backend,
@@ -176,6 +186,11 @@ def _run_on_cluster(
     batched: bool,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Plan (path search on the cluster) and run the tensor network on ``--scheduler``."""
+    import torch
+
+    from qrnn_tn.backends.tensornet import TensorNetCostDetails, TensorNetPlan
+    from qrnn_tn.simulation import make_plan
+
     with _connect(args.scheduler, args.scheduler_timeout) as client:
         workers = len(client.scheduler_info()["workers"])
         plan, _ = make_plan(
@@ -255,7 +270,7 @@ def _read_words(text: str) -> tuple[list[list[str]], bool]:
     return [_SEPARATOR.split(text.strip())], False
 
 
-def _check_words(sequences: list[list[str]], io: int) -> torch.Tensor:
+def _check_words(sequences: list[list[str]], io: int) -> list[list[int]]:
     """Validate the tokens ``[batch, L]``; every error names the sequence and position."""
     rows: list[list[int]] = []
     for b, sequence in enumerate(sequences):
@@ -279,7 +294,7 @@ def _check_words(sequences: list[list[str]], io: int) -> torch.Tensor:
                 "needs sequences of one length"
             )
         rows.append(row)
-    return torch.tensor(rows, dtype=torch.int64)
+    return rows
 
 
 def _report(
@@ -289,6 +304,7 @@ def _report(
 
     A truncating backend's discarded weight per step is reported as ``discarded``.
     """
+    import torch
 
     def unbatch(x: torch.Tensor) -> Any:
         tensor = x.detach().cpu()

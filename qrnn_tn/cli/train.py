@@ -11,9 +11,15 @@ import numpy as np
 
 from compiler.spec import CellSpec, load_spec
 from qrnn_tn import jsonio
-from qrnn_tn.cli import UsageError, add_backend_options, backend_options, parse_key_values, seed_arg
+from qrnn_tn.cli import (
+    DTYPE_CHOICES,
+    UsageError,
+    add_backend_options,
+    backend_options,
+    parse_key_values,
+    seed_arg,
+)
 from qrnn_tn.cli.reach import warn_unread
-from qrnn_tn.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from qrnn_tn.training import TrainConfig, TrainSummary
@@ -57,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", choices=("nll", "paper"), help="training loss (default nll)")
     parser.add_argument("--backend", metavar="NAME", help="backend name or `auto` (default)")
     add_backend_options(parser)
-    parser.add_argument("--dtype", choices=("float32", "float64", "complex64", "complex128"))
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES)
     parser.add_argument("--clip", type=float, help="gradient-norm clip (default 0.5)")
     parser.add_argument(
         "--overhead-penalty",
@@ -207,6 +213,8 @@ def _run_train(args: argparse.Namespace, main_rank: bool) -> int:
 
     get_task(args.task)
     out = Path(args.out or f"runs/{args.task}")
+    from qrnn_tn.training.rundir import RunDir
+
     run_dir = RunDir(out)
     existing = run_dir.existing()
     saved = None
