@@ -27,12 +27,12 @@ Training, data sets and the command line live in :mod:`qrnn_tn.training`,
 :mod:`qrnn_tn.tasks`, :mod:`qrnn_tn.data` and ``python -m qrnn_tn`` (``qrnn-tn``).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from compiler.spec import SpecError, load_spec
 from compiler.unroll import compile_program
 from qrnn_tn.errors import BackendError, Error
+from qrnn_tn.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from qrnn_tn.backends import BackendOptions, choose
@@ -49,19 +49,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a torch-side name of :data:`__all__` on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qrnn_tn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the module's names, the lazy ones included."""
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __version__ = "0.1.0"

@@ -7,8 +7,7 @@ importing this package or its options imports no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qrnn_tn.backends.options import (
     MPSOptions,
@@ -20,6 +19,7 @@ from qrnn_tn.backends.options import (
     options_as_dict,
     resolve_backend_options,
 )
+from qrnn_tn.lazy import lazy_attributes
 
 __all__ = [
     "available_memory",
@@ -89,16 +89,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a name of :data:`__all__` from its module on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qrnn_tn.backends' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the package's names, the lazy ones included."""
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
