@@ -24,7 +24,15 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["CPU", "MachineModel", "machine_model", "probe_call", "probe_elements", "probe_matmul"]
+__all__ = [
+    "CPU",
+    "MachineModel",
+    "PROBE_OF",
+    "machine_model",
+    "probe_call",
+    "probe_elements",
+    "probe_matmul",
+]
 
 
 @dataclass(frozen=True)
@@ -92,27 +100,33 @@ class MachineModel:
         """
         device = torch.device(device)
         base = base or machine_model(device)
-        call = probe_call(device) / base.call_seconds
-        element = probe_elements(device) / base.element_seconds
-        matmul = probe_matmul(device) / base.matmul_flop_seconds
-        return replace(
-            base,
-            device=device.type,
-            flop_seconds=base.flop_seconds * element,
-            statevector_kernel_seconds=base.statevector_kernel_seconds * call,
-            statevector_flop_seconds=base.statevector_flop_seconds * element,
-            fusion_kernel_seconds=base.fusion_kernel_seconds * call,
-            fusion_amplitude_seconds=base.fusion_amplitude_seconds * element,
-            fusion_call_seconds=base.fusion_call_seconds * call,
-            fusion_flop_seconds=base.fusion_flop_seconds * matmul,
-            tensornet_contraction_seconds=base.tensornet_contraction_seconds * call,
-            tensornet_flop_seconds=base.tensornet_flop_seconds * matmul,
-            mps_operation_seconds=base.mps_operation_seconds * call,
-            call_seconds=base.call_seconds * call,
-            element_seconds=base.element_seconds * element,
-            matmul_flop_seconds=base.matmul_flop_seconds * matmul,
-        )
+        ratio = {
+            "call": probe_call(device) / base.call_seconds,
+            "element": probe_elements(device) / base.element_seconds,
+            "matmul": probe_matmul(device) / base.matmul_flop_seconds,
+        }
+        scaled = {name: getattr(base, name) * ratio[probe] for name, probe in PROBE_OF.items()}
+        return replace(base, device=device.type, **scaled)
 
+
+#: The probe each constant scales with under :meth:`MachineModel.calibrate`: per-launch
+#: constants with a small call, memory-bound per-flop ones with a large multiply-add, matrix
+#: products with a matrix product.
+PROBE_OF: dict[str, str] = {
+    "flop_seconds": "element",
+    "statevector_kernel_seconds": "call",
+    "statevector_flop_seconds": "element",
+    "fusion_kernel_seconds": "call",
+    "fusion_amplitude_seconds": "element",
+    "fusion_call_seconds": "call",
+    "fusion_flop_seconds": "matmul",
+    "tensornet_contraction_seconds": "call",
+    "tensornet_flop_seconds": "matmul",
+    "mps_operation_seconds": "call",
+    "call_seconds": "call",
+    "element_seconds": "element",
+    "matmul_flop_seconds": "matmul",
+}
 
 #: The model fitted on one CPU core (``--threads 1`` points of
 #: ``python -m benchmarks.contraction_scaling`` and the MPS benchmarks).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from compiler.unroll import Program
 from qrnn_tn.backends.base import Cost, CostDetails
 from qrnn_tn.backends.mps.lowering import Lowered
-from qrnn_tn.backends.timing import CPU
+from qrnn_tn.backends.timing import CPU, MachineModel
 
 __all__ = ["MPSCostDetails", "mps_cost", "bond_bound"]
 
@@ -53,8 +53,12 @@ def mps_cost(
     itemsize: int,
     checkpoint_steps: int,
     checkpoint_outer: int = 0,
+    machine: MachineModel = CPU,
 ) -> Cost:
-    """Predicted :class:`Cost` of one forward (and forward+backward) run of ``batch``."""
+    """Predicted :class:`Cost` of one forward (and forward+backward) run of ``batch``.
+
+    Its seconds are the site operations and flops at ``machine``'s rates.
+    """
     n, steps = program.n_lanes, program.steps
     d = bond_bound(n, max_bond)
     chain = sum(
@@ -92,7 +96,7 @@ def mps_cost(
         backend="mps",
         width=math.log2(max(block, 1.0)),
         flops=flops,
-        seconds=operations * CPU.mps_operation_seconds + flops * CPU.flop_seconds,
+        seconds=operations * machine.mps_operation_seconds + flops * machine.flop_seconds,
         peak_bytes_forward=int(min(forward, 2**62)),
         peak_bytes_backward=int(min(backward, 2**62)),
         exact=fully_exact,

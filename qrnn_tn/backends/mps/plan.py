@@ -116,6 +116,7 @@ class MPSPlan:
             itemsize=torch.finfo(self.dtype).bits // 8,
             checkpoint_steps=self.checkpoint_steps,
             checkpoint_outer=checkpoint_outer,
+            machine=self.options.machine_model(),
         )
 
     def _outer_block(self, option: int | str) -> int:

@@ -32,7 +32,7 @@ def test_cost_seconds_follow_the_options_machine_model():
         CPU,
         **{f.name: 2 * getattr(CPU, f.name) for f in fields(CPU) if f.name != "device"},
     )
-    for name in ("statevector", "tensornet"):
+    for name in ("statevector", "tensornet", "mps"):
         extra = {"cache_dir": None} if name == "tensornet" else {}
         one = get_backend(name)(program, BackendOptions(backend_options=extra)).cost
         two = get_backend(name)(program, BackendOptions(machine=doubled, backend_options=extra))
