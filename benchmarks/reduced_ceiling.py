@@ -1,7 +1,7 @@
 """The accuracy ceiling of the reduced MNIST encoding, measured without training a QRNN.
 
 ``python -m benchmarks.reduced_ceiling --data-dir DIR [--limits 2000,7500]
-[--embeddings tsne:2:30,umap:2] [--bits 4,5,6] [--place 5] [--out FILE]``
+[--embeddings tsne:2:30,umap:2] [--bits 4,5,6] [--place 5] [--deskew] [--out FILE]``
 
 The ``mnist-reduced`` task feeds each image as ``bits``-bit codes of its PCA → t-SNE/UMAP
 coordinates. No classifier of the codes can beat the one that answers, for every code, the
@@ -19,6 +19,9 @@ and test images out of sample as the task does, and reports per ``bits``:
 - ``linear`` for the binary and the Gray code: a logistic regression on the code bits, a rough
   measure of how far from linear in the bits the QRNN's task is (the ceiling is the same for
   both codes, since each is a bijection of the other coordinate by coordinate).
+
+``--deskew`` straightens every image first (:func:`qrnn_tn.data.pixels.deskew`, as the task
+option ``deskew`` does).
 
 Each line printed is one JSON record; ``--out`` also writes them as a markdown table.
 """
@@ -39,6 +42,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from qrnn_tn.data import load_mnist
+from qrnn_tn.data.pixels import deskew
 from qrnn_tn.data.reduce import ReducedEncoder
 from qrnn_tn.training import atomic_write
 
@@ -182,6 +186,7 @@ def measure(
 _COLUMNS = (
     ("limit", "train images"),
     ("embedding", "embedding"),
+    ("deskew", "deskewed"),
     ("bits", "bits"),
     ("place", "placed by"),
     ("cells_used", "cells used"),
@@ -223,11 +228,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--bits", default="4,5,6")
     parser.add_argument("--places", default="5", help="neighbours placing new t-SNE points")
     parser.add_argument("--in-sample", action="store_true", help="validation inside the fit")
+    parser.add_argument("--deskew", action="store_true", help="deskew the images first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="markdown table of the records")
     args = parser.parse_args(argv)
     images, labels = load_mnist(args.data_dir, "train")
     test_images, test_labels = load_mnist(args.data_dir, "test")
+    if args.deskew:
+        images, test_images = deskew(images), deskew(test_images)
     bits = [int(b) for b in args.bits.split(",")]
     records = []
     for limit in (int(n) for n in args.limits.split(",")):
@@ -243,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 in_sample=args.in_sample,
                 seed=args.seed,
             ):
+                record["deskew"] = args.deskew
                 print(json.dumps(record), flush=True)
                 records.append(record)
     if args.out:

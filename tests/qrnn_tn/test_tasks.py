@@ -198,6 +198,27 @@ def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
             build_datasets(name, 0)
 
 
+def test_mnist_reduced_limits_training_images_only_and_deskews_on_request(tmp_path):
+    # slanted strokes: class d leans by (d - 1.5) / 4 (pixels.deskew is tested on its own)
+    rng = np.random.default_rng(0)
+    labels = np.tile(np.arange(4, dtype=np.uint8), 10)
+    images = np.zeros((40, 28, 28), dtype=np.uint8)
+    for n, d in enumerate(labels):
+        start = 10 + rng.integers(-2, 3)
+        for row in range(6, 22):
+            col = int(start + (d - 1.5) / 4 * (row - 14))
+            images[n, row, col : col + 2] = 255
+    for stem in ("train", "t10k"):
+        _write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte.gz", labels)
+    options = {"digits": "0,1,2,3", "data_dir": str(tmp_path), "val_fraction": 0.25, "limit": 20}
+    plain = build_datasets("mnist-reduced", 0, deskew=False, **options)
+    upright = build_datasets("mnist-reduced", 0, **options)
+    for data in (plain, upright):
+        assert len(data.train) + len(data.val) == 20 and len(data.test) == 40
+    assert not np.array_equal(plain.train.words, upright.train.words)  # the option is read
+
+
 @pytest.mark.parametrize(
     ("task", "options", "match"),
     [
@@ -215,6 +236,7 @@ def test_mnist_tasks_explain_a_missing_directory(monkeypatch):
         ("mnist-reduced", {"neighbors": 0}, "neighbors=0: must be >= 1"),
         ("mnist-reduced", {"perplexity": -1.0}, "perplexity=-1.0; must be > 0"),
         ("mnist-reduced", {"perplexity": "x"}, "expected a number"),
+        ("mnist-reduced", {"deskew": "yes"}, "expected bool"),
     ],
 )
 def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
@@ -223,7 +245,7 @@ def test_options_of_the_wrong_type_or_range_are_refused(task, options, match):
 
 
 @given(
-    key=st.sampled_from(["neighbors", "perplexity"]),
+    key=st.sampled_from(["neighbors", "perplexity", "deskew"]),
     value=st.one_of(
         st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=3), st.none(), st.booleans()
     ),

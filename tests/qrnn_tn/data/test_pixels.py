@@ -10,6 +10,7 @@ from qrnn_tn.data import (
     DataError,
     binarise,
     crop_center,
+    deskew,
     downscale,
     mnist_pixel_dataset,
     pixel_sequences,
@@ -137,3 +138,61 @@ def test_select_classes_refuses_absent_classes_and_a_single_class():
         select_classes(imgs, np.array([0, 1, 0, 1]), (1,))
     with pytest.raises(DataError, match=r"no sample has label\(s\) \[1\]"):  # a one-class file
         select_classes(imgs, np.array([0, 0, 0, 0]), (0, 1))
+
+
+def _moments(image):
+    """Centre of mass and row-column covariance over row variance of one grey image."""
+    r, c = np.mgrid[: image.shape[0], : image.shape[1]]
+    mass = image.sum()
+    mr, mc = (r * image).sum() / mass, (c * image).sum() / mass
+    var_r = ((r - mr) ** 2 * image).sum() / mass
+    return mr, mc, ((r - mr) * (c - mc) * image).sum() / mass / var_r
+
+
+@pytest.mark.parametrize("slant", [-0.5, -0.2, 0.3, 0.6])
+def test_deskew_makes_a_slanted_stroke_upright_and_centred(slant):
+    image = np.zeros((1, 28, 28))
+    for row in range(5, 23):  # a two-pixel-wide stroke, column 10 + slant * (row - 5)
+        col = 10 + slant * (row - 5) + 2
+        image[0, row, int(np.floor(col)) : int(np.floor(col)) + 2] = 255.0
+    assert abs(_moments(image[0])[2] - slant) < 0.1
+    out = deskew(image)
+    mr, mc, shear = _moments(out[0])
+    assert abs(shear) < 0.05
+    assert abs(mr - 13.5) < 0.5 and abs(mc - 13.5) < 0.5
+    assert out.shape == image.shape and out.min() >= 0 and out.max() <= 255.0
+
+
+def test_deskew_leaves_an_upright_centred_image_and_blanks_alone():
+    image = np.zeros((2, 27, 27))
+    image[0, 4:23, 12:15] = 7.0  # centre of mass (13, 13), the image centre; no slant
+    out = deskew(image)
+    np.testing.assert_allclose(out, image, atol=1e-12)
+
+
+def test_deskew_only_centres_ink_in_one_row():
+    image = np.zeros((1, 9, 9))
+    image[0, 2, 1:4] = 1.0  # centre of mass (2, 2): moved to (4, 4), not sheared
+    expected = np.zeros((1, 9, 9))
+    expected[0, 4, 3:6] = 1.0
+    np.testing.assert_allclose(deskew(image), expected, atol=1e-12)
+
+
+def test_deskew_refuses_a_single_image():
+    with pytest.raises(DataError, match="shape"):
+        deskew(np.zeros((28, 28)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 12),
+    st.integers(2, 12),
+    st.integers(0, 2**32 - 1),
+)
+def test_deskew_keeps_shape_and_grey_range(rows, cols, seed):
+    image = np.random.default_rng(seed).random((2, rows, cols)) * 255.0
+    image[1] = 0.0
+    out = deskew(image)
+    assert out.shape == image.shape and np.isfinite(out).all()
+    assert out.min() >= -1e-9 and out.max() <= image.max() + 1e-9
+    assert not out[1].any()
