@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from qrnn_tn.backends.mps.svd import (
-    check_finite,
     gram_grad,
     gram_parts,
     svd_grad,
@@ -195,7 +194,6 @@ class _SplitBlock(torch.autograd.Function):
             m = block.reshape(b, dl * 2, (p // 2) * dr)
         else:
             m = block.reshape(b, dl * (p // 2), 2 * dr).mT
-        check_finite(m)
         gram = uses_gram(m, max_bond)
         if gram:
             assert max_bond is not None

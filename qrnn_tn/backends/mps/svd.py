@@ -24,7 +24,6 @@ from qrnn_tn.errors import BackendError
 __all__ = [
     "GRAM_FLOOR",
     "broadening",
-    "check_finite",
     "gram_grad",
     "gram_parts",
     "split",
@@ -53,7 +52,13 @@ def svd_parts(
     m: torch.Tensor, max_bond: int | None, cutoff: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
     """``U``, ``C``, the discarded weight and what :func:`svd_grad` needs, by the exact SVD."""
-    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    try:
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    except torch.linalg.LinAlgError:  # checked after a failure, not before every split
+        check_finite(m)
+        raise
+    if not bool(torch.isfinite(s).all()):  # the SVD returns NaN for infinite input
+        check_finite(m)
     keep = int((s > cutoff * s[:, :1]).sum(dim=1).max().clamp_min(1))
     if max_bond is not None:
         keep = min(keep, max_bond)
@@ -90,7 +95,11 @@ def gram_parts(
     m: torch.Tensor, max_bond: int, cutoff: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
     """``U``, ``C``, the discarded weight and what :func:`gram_grad` needs, by ``eigh``."""
-    lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
+    try:
+        lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
+    except torch.linalg.LinAlgError:  # as for every non-finite input
+        check_finite(m)
+        raise
     lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
     cut = max(cutoff, GRAM_FLOOR) ** 2
     keep = int((lam > cut * lam[:, :1]).sum(dim=1).max().clamp_min(1))
@@ -191,7 +200,6 @@ def split(
     matrix (:class:`_GramSplit`, ~2.5× cheaper than the SVD on CPU; singular values below
     ``GRAM_FLOOR · s_max`` are dropped and counted as discarded); otherwise the exact SVD.
     """
-    check_finite(m)
     if uses_gram(m, max_bond):
         return _GramSplit.apply(m, max_bond, cutoff)
     return _Split.apply(m, max_bond, cutoff)
