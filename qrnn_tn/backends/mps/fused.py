@@ -24,7 +24,7 @@ from qrnn_tn.backends.mps.svd import (
     uses_gram,
 )
 
-__all__ = ["NeuronFunction", "join_neuron", "split_block", "unit", "walk_left"]
+__all__ = ["NeuronFunction", "apply_ry", "join_neuron", "split_block", "unit", "walk_left"]
 
 
 def _unit_grad(y: torch.Tensor, norm: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -126,6 +126,39 @@ class NeuronFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         """Return the gradients of ``v``, ``cos`` and ``sin``, recomputing ``y`` from ``v``."""
         return _neuron_grad(ctx.saved_tensors, g_out, g_prob, ctx.needs_input_grad[:3])
+
+
+def _turn(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``[[c, -s], [s, c]]`` (0-d ``c``, ``s``) on axis 2 of ``x [B, L, 2, R]``."""
+    x0, x1 = x[:, :, 0], x[:, :, 1]
+    y = torch.empty_like(x)
+    torch.mul(x0, cos, out=y[:, :, 0]).addcmul_(x1, sin, value=-1)
+    torch.mul(x1, cos, out=y[:, :, 1]).addcmul_(x0, sin)
+    return y
+
+
+class _Rotate(torch.autograd.Function):
+    """``RY`` on axis 2 of ``x [B, L, 2, R]`` as one node (autograd's would be nine)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, cos, sin)
+        return _turn(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, cos, sin = ctx.saved_tensors
+        g_x = _turn(g, cos, -sin) if ctx.needs_input_grad[0] else None
+        g_cos = (x * g).sum() if ctx.needs_input_grad[1] else None
+        g_sin = None
+        if ctx.needs_input_grad[2]:
+            g_sin = (x[:, :, 0] * g[:, :, 1]).sum() - (x[:, :, 1] * g[:, :, 0]).sum()
+        return g_x, g_cos, g_sin
+
+
+def apply_ry(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``RY`` (``[[c, -s], [s, c]]``, 0-d ``c``, ``s``) on axis 2 of ``x [B, L, 2, R]``."""
+    return _Rotate.apply(x, cos, sin)
 
 
 class _JoinNeuron(torch.autograd.Function):

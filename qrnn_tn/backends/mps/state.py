@@ -16,6 +16,7 @@ import torch
 
 from qrnn_tn.backends.mps.fused import (
     NeuronFunction,
+    apply_ry,
     join_neuron,
     split_block,
     unit,
@@ -220,14 +221,10 @@ class BlockMPS:
         """``RY`` on a site outside the block (keeps its orthonormality: the gate is unitary)."""
         if self.c0 <= pos <= self.c1:
             bd, left, right, dr = self._legs(pos)
-            view = self.block.reshape(bd, left, 2, right, dr)
-            zero, one = view[:, :, 0], view[:, :, 1]
-            out = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
-            self.block = out.reshape(self.block.shape)
+            view = self.block.reshape(bd, left, 2, right * dr)
+            self.block = apply_ry(view, cos, sin).reshape(self.block.shape)
             return
-        site = self.site(pos)
-        zero, one = site[:, :, 0], site[:, :, 1]
-        self.sites[pos] = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
+        self.sites[pos] = apply_ry(self.site(pos), cos, sin)
 
     def neuron(
         self, a: int, b: int, target: int, cos: torch.Tensor, sin: torch.Tensor

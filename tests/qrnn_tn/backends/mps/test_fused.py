@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qrnn_tn.backends.mps.fused import NeuronFunction, join_neuron, split_block, unit, walk_left
+from qrnn_tn.backends.mps.fused import (
+    NeuronFunction,
+    apply_ry,
+    join_neuron,
+    split_block,
+    unit,
+    walk_left,
+)
 from qrnn_tn.backends.mps.svd import split
 
 
@@ -177,3 +184,23 @@ def test_walk_left_is_absorb_then_qr_then_renormalisation(left, d, dr):
     for a, b in zip((*fused_out, *fused), (*plain_out, *reference), strict=True):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-11)
     assert torch.autograd.gradcheck(walk_left, (site, bond))
+
+
+def test_apply_ry_is_the_rotation_written_out():
+    """``RY`` on axis 2 as one node: values and gradients of the tensor, ``cos`` and ``sin``
+    against autograd through the two rows of the rotation written out, and gradcheck."""
+    gen = torch.Generator().manual_seed(17)
+    x = torch.randn(3, 2, 2, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    cos = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    sin = torch.tensor(-0.8, dtype=torch.float64, requires_grad=True)
+
+    def plain(x, cos, sin):
+        zero, one = x[:, :, 0], x[:, :, 1]
+        return (torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2),)
+
+    weights = (torch.randn(3, 2, 2, 4, dtype=torch.float64, generator=gen),)
+    fused_out, fused = _grads(lambda *a: (apply_ry(*a),), (x, cos, sin), weights)
+    plain_out, reference = _grads(plain, (x, cos, sin), weights)
+    for a, b in zip((*fused_out, *fused), (*plain_out, *reference), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-13, rtol=1e-13)
+    assert torch.autograd.gradcheck(apply_ry, (x, cos, sin))
