@@ -2,7 +2,8 @@
 
 The state is an MPS over the lanes in lane order, torch tensors with the batch as leading
 dimension, kept in mixed canonical form around a small dense block
-(:mod:`~qrnn_tn.backends.mps.state`). The program is lowered to typed instructions
+(:mod:`~qrnn_tn.backends.mps.state`), whose moves are single autograd nodes with hand-written
+backward passes (:mod:`~qrnn_tn.backends.mps.fused`). The program is lowered to typed instructions
 (:mod:`~qrnn_tn.backends.mps.lowering`); neurons, RY layers, input writes, projections and
 resets are applied in program order (:mod:`~qrnn_tn.backends.mps.plan`); truncated SVDs
 (:mod:`~qrnn_tn.backends.mps.svd`) cap the bonds; :mod:`~qrnn_tn.backends.mps.cost`

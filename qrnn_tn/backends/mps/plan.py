@@ -283,13 +283,13 @@ class MPSPlan:
         discarded: list[torch.Tensor] = []
         for step in steps:
             state.discarded = torch.zeros_like(state.discarded)
-            log_p = torch.zeros_like(state.discarded)
+            norms: list[torch.Tensor] = []  # squared norms, their logs summed at the end
             p_step: torch.Tensor | None = None
             for ins in self.lowered.steps[step]:
                 match ins:
                     case ApplyNeuron(a=a, b=b, target=target, table=table):
                         cos, sin = tables.neurons[table]
-                        log_p = log_p + torch.log(state.neuron(a, b, target, cos, sin))
+                        norms.append(state.neuron(a, b, target, cos, sin))
                     case Rotate(pos=pos, rotation=rotation):
                         cos, sin = tables.rotations[rotation]
                         state.rotate(pos, cos, sin)
@@ -305,11 +305,15 @@ class MPSPlan:
                         word = words[:, token].clone()
                         p_token = state.marginal(io).gather(1, word[:, None])[:, 0]
                         state.project(io, word, p_token)
-                        log_p = log_p + torch.log(p_token)
+                        norms.append(p_token)
             if p_step is None:
                 raise BackendError(f"mps: step {step} of the program has no readout")
             probs.append(p_step)
-            log_norm.append(log_p)
+            log_norm.append(
+                torch.log(torch.stack(norms)).sum(dim=0)
+                if norms
+                else torch.zeros_like(state.discarded)
+            )
             discarded.append(state.discarded)
         state.cover(0, io - 1)
         return (

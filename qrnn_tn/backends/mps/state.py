@@ -12,39 +12,18 @@ one SVD each: the block keeps the ``2r`` sites the next neuron shares.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from qrnn_tn.backends.mps.svd import split
+from qrnn_tn.backends.mps.fused import (
+    NeuronFunction,
+    apply_ry,
+    join_neuron,
+    split_block,
+    unit,
+    walk_left,
+)
 
 __all__ = ["BlockMPS", "NeuronFunction", "join_sites", "unit"]
-
-
-class _Unit(torch.autograd.Function):
-    """``x [B, m, n]`` divided by its norm per batch element, as one autograd node.
-
-    The backward is ``(g - y ⟨y, g⟩) / ‖x‖`` for ``y = x / ‖x‖``, where autograd would run the
-    norm's and the division's backward (about ten small operations) at every split.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
-        y = x / norm
-        ctx.save_for_backward(y, norm)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
-        y, norm = ctx.saved_tensors
-        inner = (y * g).sum(dim=(1, 2), keepdim=True)
-        return (g - y * inner) / norm
-
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """``x [B, m, n]`` divided by its norm per batch element."""
-    return _Unit.apply(x)
 
 
 def join_sites(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -55,57 +34,6 @@ def join_sites(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     b, dl, p, d = left.shape
     out = torch.bmm(left.reshape(b, dl * p, d), right.reshape(b, d, -1))
     return out.reshape(b, dl, -1, right.shape[3])
-
-
-def _rotate_target(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``[[c, -s], [s, c]]`` on axis 3 of ``v [B, X, L, 2, R, Z]``, ``c``/``s`` per ``[L, R]``."""
-    c, s = cos[:, :, None], sin[:, :, None]
-    v0, v1 = v[:, :, :, 0], v[:, :, :, 1]
-    y = torch.empty_like(v)
-    torch.mul(v0, c, out=y[:, :, :, 0]).addcmul_(v1, s, value=-1)
-    torch.mul(v1, c, out=y[:, :, :, 1]).addcmul_(v0, s)
-    return y
-
-
-class NeuronFunction(torch.autograd.Function):
-    """A neuron on a block viewed as ``v [B, X, L, 2, R, Z]`` (axis 3 the target).
-
-    Renormalised: returns ``y / ‖y‖`` and ``‖y‖² [B]`` for ``y = M v``.
-
-    Autograd would keep ``v``, its flipped copy and ``y`` (three blocks per neuron); this
-    keeps ``v`` alone and recomputes ``y`` in the backward, so a step's graph holds about
-    half the memory and the backward makes fewer passes over the block.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``y / ‖y‖`` and ``‖y‖²``, keeping ``v`` (not ``y``) for the backward."""
-        y = _rotate_target(v, cos, sin)
-        norm = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1)
-        ctx.save_for_backward(v, cos, sin, norm)
-        return y.div_(norm.reshape(-1, 1, 1, 1, 1, 1)), norm.square()
-
-    @staticmethod
-    def backward(
-        ctx: Any, g_out: torch.Tensor, g_prob: torch.Tensor
-    ) -> tuple[torch.Tensor | None, ...]:
-        """Return the gradients of ``v``, ``cos`` and ``sin``, recomputing ``y`` from ``v``."""
-        v, cos, sin, norm = ctx.saved_tensors
-        n = norm.reshape(-1, 1, 1, 1, 1, 1)
-        out = _rotate_target(v, cos, sin).div_(n)
-        inner = (out * g_out).reshape(out.shape[0], -1).sum(dim=1)
-        coef = (inner - 2 * g_prob * norm.square()).reshape(n.shape)
-        g_y = (g_out - out * coef).div_(n)
-        g_v = _rotate_target(g_y, cos, -sin) if ctx.needs_input_grad[0] else None
-        g_cos = g_sin = None
-        if ctx.needs_input_grad[1]:
-            g_cos = (v * g_y).sum(dim=(0, 1, 3, 5))
-        if ctx.needs_input_grad[2]:
-            v0, v1, g0, g1 = v[:, :, :, 0], v[:, :, :, 1], g_y[:, :, :, 0], g_y[:, :, :, 1]
-            g_sin = (v0 * g1 - v1 * g0).sum(dim=(0, 1, 4))
-        return g_v, g_cos, g_sin
 
 
 class BlockMPS:
@@ -190,10 +118,19 @@ class BlockMPS:
         self.sites[self.c1 + 1] = None
         self.c1 += 1
 
-    def _truncate(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, c, discarded = split(m, self.max_bond, self.cutoff)
+    def _discard(self, discarded: torch.Tensor) -> None:
         self.discarded = self.discarded + discarded
-        return u, unit(c)
+
+    def _walk_left(self) -> None:
+        """Move an empty block one site left (absorb the site, split it off by QR)."""
+        site = self.site(self.c0 - 1)
+        if self._gauge_by_qr() and 2 * self.block.shape[3] >= site.shape[1]:
+            self.sites[self.c1], self.block = walk_left(site, self.block)  # c1 = c0 - 1
+            self.c0 -= 1
+            self.c1 -= 1
+            return
+        self._absorb_left()
+        self._split_right()
 
     def _gauge_by_qr(self) -> bool:
         """Whether a one-site block moves by QR instead of SVD.
@@ -220,9 +157,9 @@ class BlockMPS:
             self.block = c.reshape(b, -1, 1, dr)
             self.c0 += 1
             return
-        u, c = self._truncate(self.block.reshape(b, dl * 2, (p // 2) * dr))
-        self.sites[self.c0] = u.reshape(b, dl, 2, -1)
-        self.block = c.reshape(b, -1, p // 2, dr)
+        site, self.block, discarded = split_block(self.block, True, self.max_bond, self.cutoff)
+        self.sites[self.c0] = site
+        self._discard(discarded)
         self.c0 += 1
 
     def _split_right(self) -> None:
@@ -233,27 +170,33 @@ class BlockMPS:
             self.block = c.mT.reshape(b, dl, 1, -1)
             self.c1 -= 1
             return
-        u, c = self._truncate(self.block.reshape(b, dl * (p // 2), 2 * dr).mT)
-        self.sites[self.c1] = u.mT.reshape(b, -1, 2, dr)
-        self.block = c.mT.reshape(b, dl, p // 2, -1)
+        site, self.block, discarded = split_block(self.block, False, self.max_bond, self.cutoff)
+        self.sites[self.c1] = site
+        self._discard(discarded)
         self.c1 -= 1
 
-    def cover(self, a: int, b: int) -> None:
-        """Make the block span exactly sites ``a … b`` (an empty block when ``b = a - 1``)."""
+    def cover(self, a: int, b: int, defer_last: bool = False) -> bool:
+        """Make the block span exactly sites ``a … b`` (an empty block when ``b = a - 1``).
+
+        With ``defer_last``, when the last move would absorb site ``b`` on the right, it is
+        left to the caller (the block spans ``a … b-1``) and the return value is true.
+        """
         while self.c1 > b and self.c1 >= self.c0:
             self._split_right()
         while self.c0 < a and self.c0 <= self.c1:
             self._split_left()
         while self.c1 > b:  # empty block right of the window: walk it left
-            self._absorb_left()
-            self._split_right()
+            self._walk_left()
         while self.c0 < a:  # empty block left of the window: walk it right
             self._absorb_right()
             self._split_left()
         while self.c0 > a:
             self._absorb_left()
         while self.c1 < b:
+            if defer_last and self.c1 == b - 1:
+                return True
             self._absorb_right()
+        return False
 
     def _legs(self, pos: int) -> tuple[int, int, int, int]:
         """``(B·Dl, L, R, Dr)`` to view the block as ``[B·Dl, L, 2, R, Dr]`` around ``pos``."""
@@ -278,14 +221,10 @@ class BlockMPS:
         """``RY`` on a site outside the block (keeps its orthonormality: the gate is unitary)."""
         if self.c0 <= pos <= self.c1:
             bd, left, right, dr = self._legs(pos)
-            view = self.block.reshape(bd, left, 2, right, dr)
-            zero, one = view[:, :, 0], view[:, :, 1]
-            out = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
-            self.block = out.reshape(self.block.shape)
+            view = self.block.reshape(bd, left, 2, right * dr)
+            self.block = apply_ry(view, cos, sin).reshape(self.block.shape)
             return
-        site = self.site(pos)
-        zero, one = site[:, :, 0], site[:, :, 1]
-        self.sites[pos] = torch.stack((cos * zero - sin * one, sin * zero + cos * one), dim=2)
+        self.sites[pos] = apply_ry(self.site(pos), cos, sin)
 
     def neuron(
         self, a: int, b: int, target: int, cos: torch.Tensor, sin: torch.Tensor
@@ -295,7 +234,13 @@ class BlockMPS:
         ``cos``/``sin`` are ``c(x)``, ``s(x)`` laid out as ``[L, R]`` over the window's other
         sites (those left of the target, those right of it). The block is renormalised.
         """
-        self.cover(a, b)
+        if self.cover(a, b, defer_last=True):  # absorb site b and apply, as one node
+            self.block, prob = join_neuron(
+                self.block, self.site(b), cos, sin, 2 ** (target - self.c0)
+            )
+            self.sites[b] = None
+            self.c1 = b
+            return prob
         _, left, right, dr = self._legs(target)
         view = self.block.reshape(self.block.shape[0], -1, left, 2, right, dr)
         out, prob = NeuronFunction.apply(view, cos, sin)

@@ -21,7 +21,16 @@ import torch
 
 from qrnn_tn.errors import BackendError
 
-__all__ = ["split", "broadening", "GRAM_FLOOR"]
+__all__ = [
+    "GRAM_FLOOR",
+    "broadening",
+    "gram_grad",
+    "gram_parts",
+    "split",
+    "svd_grad",
+    "svd_parts",
+    "uses_gram",
+]
 
 GRAM_FLOOR = 1e-7
 """Relative singular-value floor of the Gram (eigh) route: its eigenvalues carry an absolute
@@ -39,6 +48,100 @@ def _lorentz(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x / (x * x + eps)
 
 
+def svd_parts(
+    m: torch.Tensor, max_bond: int | None, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``U``, ``C``, the discarded weight and what :func:`svd_grad` needs, by the exact SVD."""
+    try:
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    except torch.linalg.LinAlgError:  # checked after a failure, not before every split
+        check_finite(m)
+        raise
+    if not bool(torch.isfinite(s).all()):  # the SVD returns NaN for infinite input
+        check_finite(m)
+    keep = int((s > cutoff * s[:, :1]).sum(dim=1).max().clamp_min(1))
+    if max_bond is not None:
+        keep = min(keep, max_bond)
+    total = (s * s).sum(dim=1)
+    discarded = (s[:, keep:] ** 2).sum(dim=1) / total.clamp_min(torch.finfo(s.dtype).tiny)
+    return u[..., :keep], s[:, :keep, None] * vh[:, :keep], discarded, (u, s, vh)
+
+
+def svd_grad(saved: tuple[torch.Tensor, ...], g_u: torch.Tensor, g_c: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``M`` from those of ``U`` and ``C``; see the module doc."""
+    u, s, vh = saved
+    keep, full = g_u.shape[2], s.shape[1]
+    eps = broadening(s.dtype)
+    if keep < full:
+        g_u = torch.nn.functional.pad(g_u, (0, full - keep))
+        g_c = torch.nn.functional.pad(g_c, (0, 0, 0, full - keep))
+    a = u.mT @ g_u
+    c_v = g_c @ vh.mT  # (gC V)_jk; b = Vᵀ gV has b_jk = (V gCᵀ)_jk s_k = (c_v)ᵀ_jk s_k
+    b = c_v.mT * s[:, None, :]
+    skew_a, skew_b = a - a.mT, b - b.mT
+    diff = s[:, None, :] - s[:, :, None]  # s_k - s_j at [j, k]
+    summ = s[:, None, :] + s[:, :, None]
+    inner = 0.5 * (
+        (skew_a + skew_b) * _lorentz(diff, eps) + (skew_a - skew_b) * _lorentz(summ, eps)
+    )
+    inner = inner + torch.diag_embed(torch.diagonal(c_v, dim1=1, dim2=2))
+    s_inv = s / (s * s + eps)
+    g_m = u @ inner @ vh
+    g_m = g_m + ((g_u - u @ a) * s_inv[:, None, :]) @ vh
+    return g_m + u @ (g_c - c_v @ vh)
+
+
+def gram_parts(
+    m: torch.Tensor, max_bond: int, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``U``, ``C``, the discarded weight and what :func:`gram_grad` needs, by ``eigh``."""
+    try:
+        lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
+    except torch.linalg.LinAlgError:  # as for every non-finite input
+        check_finite(m)
+        raise
+    lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
+    cut = max(cutoff, GRAM_FLOOR) ** 2
+    keep = int((lam > cut * lam[:, :1]).sum(dim=1).max().clamp_min(1))
+    keep = min(keep, max_bond)
+    total = lam.sum(dim=1)
+    discarded = lam[:, keep:].sum(dim=1) / total.clamp_min(torch.finfo(m.dtype).tiny)
+    u = w[..., :keep]
+    return u, u.mT @ m, discarded, (m, lam, w)
+
+
+def gram_grad(
+    saved: tuple[torch.Tensor, ...], g_u: torch.Tensor, g_c: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of ``M`` from those of ``U`` and ``C``; see :class:`_GramSplit`."""
+    m, lam, w = saved
+    keep = g_u.shape[2]
+    u, rest = w[..., :keep], w[..., keep:]
+    g_m = u @ g_c
+    if rest.shape[-1] == 0:  # nothing discarded: U is square and M = U C exactly
+        return g_m
+    g_ut = g_u + m @ g_c.mT  # total gradient on U (C = Uᵀ M)
+    x = rest.mT @ g_ut  # [B, r - k, k]
+    f = _lorentz(lam[:, None, :keep] - lam[:, keep:, None], broadening(m.dtype))
+    g_g = rest @ (f * x) @ u.mT
+    return g_m + (g_g + g_g.mT) @ m
+
+
+def uses_gram(m: torch.Tensor, max_bond: int | None) -> bool:
+    """Whether :func:`split` factors ``m`` through the Gram matrix (see there)."""
+    return max_bond is not None and m.dtype == torch.float64 and m.shape[1] <= m.shape[2]
+
+
+def check_finite(m: torch.Tensor) -> None:
+    """Refuse a matrix to be split that holds NaN or infinite values (LAPACK's error is opaque)."""
+    if not bool(torch.isfinite(m).all()):
+        raise BackendError(
+            f"mps: a {tuple(m.shape)} tensor to be split by SVD holds NaN or infinite values "
+            "(non-finite parameters, or an overflow); check that the parameters are finite, "
+            "or use float64"
+        )
+
+
 class _Split(torch.autograd.Function):
     """``M [B, m, n] -> (U [B, m, D], C [B, D, n], discarded [B])``; see the module doc."""
 
@@ -46,42 +149,16 @@ class _Split(torch.autograd.Function):
     def forward(
         ctx: Any, m: torch.Tensor, max_bond: int | None, cutoff: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        u, s, vh = torch.linalg.svd(m, full_matrices=False)
-        keep = int((s > cutoff * s[:, :1]).sum(dim=1).max().clamp_min(1))
-        if max_bond is not None:
-            keep = min(keep, max_bond)
-        total = (s * s).sum(dim=1)
-        discarded = (s[:, keep:] ** 2).sum(dim=1) / total.clamp_min(torch.finfo(s.dtype).tiny)
-        ctx.keep = keep
-        ctx.save_for_backward(u, s, vh)
+        u, c, discarded, saved = svd_parts(m, max_bond, cutoff)
+        ctx.save_for_backward(*saved)
         ctx.mark_non_differentiable(discarded)
-        return u[..., :keep], s[:, :keep, None] * vh[:, :keep], discarded
+        return u, c, discarded
 
     @staticmethod
     def backward(
         ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
     ) -> tuple[torch.Tensor, None, None]:
-        u, s, vh = ctx.saved_tensors
-        keep, full = ctx.keep, s.shape[1]
-        eps = broadening(s.dtype)
-        if keep < full:
-            g_u = torch.nn.functional.pad(g_u, (0, full - keep))
-            g_c = torch.nn.functional.pad(g_c, (0, 0, 0, full - keep))
-        a = u.mT @ g_u
-        c_v = g_c @ vh.mT  # (gC V)_jk; b = Vᵀ gV has b_jk = (V gCᵀ)_jk s_k = (c_v)ᵀ_jk s_k
-        b = c_v.mT * s[:, None, :]
-        skew_a, skew_b = a - a.mT, b - b.mT
-        diff = s[:, None, :] - s[:, :, None]  # s_k - s_j at [j, k]
-        summ = s[:, None, :] + s[:, :, None]
-        inner = 0.5 * (
-            (skew_a + skew_b) * _lorentz(diff, eps) + (skew_a - skew_b) * _lorentz(summ, eps)
-        )
-        inner = inner + torch.diag_embed(torch.diagonal(c_v, dim1=1, dim2=2))
-        s_inv = s / (s * s + eps)
-        g_m = u @ inner @ vh
-        g_m = g_m + ((g_u - u @ a) * s_inv[:, None, :]) @ vh
-        g_m = g_m + u @ (g_c - c_v @ vh)
-        return g_m, None, None
+        return svd_grad(ctx.saved_tensors, g_u, g_c), None, None
 
 
 class _GramSplit(torch.autograd.Function):
@@ -98,17 +175,8 @@ class _GramSplit(torch.autograd.Function):
     def forward(
         ctx: Any, m: torch.Tensor, max_bond: int, cutoff: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lam, w = torch.linalg.eigh(m @ m.mT)  # ascending
-        lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
-        cut = max(cutoff, GRAM_FLOOR) ** 2
-        keep = int((lam > cut * lam[:, :1]).sum(dim=1).max().clamp_min(1))
-        keep = min(keep, max_bond)
-        total = lam.sum(dim=1)
-        discarded = lam[:, keep:].sum(dim=1) / total.clamp_min(torch.finfo(m.dtype).tiny)
-        u = w[..., :keep]
-        c = u.mT @ m
-        ctx.keep = keep
-        ctx.save_for_backward(m, lam, w)
+        u, c, discarded, saved = gram_parts(m, max_bond, cutoff)
+        ctx.save_for_backward(*saved)
         ctx.mark_non_differentiable(discarded)
         return u, c, discarded
 
@@ -116,17 +184,7 @@ class _GramSplit(torch.autograd.Function):
     def backward(
         ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
     ) -> tuple[torch.Tensor, None, None]:
-        m, lam, w = ctx.saved_tensors
-        keep = ctx.keep
-        u, rest = w[..., :keep], w[..., keep:]
-        g_m = u @ g_c
-        if rest.shape[-1] == 0:  # nothing discarded: U is square and M = U C exactly
-            return g_m, None, None
-        g_ut = g_u + m @ g_c.mT  # total gradient on U (C = Uᵀ M)
-        x = rest.mT @ g_ut  # [B, r - k, k]
-        f = _lorentz(lam[:, None, :keep] - lam[:, keep:, None], broadening(m.dtype))
-        g_g = rest @ (f * x) @ u.mT
-        return g_m + (g_g + g_g.mT) @ m, None, None
+        return gram_grad(ctx.saved_tensors, g_u, g_c), None, None
 
 
 def split(
@@ -142,12 +200,6 @@ def split(
     matrix (:class:`_GramSplit`, ~2.5× cheaper than the SVD on CPU; singular values below
     ``GRAM_FLOOR · s_max`` are dropped and counted as discarded); otherwise the exact SVD.
     """
-    if not bool(torch.isfinite(m).all()):  # LAPACK would fail with an opaque error
-        raise BackendError(
-            f"mps: a {tuple(m.shape)} tensor to be split by SVD holds NaN or infinite values "
-            "(non-finite parameters, or an overflow); check that the parameters are finite, "
-            "or use float64"
-        )
-    if max_bond is not None and m.dtype == torch.float64 and m.shape[1] <= m.shape[2]:
+    if uses_gram(m, max_bond):
         return _GramSplit.apply(m, max_bond, cutoff)
     return _Split.apply(m, max_bond, cutoff)
