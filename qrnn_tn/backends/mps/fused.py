@@ -1,11 +1,13 @@
 """The block MPS's moves as single autograd nodes with hand-written backward passes.
 
-At bonds up to ~16 a block move costs a few dozen tensor operations on tensors of a few
-kilobytes, so the time goes to per-operation and per-autograd-node overhead, not to
-arithmetic. Each function here does one move (a truncated split with its renormalisation,
-a site absorbed together with the neuron that follows, a QR gauge step of the sweep back)
-as one node whose backward is the chain rule of the plain composition written out, with
-the reshapes and transposes inside the node. Each is checked against autograd through the
+At bonds up to ~16 a block move is a few dozen tensor operations on small tensors; as a
+plain composition each of them is an autograd node with its own saved tensors and backward
+call. Each function here does one move (a truncated split with its renormalisation, a site
+absorbed together with the neuron that follows, a QR gauge step of the sweep back) as one
+node whose backward is the chain rule of the plain composition written out, with the
+reshapes and transposes inside the node. What is left of a training step is mostly
+arithmetic: the batched ``eigh`` of the splits, Gram products, QR and the neurons'
+elementwise work (``benchmarks.mps_training --parts profile``). Each is checked against autograd through the
 plain composition and against finite differences
 (``tests/qrnn_tn/backends/mps/test_fused.py``).
 """
