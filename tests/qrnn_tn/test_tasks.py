@@ -212,8 +212,8 @@ def test_mnist_reduced_limits_training_images_only_and_deskews_on_request(tmp_pa
         _write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", images)
         _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte.gz", labels)
     options = {"digits": "0,1,2,3", "data_dir": str(tmp_path), "val_fraction": 0.25, "limit": 20}
-    plain = build_datasets("mnist-reduced", 0, deskew=False, **options)
-    upright = build_datasets("mnist-reduced", 0, **options)
+    plain = build_datasets("mnist-reduced", 0, **options)
+    upright = build_datasets("mnist-reduced", 0, deskew=True, **options)
     for data in (plain, upright):
         assert len(data.train) + len(data.val) == 20 and len(data.test) == 40
     assert not np.array_equal(plain.train.words, upright.train.words)  # the option is read
