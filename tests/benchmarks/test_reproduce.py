@@ -149,7 +149,7 @@ def test_mnist_budget_runs_the_papers_table_and_says_which_data():
         "mnist-pixel (digits=0,1)",
         "mnist-pixel (digits=3,6)",
         "mnist-reduced (method=tsne)",
-        "mnist-reduced (method=umap, n_components=3)",
+        "mnist-reduced (method=umap, n_components=3, bits=4)",
     ]
     assert (
         "MNIST subset (7500 train / 1000 test from the official test set)"
