@@ -174,12 +174,17 @@ def _mnist_dir(data_dir: str | None) -> str:
 
 
 def _mnist_pixel(
-    seed: int, digits: Any, data_dir: str | None, val_fraction: float, limit: int | None
+    seed: int,
+    digits: Any,
+    data_dir: str | None,
+    val_fraction: float,
+    limit: int | None,
+    deskew: bool,
 ) -> TaskData:
     classes = _digits(digits, val_fraction)
     directory = _mnist_dir(data_dir)
-    train = mnist_pixel_dataset(directory, classes, "train")
-    test = mnist_pixel_dataset(directory, classes, "test")
+    train = mnist_pixel_dataset(directory, classes, "train", deskew_images=deskew)
+    test = mnist_pixel_dataset(directory, classes, "test", deskew_images=deskew)
     if limit is not None:
         train = train.subset(np.arange(min(limit, len(train))))
         test = test.subset(np.arange(min(limit, len(test))))
@@ -331,7 +336,13 @@ TASKS: dict[str, Task] = {
                 "steps": 1000,
                 "eval_every": 25,
             },
-            {"digits": "0,1", "data_dir": None, "val_fraction": 0.1, "limit": None},
+            {
+                "digits": "0,1",
+                "data_dir": None,
+                "val_fraction": 0.1,
+                "limit": None,
+                "deskew": False,
+            },
             _mnist_pixel,
         ),
         Task(

@@ -209,13 +209,18 @@ def mnist_pixel_dataset(
     crop: int = 20,
     threshold: float = 127.5,
     io: int = 2,
+    *,
+    deskew_images: bool = False,
 ) -> SequenceDataset:
     """MNIST pixel by pixel (paper setup): crop 20x20, downscale to 10x10, binarise, scan.
 
     ``threshold`` applies to the downscaled 0..255 grey values. Class indices follow the
-    order of ``digits``.
+    order of ``digits``. ``deskew_images`` straightens the 28x28 images first
+    (:func:`deskew`), a step the paper does not take.
     """
     images, labels = select_classes(*load_mnist(data_dir, split), digits)
+    if deskew_images:
+        images = deskew(images)
     small = binarise(downscale(crop_center(images, crop), size), threshold)
     name = f"mnist-pixels-{'v'.join(map(str, digits))}-{split}"
     return pixel_sequences(small, labels, digits, io, name=name)

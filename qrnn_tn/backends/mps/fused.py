@@ -7,8 +7,8 @@ absorbed together with the neuron that follows, a QR gauge step of the sweep bac
 node whose backward is the chain rule of the plain composition written out, with the
 reshapes and transposes inside the node. What is left of a training step is mostly
 arithmetic: the batched ``eigh`` of the splits, Gram products, QR and the neurons'
-elementwise work (``benchmarks.mps_training --parts profile``). Each is checked against autograd through the
-plain composition and against finite differences
+elementwise work (``benchmarks.mps_training --parts profile``). Each is checked against
+autograd through the plain composition and against finite differences
 (``tests/qrnn_tn/backends/mps/test_fused.py``).
 """
 

@@ -130,6 +130,29 @@ def test_mnist_pixel_dataset_end_to_end(tmp_path):
     assert ds.mask.sum(axis=1).tolist() == [1, 1, 1] and ds.mask[:, -1].all()
 
 
+def test_mnist_pixel_dataset_deskews_before_cropping(tmp_path):
+    images = np.zeros((2, 28, 28), dtype=np.uint8)
+    images[0, 0:4, 0:4] = 255  # a corner block, outside the crop window: moved to the centre
+    images[1, 6:22, 6:8] = 255  # a stroke leaning right by 1 column per 2 rows
+    for r in range(6, 22):
+        images[1, r] = 0
+        images[1, r, 6 + (r - 6) // 2 : 8 + (r - 6) // 2] = 255
+    labels = np.array([0, 1], dtype=np.uint8)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    plain = mnist_pixel_dataset(tmp_path, digits=(0, 1), split="train")
+    upright = mnist_pixel_dataset(tmp_path, digits=(0, 1), split="train", deskew_images=True)
+    assert plain.words[0, :100].tolist() == [0] * 100
+    centre = np.zeros(100, dtype=np.int64)
+    centre[[44, 45, 54, 55]] = 3  # the crop's 10x10 pixels (4, 4), (4, 5), (5, 4), (5, 5)
+    assert upright.words[0, :100].tolist() == centre.tolist()
+
+    def columns(words):  # columns holding ink in the row-major scanline
+        return set(np.flatnonzero((words[:100] >> 1).reshape(10, 10).any(axis=0)).tolist())
+
+    assert len(columns(upright.words[1])) <= 2 < len(columns(plain.words[1]))
+
+
 def test_select_classes_refuses_absent_classes_and_a_single_class():
     imgs = np.zeros((4, 2, 2))
     with pytest.raises(DataError, match=r"no sample has label\(s\) \[11\]"):
