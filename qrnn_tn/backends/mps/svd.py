@@ -113,7 +113,7 @@ def gram_parts(
 def gram_grad(
     saved: tuple[torch.Tensor, ...], g_u: torch.Tensor, g_c: torch.Tensor
 ) -> torch.Tensor:
-    """Gradient of ``M`` from those of ``U`` and ``C``; see :class:`_GramSplit`."""
+    """Gradient of ``M`` from those of ``U`` and ``C``; see :class:`_Split`."""
     m, lam, w = saved
     keep = g_u.shape[2]
     u, rest = w[..., :keep], w[..., keep:]
@@ -143,39 +143,27 @@ def check_finite(m: torch.Tensor) -> None:
 
 
 class _Split(torch.autograd.Function):
-    """``M [B, m, n] -> (U [B, m, D], C [B, D, n], discarded [B])``; see the module doc."""
+    """``M [B, m, n] -> (U [B, m, D], C [B, D, n], discarded [B])``; see the module doc.
 
-    @staticmethod
-    def forward(
-        ctx: Any, m: torch.Tensor, max_bond: int | None, cutoff: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        u, c, discarded, saved = svd_parts(m, max_bond, cutoff)
-        ctx.save_for_backward(*saved)
-        ctx.mark_non_differentiable(discarded)
-        return u, c, discarded
-
-    @staticmethod
-    def backward(
-        ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        return svd_grad(ctx.saved_tensors, g_u, g_c), None, None
-
-
-class _GramSplit(torch.autograd.Function):
-    """Truncated split through ``eigh(M Mᵀ)`` (rows ≤ columns).
-
-    ``U`` = top eigenvectors, ``C = Uᵀ M``. Backward: eigenvector perturbation with the
-    Lorentzian-guarded ``1/(λ_k - λ_j)``, for kept ``k`` and discarded ``j`` only. Kept-kept pairs
-    rotate ``U`` inside its own span (``U -> U O``, ``C -> Oᵀ C``), which no MPS output sees: for
-    such outputs ``Uᵀ ∂L/∂U`` is symmetric, their term antisymmetric, and its contribution
-    ``g + gᵀ`` is exactly zero, so it is not computed.
+    ``gram`` picks the route: the thin SVD (:func:`svd_parts`, :func:`svd_grad`) or
+    ``eigh(M Mᵀ)`` for rows ≤ columns (:func:`gram_parts`, :func:`gram_grad`): ``U`` the top
+    eigenvectors, ``C = Uᵀ M``, and a backward by eigenvector perturbation with the
+    Lorentzian-guarded ``1/(λ_k - λ_j)`` for kept ``k`` and discarded ``j`` only. Kept-kept
+    pairs rotate ``U`` inside its own span (``U -> U O``, ``C -> Oᵀ C``), which no MPS output
+    sees: for such outputs ``Uᵀ ∂L/∂U`` is symmetric, their term antisymmetric, and its
+    contribution ``g + gᵀ`` is exactly zero, so it is not computed.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, m: torch.Tensor, max_bond: int, cutoff: float
+        ctx: Any, m: torch.Tensor, max_bond: int | None, cutoff: float, gram: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        u, c, discarded, saved = gram_parts(m, max_bond, cutoff)
+        if gram:
+            assert max_bond is not None  # uses_gram: the Gram route needs a cap
+            u, c, discarded, saved = gram_parts(m, max_bond, cutoff)
+        else:
+            u, c, discarded, saved = svd_parts(m, max_bond, cutoff)
+        ctx.gram = gram
         ctx.save_for_backward(*saved)
         ctx.mark_non_differentiable(discarded)
         return u, c, discarded
@@ -183,8 +171,9 @@ class _GramSplit(torch.autograd.Function):
     @staticmethod
     def backward(
         ctx: Any, g_u: torch.Tensor, g_c: torch.Tensor, _g_disc: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        return gram_grad(ctx.saved_tensors, g_u, g_c), None, None
+    ) -> tuple[torch.Tensor, None, None, None]:
+        grad = gram_grad if ctx.gram else svd_grad
+        return grad(ctx.saved_tensors, g_u, g_c), None, None, None
 
 
 def split(
@@ -197,9 +186,7 @@ def split(
     returns the discarded weight ``Σ_{i ≥ D} s_i² / Σ s_i²`` per batch element.
 
     With a cap in float64 and rows ≤ columns the split goes through ``eigh`` of the Gram
-    matrix (:class:`_GramSplit`, ~2.5× cheaper than the SVD on CPU; singular values below
+    matrix (:class:`_Split`, ~2.5× cheaper than the SVD on CPU; singular values below
     ``GRAM_FLOOR · s_max`` are dropped and counted as discarded); otherwise the exact SVD.
     """
-    if uses_gram(m, max_bond):
-        return _GramSplit.apply(m, max_bond, cutoff)
-    return _Split.apply(m, max_bond, cutoff)
+    return _Split.apply(m, max_bond, cutoff, uses_gram(m, max_bond))
